@@ -1,0 +1,140 @@
+# pmprof — out-of-process profiler for native Linux programs.
+# `make` builds build/pmprof; `make test`, `make demo`, `make bench`, `make install PREFIX=...`,
+# `make sanitize`, `make format`. Missing Debian packages are installed first (as root) or the
+# exact apt-get command is printed (as non-root).
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CXX      ?= g++
+GO       ?= go
+
+DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
+                 zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils
+TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace
+
+PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib
+WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
+ifneq ($(CI),)
+WERROR   ?= 1
+endif
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+OPT      ?= -O2 -g
+CXXFLAGS += -std=c++20 $(OPT) $(WARN) -Iinclude -MMD -MP
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS   += $(PKG_LIBS) -lpthread
+
+SRCS       := $(sort $(wildcard src/*.cpp))
+LIB_SRCS   := $(filter-out src/main.cpp,$(SRCS))
+LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+TEST_SRCS  := $(sort $(wildcard tests/unit/*.cpp tests/integration/*.cpp tests/support/*.cpp))
+TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
+TARGETS    := $(basename $(notdir $(wildcard tests/targets/*.cpp)))
+TARGET_BINS := $(foreach t,$(TARGETS),$(BUILD)/targets/$(t)-fp $(BUILD)/targets/$(t)-nofp)
+EXAMPLES   := $(basename $(notdir $(wildcard examples/*.cpp)))
+EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps test-deps test unit integration demo bench install sanitize format clean
+all: $(BUILD)/pmprof
+
+# ---- dependencies -------------------------------------------------------------------------
+# Installs what is missing: as root with apt-get (updating the package lists first when they are
+# empty), otherwise it prints the exact command and fails.
+define ensure_packages
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "pmprof: installing" $$missing; \
+	    if ! ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'; then apt-get update -q; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || \
+	      { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
+	  else \
+	    echo "pmprof: missing packages; run: sudo apt-get install -y $$missing" >&2; exit 1; \
+	  fi; \
+	fi
+endef
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	$(call ensure_packages,$(DEPS_PACKAGES))
+	@mkdir -p $(BUILD) && touch $@
+test-deps: $(BUILD)/.test-deps-ok
+$(BUILD)/.test-deps-ok: $(DEPS_STAMP)
+	$(call ensure_packages,$(TEST_PACKAGES))
+	@touch $@
+
+# ---- the tool -----------------------------------------------------------------------------
+$(BUILD)/obj/src/syscall_names.o: $(BUILD)/gen/syscall_names.inc
+# x86_64 syscall names generated from the kernel headers the machine has.
+$(BUILD)/gen/syscall_names.inc: | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	echo '#include <sys/syscall.h>' | $(CXX) -dM -E -x c - | \
+	  sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9][0-9]*\)$$/{\2, "\1"},/p' | sort -n -t'{' -k2 > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(PKG_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+
+$(BUILD)/pmprof: $(BUILD)/obj/src/main.o $(LIB_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# ---- tests --------------------------------------------------------------------------------
+$(BUILD)/pmprof-tests: $(TEST_OBJS) $(LIB_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# Targets are built twice: with frame pointers and without, both -O2 with inlining and -g.
+TARGET_FLAGS := -std=c++20 -O2 -g -pthread
+$(BUILD)/targets/%-fp: tests/targets/%.cpp tests/targets/target_support.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(TARGET_FLAGS) -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -o $@ $<
+$(BUILD)/targets/%-nofp: tests/targets/%.cpp tests/targets/target_support.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(TARGET_FLAGS) -fomit-frame-pointer -o $@ $<
+
+$(BUILD)/examples/%: examples/%.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 -O2 -g -pthread -o $@ $<
+
+# A small Go checker over github.com/google/pprof/profile (Debian's GOPATH, no network).
+$(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
+	@mkdir -p $(BUILD)/gocache
+	cd tests/tools/pprofcheck && GO111MODULE=off GOPATH=/usr/share/gocode \
+	  GOCACHE=$(abspath $(BUILD))/gocache $(GO) build -o $(abspath $@) .
+
+TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
+test: $(BUILD)/.test-deps-ok
+	@$(MAKE) --no-print-directory $(TEST_BINS)
+	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
+unit: $(BUILD)/pmprof-tests
+	$(BUILD)/pmprof-tests '[unit]'
+integration: $(BUILD)/.test-deps-ok
+	@$(MAKE) --no-print-directory $(TEST_BINS)
+	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
+
+# ---- demo, bench, install -----------------------------------------------------------------
+demo: $(BUILD)/pmprof $(EXAMPLE_BINS)
+	@BUILD=$(BUILD) examples/demo.sh
+
+bench: $(BUILD)/.test-deps-ok $(BUILD)/pmprof
+	@BUILD=$(BUILD) bench/run.sh
+
+install: $(BUILD)/pmprof
+	install -D -m 0755 $(BUILD)/pmprof $(DESTDIR)$(PREFIX)/bin/pmprof
+	install -D -m 0644 man/pmprof.1 $(DESTDIR)$(PREFIX)/share/man/man1/pmprof.1
+
+sanitize:
+	$(MAKE) BUILD=build-sanitize OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" build-sanitize/pmprof build-sanitize/pmprof-tests
+
+format:
+	clang-format -i $(wildcard src/*.cpp src/*.h include/pmprof/*.h tests/*/*.cpp tests/*/*.h \
+	  examples/*.cpp bench/*.cpp)
+
+clean:
+	rm -rf $(BUILD) build-sanitize
+
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/obj/src/main.d

@@ -1,0 +1,91 @@
+// /proc parsers (pure functions over text, unit-tested on literal strings) and thin readers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pmprof/error.h"
+#include "pmprof/types.h"
+
+namespace pmprof {
+
+/// /proc/PID/task/TID/stat. `comm` may hold spaces and parentheses: it ends at the last ')'.
+struct TaskStat {
+    pid_t tid = 0;
+    std::string comm;
+    ThreadState state = ThreadState::Unknown;
+    pid_t ppid = 0;
+    uint64_t utime_ticks = 0;
+    uint64_t stime_ticks = 0;
+    int64_t num_threads = 0;
+    uint64_t start_time_ticks = 0;  // since boot: with the pid, identifies a process (pid reuse)
+    int processor = -1;
+};
+
+/// /proc/PID/status (the fields pmprof uses).
+struct TaskStatus {
+    std::string name;
+    ThreadState state = ThreadState::Unknown;
+    pid_t tgid = 0;
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t tracer_pid = 0;
+    uid_t uid_real = 0, uid_effective = 0;
+    int64_t threads = 0;
+    uint64_t voluntary_ctxt_switches = 0;
+    uint64_t nonvoluntary_ctxt_switches = 0;
+    uint64_t vm_rss_kb = 0;
+    uint64_t cap_eff = 0;
+};
+
+/// /proc/PID/task/TID/schedstat: time on cpu, time waiting to run, timeslices.
+struct SchedStat {
+    uint64_t run_ns = 0;
+    uint64_t wait_ns = 0;
+    uint64_t timeslices = 0;
+};
+
+/// /proc/PID/task/TID/syscall: "running", "-1 sp pc" (stopped outside a syscall) or
+/// "nr a0 a1 a2 a3 a4 a5 sp pc".
+struct SyscallState {
+    bool running = false;  // the thread was on cpu: nothing else is valid
+    long nr = -1;          // -1: not in a syscall
+    std::array<uint64_t, 6> args{};
+    uint64_t sp = 0;
+    uint64_t pc = 0;
+};
+
+Result<TaskStat> parse_stat(std::string_view text);
+Result<TaskStatus> parse_status(std::string_view text);
+Result<SchedStat> parse_schedstat(std::string_view text);
+Result<SyscallState> parse_syscall(std::string_view text);
+/// Parses one maps line; nullopt for a malformed one.
+std::optional<MemoryMap> parse_maps_line(std::string_view line);
+/// Parses a whole maps file, skipping malformed lines.
+std::vector<MemoryMap> parse_maps(std::string_view text);
+/// Name of an x86_64 syscall number ("epoll_wait"), or "syscall_<nr>" when unknown.
+std::string syscall_name(long nr);
+
+// Readers: "/proc/<pid>/..." and "/proc/<pid>/task/<tid>/...".
+Result<TaskStat> read_task_stat(pid_t pid, pid_t tid);
+Result<TaskStatus> read_status(pid_t pid);
+Result<TaskStatus> read_task_status(pid_t pid, pid_t tid);
+Result<SchedStat> read_schedstat(pid_t pid, pid_t tid);
+Result<SyscallState> read_syscall(pid_t pid, pid_t tid);
+Result<std::vector<MemoryMap>> read_maps(pid_t pid);
+/// Kernel function the thread sleeps in ("do_epoll_wait"), "" when running or hidden.
+std::string read_wchan(pid_t pid, pid_t tid);
+/// The thread ids in /proc/PID/task, sorted.
+Result<std::vector<pid_t>> list_tasks(pid_t pid);
+/// argv joined by spaces ("" for a zombie or kernel thread).
+std::string read_cmdline(pid_t pid);
+/// /proc/sys/kernel/yama/ptrace_scope as an integer, -1 when the file does not exist (no Yama).
+int read_ptrace_scope();
+
+}  // namespace pmprof

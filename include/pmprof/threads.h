@@ -1,0 +1,61 @@
+// ThreadDump: one consistent snapshot of every thread, unwound and symbolized, plus grouping of
+// identical stacks. What `pmprof stacks` prints.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pmprof/error.h"
+#include "pmprof/profile.h"
+#include "pmprof/ptrace.h"
+#include "pmprof/symbolize.h"
+#include "pmprof/types.h"
+#include "pmprof/unwind.h"
+
+namespace pmprof {
+
+struct ThreadEntry {
+    pid_t tid = 0;
+    std::string name;
+    ThreadState state = ThreadState::Unknown;  // as read before the stop
+    long syscall_nr = -1;                      // -1: not in a syscall, or running
+    std::string syscall;                       // its name, "" when none
+    std::string wchan;
+    bool captured = false;
+    std::string error;                         // why not captured
+    RawStack stack;
+    std::vector<SymbolizedPc> frames;          // parallel to stack.frames
+};
+
+struct ThreadDump {
+    pid_t pid = 0;
+    std::string command;
+    int64_t time_nanos = 0;
+    std::vector<ThreadEntry> threads;
+    SnapshotStats stats;
+    size_t unwind_failures = 0;  // stacks that did not reach their root
+    uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
+};
+
+struct DumpOptions {
+    UnwinderKind unwinder = UnwinderKind::Dwfl;
+    size_t max_depth = 256;
+    SymbolizeOptions symbolize;
+    std::vector<std::string> thread_filter;  // tids or names; empty: every thread
+    CaptureOptions capture;
+};
+
+/// Seizes `pid`, snapshots its threads (stopped together, only copies inside the stop),
+/// detaches, then unwinds and symbolizes. Fatal problems (cannot attach) come back as an Error.
+Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt);
+
+/// Threads with identical stacks (same frames by pc) grouped; groups ordered by size, then tid.
+std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump);
+
+/// A threads/count profile (like Go's goroutine profile) with thread_name, tid, state labels.
+Profile thread_dump_to_profile(const ThreadDump& dump);
+
+}  // namespace pmprof

@@ -1,0 +1,123 @@
+// Plain data shared by every layer: memory maps, thread states, register and stack copies,
+// raw (unsymbolized) stacks and symbolized frames.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pmprof {
+
+/// One line of /proc/PID/maps.
+struct MemoryMap {
+    uint64_t start = 0;  // first address
+    uint64_t end = 0;    // one past the last address
+    std::string perms;   // "r-xp"
+    uint64_t file_offset = 0;
+    std::string dev;     // "fd:01"
+    uint64_t inode = 0;
+    std::string path;    // " (deleted)" stripped; "[stack]", "[heap]", "" for anonymous
+    bool deleted = false;
+
+    bool readable() const { return perms.size() > 0 && perms[0] == 'r'; }
+    bool writable() const { return perms.size() > 1 && perms[1] == 'w'; }
+    bool executable() const { return perms.size() > 2 && perms[2] == 'x'; }
+    bool file_backed() const { return !path.empty() && path[0] == '/'; }
+    bool contains(uint64_t a) const { return a >= start && a < end; }
+};
+
+/// The kernel's task state letter from /proc/.../stat, as an enum.
+enum class ThreadState : char {
+    Running = 'R',
+    Sleeping = 'S',
+    DiskSleep = 'D',
+    Stopped = 'T',
+    TracingStop = 't',
+    Zombie = 'Z',
+    Dead = 'X',
+    Idle = 'I',
+    Parked = 'P',
+    Unknown = '?',
+};
+
+/// Maps a state letter to ThreadState (Unknown for anything else).
+ThreadState thread_state_from_char(char c);
+/// "running", "sleeping", "disk sleep", "stopped", "tracing stop", "zombie", ...
+std::string_view thread_state_name(ThreadState s);
+
+/// General registers in DWARF numbering for x86_64 (0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi, 5 rdi,
+/// 6 rbp, 7 rsp, 8-15 r8-r15, 16 rip), the order libdwfl's set_initial_registers expects.
+struct Registers {
+    static constexpr int kCount = 17;
+    static constexpr int kFp = 6;
+    static constexpr int kSp = 7;
+    static constexpr int kPc = 16;
+    std::array<uint64_t, kCount> dwarf{};
+    uint64_t fs_base = 0;  // thread pointer, for TLS
+
+    uint64_t pc() const { return dwarf[kPc]; }
+    uint64_t sp() const { return dwarf[kSp]; }
+    uint64_t fp() const { return dwarf[kFp]; }
+};
+
+/// A copy of the top of a stack: bytes[i] was at address base + i.
+struct StackCopy {
+    uint64_t base = 0;
+    std::vector<uint8_t> bytes;
+
+    bool contains(uint64_t a, size_t n) const { return a >= base && a - base + n <= bytes.size(); }
+};
+
+/// What was taken from one thread while it was stopped.
+struct ThreadCapture {
+    pid_t tid = 0;
+    bool ok = false;          // registers and stack were copied
+    std::string error;        // why not, when !ok ("tid 42 exited", "not stopped within 100 ms")
+    Registers regs;
+    StackCopy stack;
+    uint64_t pause_ns = 0;    // from PTRACE_INTERRUPT to the resume of this thread
+};
+
+/// One frame of an unwound stack.
+struct RawFrame {
+    uint64_t pc = 0;
+    /// True when pc is the exact instruction (frame 0, or the frame a signal interrupted);
+    /// false for return addresses, which are symbolized at pc - 1.
+    bool exact = false;
+
+    uint64_t lookup_pc() const { return exact ? pc : pc - 1; }
+    bool operator==(const RawFrame&) const = default;
+};
+
+/// An unwound, not yet symbolized stack; frames[0] is the innermost.
+struct RawStack {
+    std::vector<RawFrame> frames;
+    bool truncated = false;   // unwinding stopped before the outermost frame (error or max depth)
+    std::string stop_reason;  // why, when truncated
+};
+
+/// One function on a symbolized frame: the real one, or one inlined into it.
+struct SourceFrame {
+    std::string function;  // demangled; empty when unknown
+    std::string mangled;   // linkage name as in the symbol table; may equal `function`
+    std::string file;      // source file; empty when there is no line info
+    int line = 0;
+    int start_line = 0;    // line of the function's declaration, 0 when unknown
+    bool inlined = false;  // this function was inlined into the next entry
+};
+
+/// Everything known about one pc: module, offset and the inline chain, innermost first (the last
+/// entry is the function the machine code belongs to).
+struct SymbolizedPc {
+    uint64_t pc = 0;
+    std::string module;      // path of the mapped file; "[vdso]"; empty when no mapping covers pc
+    std::string build_id;    // hex, empty when unknown
+    uint64_t module_offset = 0;  // pc relative to the module's load bias (what addr2line wants)
+    std::vector<SourceFrame> frames;  // empty when no symbol covers pc: print module+0xOFFSET
+};
+
+}  // namespace pmprof
