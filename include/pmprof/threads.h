@@ -38,6 +38,7 @@ struct ThreadDump {
     SnapshotStats stats;
     size_t unwind_failures = 0;  // stacks that did not reach their root
     uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
+    std::vector<MemoryMap> maps; // the maps snapshot the stacks belong to
 };
 
 struct DumpOptions {

@@ -1,0 +1,178 @@
+// ThreadDump: seize, snapshot every thread in one short stop, detach, then unwind and symbolize
+// the copies. Nothing but register and stack copies happens while the target is stopped.
+#include "pmprof/threads.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "pmprof/image.h"
+#include "pmprof/log.h"
+#include "pmprof/memory.h"
+#include "pmprof/procfs.h"
+
+namespace pmprof {
+namespace {
+
+int64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+/// State, syscall and wchan of one thread, read from /proc without stopping it.
+void read_thread_info(pid_t pid, ThreadEntry& t) {
+    if (auto st = read_task_stat(pid, t.tid); st.ok()) {
+        t.name = st->comm;
+        t.state = st->state;
+    }
+    if (t.state != ThreadState::Running) {
+        if (auto sc = read_syscall(pid, t.tid); sc.ok() && !sc->running && sc->nr >= 0) {
+            t.syscall_nr = sc->nr;
+            t.syscall = syscall_name(sc->nr);
+        }
+        t.wchan = read_wchan(pid, t.tid);
+    }
+}
+
+bool matches_filter(const ThreadEntry& t, const std::vector<std::string>& filter) {
+    if (filter.empty()) return true;
+    for (const std::string& f : filter)
+        if (f == t.name || f == std::to_string(t.tid)) return true;
+    return false;
+}
+
+/// Serves a finished dump's symbolized frames to ProfileBuilder (which symbolizes by pc).
+class DumpSymbols final : public Symbolizer {
+  public:
+    explicit DumpSymbols(const ThreadDump& dump) {
+        for (const ThreadEntry& t : dump.threads)
+            for (size_t i = 0; i < t.frames.size() && i < t.stack.frames.size(); ++i)
+                by_frame_.emplace(key(t.stack.frames[i]), &t.frames[i]);
+    }
+    const SymbolizedPc& symbolize(const RawFrame& frame) override {
+        auto it = by_frame_.find(key(frame));
+        if (it != by_frame_.end()) return *it->second;
+        unknown_.pc = frame.pc;
+        return unknown_;
+    }
+
+  private:
+    static std::pair<uint64_t, bool> key(const RawFrame& f) { return {f.pc, f.exact}; }
+    std::map<std::pair<uint64_t, bool>, const SymbolizedPc*> by_frame_;
+    SymbolizedPc unknown_;
+};
+
+}  // namespace
+
+Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
+    const auto started = std::chrono::steady_clock::now();
+    ThreadDump dump;
+    dump.pid = pid;
+    dump.command = read_cmdline(pid);
+
+    auto session = TraceSession::seize(pid);
+    if (!session.ok()) return session.error();
+    TraceSession& ts = **session;
+
+    // Thread states are read after seizing (which stops nothing) and right before the stop, so
+    // they describe the moment of the snapshot and not pmprof's own tracing stop.
+    std::vector<pid_t> wanted;
+    for (pid_t tid : ts.threads()) {
+        ThreadEntry t;
+        t.tid = tid;
+        read_thread_info(pid, t);
+        if (!matches_filter(t, opt.thread_filter)) continue;
+        wanted.push_back(tid);
+        dump.threads.push_back(std::move(t));
+    }
+    if (dump.threads.empty()) {
+        ts.detach_all();
+        if (opt.thread_filter.empty()) return Error{"process " + std::to_string(pid) + " has no threads to trace"};
+        return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
+    }
+    auto maps = read_maps(pid);
+    if (!maps.ok()) return maps.error();
+    dump.maps = std::move(*maps);
+
+    dump.time_nanos = realtime_ns();
+    std::vector<ThreadCapture> captures = ts.snapshot(wanted, opt.capture, &dump.stats);
+    ts.detach_all();
+
+    // Everything below runs with the target running again.
+    auto image = ProcessImage::open(pid, dump.maps);
+    if (!image.ok()) return image.error();
+    ProcessMemory memory(pid);
+    auto unwinder = make_unwinder(opt.unwinder, **image, memory);
+    auto symbolizer = make_symbolizer(**image, opt.symbolize);
+
+    std::unordered_map<pid_t, const ThreadCapture*> by_tid;
+    for (const ThreadCapture& c : captures) by_tid[c.tid] = &c;
+    for (ThreadEntry& t : dump.threads) {
+        auto it = by_tid.find(t.tid);
+        if (it == by_tid.end()) {
+            t.error = "thread exited before the snapshot";
+            continue;
+        }
+        const ThreadCapture& cap = *it->second;
+        if (!cap.ok) {
+            t.error = cap.error;
+            continue;
+        }
+        t.captured = true;
+        t.stack = unwinder->unwind(cap, opt.max_depth);
+        if (t.stack.truncated) ++dump.unwind_failures;
+        t.frames.reserve(t.stack.frames.size());
+        for (const RawFrame& f : t.stack.frames) t.frames.push_back(symbolizer->symbolize(f));
+    }
+    dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::steady_clock::now() - started)
+                                             .count());
+    return dump;
+}
+
+std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump) {
+    // Key: the frames by pc plus truncation, so a truncated stack never merges with a whole one.
+    std::map<std::pair<std::vector<uint64_t>, std::string>, std::vector<size_t>> groups;
+    for (size_t i = 0; i < dump.threads.size(); ++i) {
+        const ThreadEntry& t = dump.threads[i];
+        std::vector<uint64_t> pcs;
+        for (const RawFrame& f : t.stack.frames) pcs.push_back(f.pc);
+        std::string extra = t.captured ? (t.stack.truncated ? "truncated" : "") : "error:" + t.error;
+        groups[{std::move(pcs), extra}].push_back(i);
+    }
+    std::vector<std::vector<size_t>> out;
+    for (auto& [key, members] : groups) out.push_back(std::move(members));
+    std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
+        if (a.size() != b.size()) return a.size() > b.size();
+        return dump.threads[a.front()].tid < dump.threads[b.front()].tid;
+    });
+    return out;
+}
+
+Profile thread_dump_to_profile(const ThreadDump& dump) {
+    ProfileBuilder builder({{"threads", "count"}}, {"threads", "count"}, 1);
+    for (const ThreadEntry& t : dump.threads) {
+        std::vector<Label> labels{{"thread_name", t.name, 0, ""},
+                                  {"tid", "", t.tid, ""},
+                                  {"state", std::string(thread_state_name(t.state)), 0, ""}};
+        if (!t.syscall.empty()) labels.push_back({"syscall", t.syscall, 0, ""});
+        if (t.captured)
+            builder.add(t.stack, {1}, labels);
+        else
+            builder.add_synthetic({"[not captured: " + t.error + "]"}, {1}, labels);
+    }
+    DumpSymbols symbols(dump);
+    Profile p = builder.build(symbols, dump.maps);
+    p.time_nanos = dump.time_nanos;
+    p.comments.push_back("pmprof stacks " + std::to_string(dump.pid) + ": " + dump.command);
+    p.comments.push_back("target stopped " + std::to_string(dump.stats.stop_window_ns / 1000) +
+                         " us; " + std::to_string(dump.unwind_failures) + " unwind failures");
+    return p;
+}
+
+}  // namespace pmprof
