@@ -32,7 +32,10 @@ int run(int argc, char** argv) {
 
     pmprof::CommandRunner runner;
     pmprof::add_stacks_command(app, &runner);
+    pmprof::add_attach_command(app, &runner);
+    pmprof::add_record_command(app, &runner);
     pmprof::add_heap_command(app, &runner);
+    pmprof::add_report_command(app, &runner);
 
     try {
         app.parse(argc, argv);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -73,6 +74,20 @@ int tracer_pid(pid_t pid);
 /// `stopped_before`; returns "" when so, otherwise what is wrong. Use: REQUIRE(left_running(...) == "").
 std::string left_running(pid_t pid, const std::set<pid_t>& stopped_before = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+/// The source tree root: $PMPROF_SOURCE, else the directory above build_dir() when it holds
+/// tests/targets, else the current directory (absolute).
+std::string source_dir();
+/// source_dir()/tests/targets/<name>.cpp.
+std::string target_source(const std::string& name);
+/// The 1-based number of the one line of `source_path` carrying the marker comment
+/// "// @line:NAME" (NAME ends at whitespace or end of line). Throws std::runtime_error when the
+/// file is unreadable or the marker is missing or appears twice.
+int marker_line(const std::string& source_path, const std::string& name);
+
+/// The "key=value" words of a line such as a ready line ("ready pid=12 reader=13" gives
+/// {pid: 12, reader: 13}); words without '=' are skipped.
+std::map<std::string, std::string> parse_fields(const std::string& line);
 
 /// A path in a fresh temporary directory removed at exit of the test process.
 std::string temp_path(const std::string& name);

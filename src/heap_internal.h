@@ -1,0 +1,50 @@
+// Private to the heap module: a block-caching reader over the mappings, used by the walker so a
+// whole heap is copied with few process_vm_readv calls while the target is stopped.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "pmprof/memory.h"
+#include "pmprof/types.h"
+
+namespace pmprof::heap_detail {
+
+/// Sorted mappings with a binary-searched lookup.
+class MapIndex {
+  public:
+    explicit MapIndex(const std::vector<MemoryMap>& maps);
+    /// The mapping containing `address`, or nullptr.
+    const MemoryMap* find(uint64_t address) const;
+    /// True when [address, address + len) lies in one readable mapping.
+    bool readable(uint64_t address, uint64_t len) const;
+    const std::vector<MemoryMap>& maps() const { return maps_; }
+
+  private:
+    std::vector<MemoryMap> maps_;
+};
+
+/// Reads through 1 MiB blocks clamped to the mapping that holds them; a block is read once.
+class CachedReader final : public MemoryReader {
+  public:
+    static constexpr uint64_t kBlock = uint64_t{1} << 20;
+    CachedReader(MemoryReader& under, const MapIndex& maps) : under_(under), maps_(maps) {}
+    Result<size_t> read(uint64_t address, void* out, size_t len) override;
+    uint64_t bytes_copied() const { return bytes_copied_; }
+
+  private:
+    struct Block {
+        uint64_t start = 0;
+        std::vector<uint8_t> bytes;
+    };
+    const Block* block_for(uint64_t address);
+    MemoryReader& under_;
+    const MapIndex& maps_;
+    std::map<std::pair<uint64_t, uint64_t>, Block> blocks_;  // (mapping start, address / kBlock)
+    const Block* last_ = nullptr;
+    uint64_t bytes_copied_ = 0;
+};
+
+}  // namespace pmprof::heap_detail

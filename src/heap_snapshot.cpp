@@ -1,0 +1,100 @@
+// take_heap_snapshot: the live path. Checks the allocator and glibc version before touching the
+// target, stops every thread once (TraceSession::with_all_stopped), walks inside the stop through
+// a block cache (the heap is copied with few process_vm_readv calls), resumes, and only then
+// attributes types (ELF symbols, RTTI of read-only data that does not change).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+
+#include "heap_symbols.h"
+#include "pmprof/heap.h"
+#include "pmprof/log.h"
+#include "pmprof/procfs.h"
+#include "pmprof/ptrace.h"
+
+namespace pmprof {
+
+namespace {
+
+int64_t realtime_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+struct Preflight {
+    std::vector<MemoryMap> maps;
+    GlibcMallocLayout layout;
+    std::optional<MallocRoots> roots;  // from symbols; scanned inside the stop otherwise
+};
+
+Result<Preflight> preflight(pid_t pid) {
+    auto maps = read_maps(pid);
+    if (!maps.ok()) return maps.error();
+    if (auto ok = heap_detail::check_glibc_malloc(pid, *maps); !ok.ok()) return ok.error();
+    const MemoryMap* libc = heap_detail::find_libc(*maps);
+    auto version = heap_detail::read_glibc_version(pid, *libc);
+    if (!version.ok()) return version.error();
+    auto layout = glibc_layout_for(*version);
+    if (!layout.ok()) return layout.error();
+    Preflight p{std::move(*maps), std::move(*layout), std::nullopt};
+    p.roots = heap_detail::roots_from_symbols(pid, p.maps);
+    if (!p.roots) log_info("no symbols for main_arena/mp_ in libc; scanning libc's data instead");
+    return p;
+}
+
+}  // namespace
+
+Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
+    auto pre = preflight(pid);
+    if (!pre.ok()) return pre.error();
+    auto session = TraceSession::seize(pid);
+    if (!session.ok()) return session.error();
+
+    HeapSnapshot snap;
+    std::vector<MemoryMap> maps = pre->maps;
+    std::optional<MallocRoots> roots = pre->roots;
+    std::optional<Error> failure;
+    for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
+        failure.reset();
+        auto window = (*session)->with_all_stopped(
+            [&] {
+                auto t0 = std::chrono::steady_clock::now();
+                // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
+                if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
+                ProcessMemory mem(pid);
+                if (!roots) {
+                    auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
+                    if (!scanned.ok()) {
+                        failure = scanned.error();
+                        return;
+                    }
+                    roots = *scanned;
+                }
+                snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
+                log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+                          std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t0).count(),
+                          static_cast<double>(snap.walk_ns) / 1e6);
+            },
+            opt.stop_timeout);
+        if (!window.ok()) return window.error();
+        if (failure) return *failure;
+        snap.stop_window_ns = *window;
+        if (snap.locked_arenas == 0) break;
+        log_info("attempt {}: {} arena locks held; stopping again", attempt + 1, snap.locked_arenas);
+    }
+    (*session)->detach_all();
+    session->reset();
+
+    snap.pid = pid;
+    snap.time_nanos = realtime_ns();
+    if (opt.types) {
+        ProcessMemory mem(pid);
+        attribute_types(snap, heap_detail::load_vtables(pid, maps), &mem, maps);
+    }
+    return snap;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,44 @@
+// ProcessImage internals shared by image.cpp, unwind_dwfl.cpp, unwind_libunwind.cpp and
+// symbolize.cpp. libdwfl types stay inside these adapter files (DESIGN.md §2).
+#pragma once
+
+#include <elfutils/libdwfl.h>
+
+#include <string>
+#include <vector>
+
+#include "pmprof/fd.h"
+#include "pmprof/image.h"
+
+namespace pmprof {
+
+struct ProcessImage::Impl {
+    pid_t pid = 0;
+    std::vector<MemoryMap> maps;  // sorted by start
+    // libdwfl keeps pointers to both: they must live as long as `dwfl`.
+    std::string debuginfo_path;
+    char* debuginfo_path_ptr = nullptr;
+    Dwfl_Callbacks callbacks{};
+    Dwfl* dwfl = nullptr;
+    // O_PATH fd of /proc/PID/root when the target lives in another mount namespace, so its
+    // /usr/lib/debug stays reachable (as /proc/self/fd/N/...) after the target exits.
+    UniqueFd root_fd;
+
+    // dwfl_attach_state may be called only once per Dwfl, so the dwfl unwinder attaches its
+    // thread callbacks once and points them at the capture being unwound through this member
+    // (set for the duration of one unwind; unwinding is single-threaded per image).
+    bool state_attached = false;
+    void* unwind_context = nullptr;
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() {
+        if (dwfl != nullptr) dwfl_end(dwfl);
+    }
+};
+
+/// Hex string of `len` bytes.
+std::string hex_bytes(const unsigned char* bytes, size_t len);
+
+}  // namespace pmprof

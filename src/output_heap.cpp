@@ -1,0 +1,252 @@
+// Writers of a HeapSnapshot (include/pmprof/heap.h): pprof heap profile, text, JSON, and the
+// growth between two heap profiles. Pure functions: they never touch the target.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "pmprof/heap.h"
+
+namespace pmprof {
+namespace {
+
+std::string arena_frame(int arena) {
+    if (arena < 0) return "[mmapped]";
+    if (arena == 0) return "[main arena]";
+    return fmt::format("[arena {}]", arena);
+}
+
+std::string json_escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+struct Totals {
+    uint64_t live_chunks = 0, live_bytes = 0, tcache_bytes = 0, internal_bytes = 0, fast_bytes = 0,
+             bin_bytes = 0, top_bytes = 0, mmapped_live = 0, typed_chunks = 0;
+};
+
+Totals totals_of(const HeapSnapshot& s) {
+    Totals t;
+    for (const ArenaSummary& a : s.arenas) {
+        t.live_chunks += a.live_chunks;
+        t.live_bytes += a.live_bytes;
+        t.tcache_bytes += a.tcache_bytes;
+        t.internal_bytes += a.internal_bytes;
+        t.fast_bytes += a.fast_bytes;
+        t.bin_bytes += a.bin_bytes;
+        t.top_bytes += a.top_size;
+    }
+    for (const HeapChunk& c : s.chunks) {
+        t.typed_chunks += c.type != 0 ? 1 : 0;
+        if (c.arena < 0) {
+            ++t.live_chunks;
+            t.live_bytes += c.chunk_size;
+        }
+    }
+    return t;
+}
+
+double percent(uint64_t part, uint64_t whole) {
+    return whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0;
+}
+
+void append_groups(std::string& out, const char* title, const std::vector<HeapGroup>& groups,
+                   size_t top_n) {
+    out += fmt::format("\n{}\n  {:>10} {:>14}  {}\n", title, "objects", "bytes", "name");
+    for (size_t i = 0; i < groups.size() && i < top_n; ++i)
+        out += fmt::format("  {:>10} {:>14}  {}\n", groups[i].objects, groups[i].bytes,
+                           groups[i].name);
+    if (groups.size() > top_n) out += fmt::format("  ... {} more\n", groups.size() - top_n);
+}
+
+void append_group_json(std::string& out, const char* key, const std::vector<HeapGroup>& groups) {
+    out += fmt::format(",\n  \"{}\": [", key);
+    for (size_t i = 0; i < groups.size(); ++i)
+        out += fmt::format("{}\n    {{\"name\": \"{}\", \"objects\": {}, \"bytes\": {}}}",
+                           i ? "," : "", json_escape(groups[i].name), groups[i].objects,
+                           groups[i].bytes);
+    out += "\n  ]";
+}
+
+/// Per leaf function name: {objects, bytes} summed over samples.
+std::map<std::string, std::pair<int64_t, int64_t>> by_leaf(const Profile& p) {
+    std::map<std::string, std::pair<int64_t, int64_t>> out;
+    int io = p.sample_index("inuse_objects"), is = p.sample_index("inuse_space");
+    if (io < 0 || is < 0) return out;
+    for (const Sample& s : p.samples) {
+        std::string name = "[unknown]";
+        if (!s.location_ids.empty())
+            if (const Location* l = p.location(s.location_ids[0]); l && !l->lines.empty())
+                if (const Function* f = p.function(l->lines[0].function_id)) name = f->name;
+        auto& v = out[name];
+        v.first += s.values[static_cast<size_t>(io)];
+        v.second += s.values[static_cast<size_t>(is)];
+    }
+    return out;
+}
+
+}  // namespace
+
+Profile heap_to_profile(const HeapSnapshot& snap, bool types) {
+    Profile p;
+    p.sample_types = {{"inuse_objects", "count"}, {"inuse_space", "bytes"}};
+    p.default_sample_type = "inuse_space";
+    p.period_type = {"space", "bytes"};
+    p.period = 1;  // exact, not sampled
+    p.time_nanos = snap.time_nanos;
+    p.comments.push_back(fmt::format("pmprof heap: pid {}, glibc {}, {} arenas{}", snap.pid,
+                                     snap.glibc_version, snap.arenas.size(),
+                                     snap.partial() ? ", partial" : ""));
+    std::unordered_map<std::string, uint64_t> loc_of;
+    auto location = [&](const std::string& name) {
+        auto [it, fresh] = loc_of.emplace(name, p.locations.size() + 1);
+        if (fresh) {
+            p.functions.push_back({it->second, name, name, "", 0});
+            p.locations.push_back({it->second, 0, 0, {{it->second, 0}}});
+        }
+        return it->second;
+    };
+    std::map<std::pair<int, std::string>, size_t> sample_of;
+    for (const HeapChunk& c : snap.chunks) {
+        if (c.internal) continue;
+        std::string leaf = types && c.type ? snap.type_names[c.type] : size_class_label(c.chunk_size);
+        auto [it, fresh] = sample_of.emplace(std::make_pair(c.arena, leaf), p.samples.size());
+        if (fresh) {
+            Sample s;
+            s.location_ids = {location(leaf), location(arena_frame(c.arena)), location("[heap]")};
+            s.values = {0, 0};
+            p.samples.push_back(std::move(s));
+        }
+        p.samples[it->second].values[0] += types ? c.objects : 1;
+        p.samples[it->second].values[1] += static_cast<int64_t>(c.chunk_size);
+    }
+    return p;
+}
+
+std::string format_heap_text(const HeapSnapshot& s, bool types, size_t top_n) {
+    const MallInfo2& m = s.mallinfo;
+    Totals t = totals_of(s);
+    std::string out = fmt::format(
+        "heap of pid {}: glibc {}, main_arena by {}, {} arenas\n"
+        "target stopped {:.2f} ms; walked {:.1f} MB of arena memory in {:.2f} ms\n",
+        s.pid, s.glibc_version, s.roots.found_by, s.arenas.size(),
+        static_cast<double>(s.stop_window_ns) / 1e6, static_cast<double>(s.bytes_walked) / 1e6,
+        static_cast<double>(s.walk_ns) / 1e6);
+    out += fmt::format(
+        "\nmallinfo2 (computed from malloc's own lists, as glibc does)\n"
+        "  arena {}  ordblks {}  smblks {}  hblks {}  hblkhd {}  usmblks {}  fsmblks {}  "
+        "uordblks {}  fordblks {}  keepcost {}\n",
+        m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd, m.usmblks, m.fsmblks, m.uordblks,
+        m.fordblks, m.keepcost);
+    uint64_t free_not_top = m.fordblks - t.top_bytes;
+    out += fmt::format(
+        "\ntotals\n"
+        "  arena bytes   {:>14}  (brk heap + arena heaps)\n"
+        "  in use        {:>14}  (live {} in {} chunks; cached in tcache {}; malloc's own {}; "
+        "headers {})\n"
+        "  free          {:>14}  (top {}, bins {}, fastbins {})\n"
+        "  mmapped       {:>14}  ({} chunks)\n"
+        "  fragmentation {:>13.1f}%  (free outside top / arena bytes)\n",
+        m.arena, m.uordblks, t.live_bytes - s.mmapped_bytes, t.live_chunks - s.mmapped_chunks,
+        t.tcache_bytes, t.internal_bytes,
+        m.uordblks - std::min(m.uordblks, t.live_bytes - s.mmapped_bytes + t.tcache_bytes + t.internal_bytes),
+        m.fordblks, t.top_bytes, t.bin_bytes, t.fast_bytes, m.hblkhd, m.hblks,
+        percent(free_not_top, m.arena));
+    out += fmt::format("\narenas\n  {:>3} {:>18} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10}\n",
+                       "#", "address", "heaps", "system_mem", "live", "live_bytes", "free",
+                       "tcache", "top");
+    for (const ArenaSummary& a : s.arenas)
+        out += fmt::format("  {:>3} {:>#18x} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10}{}\n",
+                           a.index, a.address, a.heaps, a.system_mem, a.live_chunks, a.live_bytes,
+                           a.bin_bytes + a.fast_bytes, a.tcache_bytes, a.top_size,
+                           a.skipped ? "  SKIPPED" : "");
+    if (types) {
+        out += fmt::format("\nlive chunks with a C++ type: {} of {}\n", t.typed_chunks, t.live_chunks);
+        append_groups(out, "top types (unknown types by size class)", heap_by_type(s, true), top_n);
+    }
+    append_groups(out, "top size classes (chunk size)", heap_by_size(s), top_n);
+    for (const std::string& p : s.problems) out += "problem: " + p + "\n";
+    return out;
+}
+
+std::string format_heap_json(const HeapSnapshot& s, bool types) {
+    const MallInfo2& m = s.mallinfo;
+    Totals t = totals_of(s);
+    std::string out = fmt::format(
+        "{{\n  \"pid\": {}, \"glibc\": \"{}\", \"roots_found_by\": \"{}\", \"time_nanos\": {},\n"
+        "  \"stop_window_ns\": {}, \"walk_ns\": {}, \"bytes_walked\": {}, \"partial\": {},\n"
+        "  \"mallinfo2\": {{\"arena\": {}, \"ordblks\": {}, \"smblks\": {}, \"hblks\": {}, "
+        "\"hblkhd\": {}, \"usmblks\": {}, \"fsmblks\": {}, \"uordblks\": {}, \"fordblks\": {}, "
+        "\"keepcost\": {}}},\n"
+        "  \"live_chunks\": {}, \"live_bytes\": {}, \"typed_chunks\": {}, \"mmapped_chunks\": {}, "
+        "\"mmapped_bytes\": {}",
+        s.pid, json_escape(s.glibc_version), json_escape(s.roots.found_by), s.time_nanos,
+        s.stop_window_ns, s.walk_ns, s.bytes_walked, s.partial() ? "true" : "false", m.arena,
+        m.ordblks, m.smblks, m.hblks, m.hblkhd, m.usmblks, m.fsmblks, m.uordblks, m.fordblks,
+        m.keepcost, t.live_chunks, t.live_bytes, t.typed_chunks, s.mmapped_chunks,
+        s.mmapped_bytes);
+    out += ",\n  \"arenas\": [";
+    for (size_t i = 0; i < s.arenas.size(); ++i) {
+        const ArenaSummary& a = s.arenas[i];
+        out += fmt::format(
+            "{}\n    {{\"index\": {}, \"address\": {}, \"heaps\": {}, \"skipped\": {}, "
+            "\"system_mem\": {}, \"top\": {}, \"bin_chunks\": {}, \"bin_bytes\": {}, "
+            "\"fast_chunks\": {}, \"fast_bytes\": {}, \"tcache_chunks\": {}, \"tcache_bytes\": {}, "
+            "\"live_chunks\": {}, \"live_bytes\": {}, \"internal_chunks\": {}, "
+            "\"walked_free_chunks\": {}, \"walked_free_bytes\": {}}}",
+            i ? "," : "", a.index, a.address, a.heaps, a.skipped ? "true" : "false", a.system_mem,
+            a.top_size, a.bin_chunks, a.bin_bytes, a.fast_chunks, a.fast_bytes, a.tcache_chunks,
+            a.tcache_bytes, a.live_chunks, a.live_bytes, a.internal_chunks, a.walked_free_chunks,
+            a.walked_free_bytes);
+    }
+    out += "\n  ]";
+    if (types) append_group_json(out, "types", heap_by_type(s, true));
+    append_group_json(out, "sizes", heap_by_size(s));
+    out += ",\n  \"problems\": [";
+    for (size_t i = 0; i < s.problems.size(); ++i)
+        out += fmt::format("{}\"{}\"", i ? ", " : "", json_escape(s.problems[i]));
+    out += "]\n}\n";
+    return out;
+}
+
+std::vector<HeapGrowth> heap_growth(const Profile& base, const Profile& now) {
+    auto b = by_leaf(base), n = by_leaf(now);
+    std::vector<HeapGrowth> rows;
+    for (const auto& [name, v] : n) {
+        auto it = b.find(name);
+        auto old = it == b.end() ? std::make_pair<int64_t, int64_t>(0, 0) : it->second;
+        rows.push_back({name, v.first - old.first, v.second - old.second, v.first, v.second});
+    }
+    for (const auto& [name, v] : b)
+        if (!n.count(name)) rows.push_back({name, -v.first, -v.second, 0, 0});
+    std::erase_if(rows, [](const HeapGrowth& r) { return r.bytes_delta == 0 && r.objects_delta == 0; });
+    std::stable_sort(rows.begin(), rows.end(), [](const HeapGrowth& a, const HeapGrowth& b2) {
+        return a.bytes_delta > b2.bytes_delta;
+    });
+    return rows;
+}
+
+std::string format_heap_growth(const std::vector<HeapGrowth>& rows, size_t top_n) {
+    std::string out = fmt::format("{:>12} {:>14} {:>10} {:>14}  {}\n", "+objects", "+bytes",
+                                  "objects", "bytes", "name");
+    for (size_t i = 0; i < rows.size() && i < top_n; ++i)
+        out += fmt::format("{:>+12} {:>+14} {:>10} {:>14}  {}\n", rows[i].objects_delta,
+                           rows[i].bytes_delta, rows[i].objects_now, rows[i].bytes_now,
+                           rows[i].name);
+    if (rows.empty()) out += "  (no change)\n";
+    return out;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,550 @@
+// The sampling loop (DESIGN.md §1.2-4, issue 3). One tracer thread: per tick it reads every
+// thread's stat and schedstat through /proc fds kept open, reuses the stack of a thread that has
+// not run since its previous sample, unwinds a blocked thread from /proc/.../syscall without
+// stopping it when it can, and stops only the rest, one thread at a time (TraceSession::capture
+// copies registers and stack top and resumes). Unwinding runs right after each resume; raw stacks
+// are interned as they arrive; symbolization runs once, at the end, on a ProcessImage opened at
+// the start (it keeps working after the target exits).
+#include "pmprof/sampler.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <unistd.h>
+
+#include "pmprof/fd.h"
+#include "pmprof/image.h"
+#include "pmprof/log.h"
+#include "pmprof/memory.h"
+#include "pmprof/procfs.h"
+#include "pmprof/signals.h"
+#include "sampler_policy.h"
+
+namespace pmprof {
+namespace {
+
+constexpr int64_t kMs = 1000000;
+constexpr int64_t kSlice = 20 * kMs;          // longest wait without polling tracee events
+constexpr int64_t kReloadMin = 100 * kMs;     // maps re-read at most this often...
+constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
+constexpr uint64_t kRedZone = 128;            // x86_64 ABI: below sp, owned by the leaf
+
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+int64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t timeval_ns(const timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1000000000u + static_cast<uint64_t>(tv.tv_usec) * 1000u;
+}
+
+/// SIGCHLD blocked in the tracer thread while sampling, so the wait between ticks wakes as soon as
+/// a tracee reports an event (a signal to re-inject must not wait a whole tick) and otherwise
+/// sleeps. Other signals (SIGINT) still interrupt the wait: signals.h installs them without
+/// SA_RESTART. The old mask is restored on exit; a pending SIGCHLD is then discarded (SIG_DFL).
+class ChildEventWaiter {
+  public:
+    ChildEventWaiter() {
+        sigemptyset(&set_);
+        sigaddset(&set_, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    }
+    ~ChildEventWaiter() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+    ChildEventWaiter(const ChildEventWaiter&) = delete;
+    ChildEventWaiter& operator=(const ChildEventWaiter&) = delete;
+
+    void wait(int64_t ns) {
+        timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+        sigtimedwait(&set_, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
+    }
+
+  private:
+    sigset_t set_{}, old_{};
+};
+
+struct ThreadSlot {
+    pid_t tid = 0;
+    UniqueFd stat_fd, schedstat_fd, syscall_fd;
+    std::string name;
+    bool alive = true;
+    int64_t first_seen_ns = 0;
+    // This tick's observation.
+    ThreadState state = ThreadState::Unknown;
+    SchedStat sched;
+    bool observed = false;
+    // From the previous sample.
+    bool have_baseline = false;
+    SchedStat baseline;
+    int64_t last_sample_ns = 0;
+    bool have_stack = false;
+    RawStack stack;
+    std::string stack_syscall;
+    bool have_regs = false;
+    Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
+    uint64_t stops = 0, pause_ns = 0;
+};
+
+bool matches_filter(const ThreadSlot& t, const std::vector<std::string>& filter) {
+    if (filter.empty()) return true;
+    const std::string tid = std::to_string(t.tid);
+    return std::any_of(filter.begin(), filter.end(),
+                       [&](const std::string& f) { return f == t.name || f == tid; });
+}
+
+/// Executable, file-backed mappings: what ProcessImage reports, and what dlopen changes.
+std::vector<std::tuple<uint64_t, uint64_t, uint64_t, std::string>> code_maps(
+    const std::vector<MemoryMap>& maps) {
+    std::vector<std::tuple<uint64_t, uint64_t, uint64_t, std::string>> out;
+    for (const MemoryMap& m : maps)
+        if (m.executable()) out.emplace_back(m.start, m.end, m.file_offset, m.path);
+    return out;
+}
+
+/// Functions where a complete unwind ends (glibc x86_64): a fast-path unwind that ends anywhere
+/// else probably followed a wrong frame pointer and is not trusted.
+bool is_root_function(const std::string& name) {
+    static const std::set<std::string> kRoots = {
+        "_start", "clone", "clone3", "__clone", "__clone3", "__GI___clone", "__GI___clone3",
+        "start_thread", "__libc_start_main", "__libc_start_call_main", "_dl_start_user"};
+    return kRoots.count(name) != 0;
+}
+
+std::string signal_text(int sig) {
+    const char* abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+class Sampler {
+  public:
+    Sampler(TraceSession& session, const SamplerOptions& opt);
+    Result<SamplerResult> run();
+
+  private:
+    Result<void> open_image();
+    void sync_threads(int64_t now);
+    void observe(ThreadSlot& t);
+    void tick(int64_t now);
+    void sample_thread(ThreadSlot& t, int64_t now);
+    bool try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out);
+    bool stop_and_unwind(ThreadSlot& t, RawStack* out);
+    RawStack unwind_capture(const ThreadCapture& cap);
+    bool maybe_reload_image();
+    void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
+                    int64_t weight, int64_t now);
+    void retire(const ThreadSlot& t, int64_t now);
+    void wait_until(int64_t deadline);
+    void show_progress(int64_t now, bool last);
+    SamplerResult finish(SamplerEnd end, std::string message);
+
+    TraceSession& session_;
+    const SamplerOptions& opt_;
+    const pid_t pid_;
+    const int64_t nominal_ns_;
+    ProcessMemory memory_;
+    std::unique_ptr<ProcessImage> image_;
+    std::unique_ptr<Unwinder> unwinder_;
+    std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
+    ProfileBuilder builder_;
+    std::map<pid_t, ThreadSlot> threads_;
+    std::set<pid_t> seen_;
+    ChildEventWaiter waiter_;
+    PauseBudget budget_;
+    PauseHistogram pauses_;
+    SamplerStats stats_;
+    std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
+    int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
+    rusage usage_start_{};
+    bool announced_lowering_ = false;
+};
+
+std::vector<ValueType> sample_types(SampleMode mode) {
+    return {{"samples", "count"}, {mode == SampleMode::Cpu ? "cpu" : "wall", "nanoseconds"}};
+}
+
+int64_t nominal_interval(double rate_hz) {
+    return static_cast<int64_t>(1e9 / std::clamp(rate_hz, 0.01, 100000.0));
+}
+
+Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
+    : session_(session), opt_(opt), pid_(session.pid()), nominal_ns_(nominal_interval(opt.rate_hz)),
+      memory_(session.pid()),
+      builder_(sample_types(opt.mode),
+               {opt.mode == SampleMode::Cpu ? "cpu" : "wall", "nanoseconds"}, nominal_ns_),
+      budget_(nominal_ns_, opt.max_pause_fraction) {
+    stats_.requested_rate_hz = opt.rate_hz;
+    stats_.mode = opt.mode;
+}
+
+Result<void> Sampler::open_image() {
+    auto maps = read_maps(pid_);
+    if (!maps.ok()) return maps.error();
+    auto image = ProcessImage::open(pid_, std::move(*maps));
+    if (!image.ok()) return image.error();
+    unwinder_.reset();
+    root_symbols_.reset();
+    image_ = std::move(*image);
+    unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
+    root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
+    return {};
+}
+
+/// Re-reads the maps when a stack holds a pc no known mapping covers (dlopen, or `record`
+/// starting before the libraries are loaded), rate-limited: a process with JIT code would
+/// otherwise re-read its maps every tick.
+bool Sampler::maybe_reload_image() {
+    const int64_t now = now_ns();
+    if (now < next_reload_ns_) return false;
+    next_reload_ns_ = now + kReloadBackoff;
+    auto maps = read_maps(pid_);
+    if (!maps.ok() || code_maps(*maps) == code_maps(image_->maps())) return false;
+    auto image = ProcessImage::open(pid_, std::move(*maps));
+    if (!image.ok()) {
+        log_debug("re-reading the modules of pid {}: {}", pid_, image.error().message);
+        return false;
+    }
+    unwinder_.reset();
+    root_symbols_.reset();
+    image_ = std::move(*image);
+    unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
+    root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
+    next_reload_ns_ = now + kReloadMin;
+    ++stats_.image_reloads;
+    return true;
+}
+
+void Sampler::sync_threads(int64_t now) {
+    const std::vector<pid_t> tids = session_.threads();
+    for (auto it = threads_.begin(); it != threads_.end();) {
+        if (!it->second.alive || !std::binary_search(tids.begin(), tids.end(), it->first)) {
+            retire(it->second, now);
+            it = threads_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    const bool initial = seen_.empty();
+    for (pid_t tid : tids) {
+        if (threads_.count(tid) || seen_.count(tid)) continue;
+        seen_.insert(tid);
+        ThreadSlot t;
+        t.tid = tid;
+        t.first_seen_ns = now;
+        const std::string dir = "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(tid) + "/";
+        auto stat = open_readonly(dir + "stat");
+        auto sched = open_readonly(dir + "schedstat");
+        auto sys = open_readonly(dir + "syscall");
+        if (!stat.ok() || !sched.ok()) continue;  // exited already
+        t.stat_fd = std::move(*stat);
+        t.schedstat_fd = std::move(*sched);
+        if (sys.ok()) t.syscall_fd = std::move(*sys);
+        // A thread born while we trace ran only under our watch: its whole cpu time counts.
+        t.have_baseline = !initial;
+        threads_.emplace(tid, std::move(t));
+    }
+    stats_.threads_seen = seen_.size();
+}
+
+void Sampler::observe(ThreadSlot& t) {
+    t.observed = false;
+    auto stat_text = pread_all(t.stat_fd);
+    auto stat = stat_text.ok() ? parse_stat(*stat_text) : Result<TaskStat>(stat_text.error());
+    auto sched_text = pread_all(t.schedstat_fd);
+    auto sched = sched_text.ok() ? parse_schedstat(*sched_text) : Result<SchedStat>(sched_text.error());
+    if (!stat.ok() || !sched.ok()) {
+        t.alive = false;  // ESRCH: the thread exited; retired at the next sync
+        return;
+    }
+    t.name = stat->comm;
+    t.state = stat->state;
+    t.sched = *sched;
+    t.observed = true;
+}
+
+void Sampler::tick(int64_t now) {
+    sync_threads(now);
+    ++stats_.ticks;
+    // All states first, so one tick describes one moment rather than a moment per stop.
+    for (auto& [tid, t] : threads_) observe(t);
+    for (auto& [tid, t] : threads_) {
+        if (!t.observed || !matches_filter(t, opt_.thread_filter)) continue;
+        sample_thread(t, now);
+        if (stop_requested()) break;
+    }
+}
+
+void Sampler::sample_thread(ThreadSlot& t, int64_t now) {
+    ThreadObservation obs{t.state, t.sched, t.have_baseline, t.baseline, t.have_stack};
+    const SampleAction action = choose_action(opt_.mode, obs);
+    const int64_t weight =
+        opt_.mode == SampleMode::Cpu
+            ? static_cast<int64_t>(t.sched.run_ns - std::min(t.sched.run_ns, t.baseline.run_ns))
+            : (t.last_sample_ns ? now - t.last_sample_ns : nominal_ns_);
+    RawStack stack;
+    std::string syscall;
+    switch (action) {
+    case SampleAction::Skip:
+        if (!t.have_baseline) {
+            t.baseline = t.sched;
+            t.have_baseline = true;
+        }
+        return;
+    case SampleAction::Reuse:
+        ++stats_.reused;
+        ++stats_.stops_avoided;
+        add_sample(t, t.stack, t.stack_syscall, weight, now);
+        return;
+    case SampleAction::TryFastPath:
+        if (try_fast_path(t, &syscall, &stack)) {
+            ++stats_.fast_path;
+            ++stats_.stops_avoided;
+            t.baseline = t.sched;
+            t.have_baseline = true;
+            add_sample(t, stack, syscall, weight, now);
+            return;
+        }
+        break;
+    case SampleAction::Stop:
+        break;
+    }
+    if (!stop_and_unwind(t, &stack)) return;
+    // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
+    // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
+    // keeps the pre-stop reading, so none of its cpu time goes uncounted.
+    t.baseline = t.sched;
+    if (is_blocked_state(t.state)) {
+        if (auto s = pread_all(t.schedstat_fd); s.ok())
+            if (auto p = parse_schedstat(*s); p.ok()) t.baseline = *p;
+    }
+    t.have_baseline = true;
+    add_sample(t, stack, is_blocked_state(t.state) ? syscall : std::string(), weight, now);
+}
+
+/// Unwinds a blocked thread without stopping it: /proc/.../syscall gives its user sp and pc, the
+/// stack below sp cannot change while it stays blocked, and registers come from its last stop
+/// when sp and pc are the same (frame-pointer code needs rbp, FACTS.md). Trusted only if the
+/// thread did not run meanwhile and the unwind reaches a known root through code mappings.
+bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) {
+    if (!t.syscall_fd.valid()) return false;
+    auto text = pread_all(t.syscall_fd);
+    if (!text.ok()) return false;
+    auto sc = parse_syscall(*text);
+    if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0) return false;
+    if (sc->nr >= 0) *syscall = syscall_name(sc->nr);
+
+    ThreadCapture cap;
+    cap.tid = t.tid;
+    cap.ok = true;
+    if (t.have_regs && t.regs.sp() == sc->sp && t.regs.pc() == sc->pc) {
+        cap.regs = t.regs;
+    } else {
+        cap.regs = Registers{};
+        cap.regs.dwarf[Registers::kSp] = sc->sp;
+        cap.regs.dwarf[Registers::kPc] = sc->pc;
+        if (t.have_regs) cap.regs.fs_base = t.regs.fs_base;
+    }
+    cap.stack.base = sc->sp - kRedZone;
+    cap.stack.bytes.resize(opt_.capture.max_stack_bytes);
+    auto n = memory_.read(cap.stack.base, cap.stack.bytes.data(), cap.stack.bytes.size());
+    if (!n.ok() || *n == 0) return false;
+    cap.stack.bytes.resize(*n);
+
+    // The copy is consistent only if the thread stayed blocked from the tick's reading until now.
+    auto again = pread_all(t.schedstat_fd);
+    if (!again.ok()) return false;
+    auto sched_now = parse_schedstat(*again);
+    if (!sched_now.ok() || !has_not_run(*sched_now, t.sched)) return false;
+
+    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
+    if (stack.truncated || stack.frames.size() < 2) return false;
+    for (const RawFrame& f : stack.frames) {
+        const MemoryMap* m = image_->find_map(f.pc);
+        if (m == nullptr || !m->executable()) return false;
+    }
+    const SymbolizedPc& root = root_symbols_->symbolize(stack.frames.back());
+    if (root.frames.empty() || !is_root_function(root.frames.back().function)) return false;
+    *out = std::move(stack);
+    return true;
+}
+
+bool Sampler::stop_and_unwind(ThreadSlot& t, RawStack* out) {
+    ThreadCapture cap = session_.capture(t.tid, opt_.capture);
+    ++stats_.stops;
+    ++t.stops;
+    if (cap.pause_ns > 0) {
+        t.pause_ns += cap.pause_ns;
+        pauses_.add(cap.pause_ns);
+        budget_.record_stop(cap.pause_ns);
+    }
+    if (!cap.ok) {
+        // A thread that exited meanwhile (churn) or a ^C during the wait is no failure; a thread
+        // that did not stop in time (D state) or could not be read is.
+        observe(t);
+        const bool gone = !t.alive || t.state == ThreadState::Zombie || t.state == ThreadState::Dead;
+        if (!gone && !stop_requested()) ++stats_.capture_failures;
+        log_debug("tid {}: {}", t.tid, cap.error);
+        return false;
+    }
+    t.regs = cap.regs;
+    t.have_regs = true;
+    *out = unwind_capture(cap);
+    return true;
+}
+
+RawStack Sampler::unwind_capture(const ThreadCapture& cap) {
+    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
+    const bool unknown_pc = std::any_of(stack.frames.begin(), stack.frames.end(), [&](const RawFrame& f) {
+        return image_->find_map(f.pc) == nullptr;
+    });
+    if ((unknown_pc || stack.frames.empty()) && maybe_reload_image())
+        stack = unwinder_->unwind(cap, opt_.max_depth);
+    if (stack.truncated) ++stats_.unwind_failures;
+    return stack;
+}
+
+void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
+                         int64_t weight, int64_t now) {
+    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
+                              {"tid", "", t.tid, ""},
+                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
+    if (!syscall.empty()) labels.push_back({"syscall", syscall, 0, ""});
+    builder_.add(stack, {1, std::max<int64_t>(0, weight)}, labels);
+    ++stats_.samples;
+    t.last_sample_ns = now;
+    if (&stack != &t.stack) t.stack = stack;
+    t.stack_syscall = syscall;
+    t.have_stack = true;
+}
+
+void Sampler::retire(const ThreadSlot& t, int64_t now) {
+    if (t.stops) retired_stops_.emplace_back(t.tid, t.stops);
+    const int64_t lived = now - t.first_seen_ns;
+    if (lived >= 10 * nominal_ns_ && lived > 0)
+        stats_.max_thread_pause_fraction =
+            std::max(stats_.max_thread_pause_fraction,
+                     static_cast<double>(t.pause_ns) / static_cast<double>(lived));
+}
+
+/// Sleeps until `deadline`, handling tracee events as they come (signals are re-injected
+/// promptly); returns early when the target exits or execs or a stop is requested.
+void Sampler::wait_until(int64_t deadline) {
+    while (true) {
+        session_.poll_events();
+        if (session_.process_exited() || session_.counters().exec_seen || stop_requested()) return;
+        const int64_t now = now_ns();
+        show_progress(now, false);
+        if (now >= deadline) return;
+        waiter_.wait(std::min(deadline - now, kSlice));
+    }
+}
+
+void Sampler::show_progress(int64_t now, bool last) {
+    if (!opt_.progress || (!last && now < next_progress_ns_)) return;
+    next_progress_ns_ = now + 250 * kMs;
+    if (last) {
+        std::fputs("\r\033[K", stderr);
+        return;
+    }
+    const double elapsed = static_cast<double>(now - start_ns_) / 1e9;
+    std::string line =
+        opt_.duration_ns > 0
+            ? fmt::format("{:.1f}s / {:.1f}s", elapsed, static_cast<double>(opt_.duration_ns) / 1e9)
+            : fmt::format("{:.1f}s", elapsed);
+    std::fprintf(stderr, "\r\033[Kpmprof: %s  %llu samples  %zu threads", line.c_str(),
+                 static_cast<unsigned long long>(stats_.samples), threads_.size());
+    std::fflush(stderr);
+}
+
+Result<SamplerResult> Sampler::run() {
+    start_ns_ = now_ns();
+    start_realtime_ns_ = realtime_ns();
+    getrusage(RUSAGE_SELF, &usage_start_);
+    if (auto r = open_image(); !r.ok()) return r.error();
+    next_reload_ns_ = start_ns_;
+    const int64_t deadline = opt_.duration_ns > 0 ? start_ns_ + opt_.duration_ns : INT64_MAX;
+    int64_t next_tick = start_ns_;
+    while (true) {
+        session_.poll_events();
+        if (session_.process_exited()) {
+            const ExitInfo& e = session_.exit_info();
+            return finish(SamplerEnd::TargetExited,
+                          e.signaled ? "target killed by " + signal_text(e.status)
+                                     : "target exited with status " + std::to_string(e.status));
+        }
+        if (session_.counters().exec_seen)
+            return finish(SamplerEnd::Exec,
+                          "target called execve: stopped sampling, so the new program's code is "
+                          "never symbolized with the old binary");
+        if (stop_requested())
+            return finish(SamplerEnd::StopRequested,
+                          "stopped by " + signal_text(stop_signal() ? stop_signal() : SIGINT));
+        int64_t now = now_ns();
+        if (now >= deadline) return finish(SamplerEnd::Duration, "duration reached");
+        tick(now);
+        const int64_t interval = budget_.next_interval_ns();
+        if (budget_.lowered() && !announced_lowering_) {
+            announced_lowering_ = true;
+            log_warn("pause budget: lowering the rate below {:.0f} Hz to keep each thread stopped "
+                     "under {:.1f}% of the time (--max-pause)",
+                     opt_.rate_hz, opt_.max_pause_fraction * 100);
+        }
+        next_tick = std::max(next_tick + interval, now_ns());
+        wait_until(std::min(next_tick, deadline));
+    }
+}
+
+SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
+    const int64_t end_ns = now_ns();
+    show_progress(end_ns, true);
+    SamplerResult r;
+    r.end = end;
+    r.end_message = std::move(message);
+    r.exit = session_.exit_info();
+    for (const auto& [tid, t] : threads_) retire(t, end_ns);
+    stats_.wall_ns = static_cast<uint64_t>(end_ns - start_ns_);
+    stats_.effective_rate_hz =
+        stats_.wall_ns ? static_cast<double>(stats_.ticks) * 1e9 / static_cast<double>(stats_.wall_ns) : 0;
+    stats_.rate_lowered = budget_.lowered();
+    stats_.pause_median_ns = pauses_.quantile(0.5);
+    stats_.pause_p99_ns = pauses_.quantile(0.99);
+    stats_.pause_max_ns = pauses_.max();
+    rusage usage_end{};
+    getrusage(RUSAGE_SELF, &usage_end);
+    stats_.cpu_user_ns = timeval_ns(usage_end.ru_utime) - timeval_ns(usage_start_.ru_utime);
+    stats_.cpu_system_ns = timeval_ns(usage_end.ru_stime) - timeval_ns(usage_start_.ru_stime);
+    stats_.stops_per_thread = retired_stops_;
+    std::sort(stats_.stops_per_thread.begin(), stats_.stops_per_thread.end());
+
+    // Symbolization happens here, once per unique pc, from files opened while the target lived.
+    auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
+    r.profile = builder_.build(*symbolizer, image_->maps());
+    r.profile.default_sample_type = opt_.mode == SampleMode::Cpu ? "cpu" : "wall";
+    r.profile.time_nanos = start_realtime_ns_;
+    r.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
+    r.stats = stats_;
+    if (!opt_.command_line.empty()) r.profile.comments.push_back(opt_.command_line);
+    for (std::string& c : format_sampler_comments(r)) r.profile.comments.push_back(std::move(c));
+    return r;
+}
+
+}  // namespace
+
+Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt) {
+    Sampler sampler(session, opt);
+    return sampler.run();
+}
+
+}  // namespace pmprof

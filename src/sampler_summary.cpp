@@ -1,0 +1,66 @@
+// What the user sees at the end of `attach`/`record` (issue 3 §5), and the same statistics as
+// profile comments so they travel with the file.
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "pmprof/output_text.h"
+#include "pmprof/sampler.h"
+
+namespace pmprof {
+namespace {
+
+std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3); }
+
+const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
+
+}  // namespace
+
+std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
+    const SamplerStats& s = r.stats;
+    std::vector<std::string> out;
+    out.push_back(fmt::format(
+        "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
+        "{} samples, {} threads, {} stops, {} stops avoided ({} reused, {} fast path), "
+        "{} capture failures, {} unwind failures, pause median {} p99 {} max {}, "
+        "pmprof cpu {:.3f} s; {}",
+        mode_name(s.mode), s.requested_rate_hz, s.effective_rate_hz,
+        s.rate_lowered ? " (lowered by the pause budget)" : "", s.ticks, s.samples, s.threads_seen,
+        s.stops, s.stops_avoided, s.reused, s.fast_path, s.capture_failures, s.unwind_failures,
+        us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
+        static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
+    std::string stops = "pmprof stops per thread (tid:stops):";
+    for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
+    out.push_back(std::move(stops));
+    return out;
+}
+
+std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
+    const SamplerStats& s = r.stats;
+    const double wall_s = static_cast<double>(s.wall_ns) / 1e9;
+    std::string out;
+    out += fmt::format("pmprof: {}\n", r.end_message);
+    out += fmt::format(
+        "pmprof: {} samples from {} threads in {:.1f} s ({} mode, {:.0f} Hz requested, {:.1f} Hz "
+        "effective{})\n",
+        s.samples, s.threads_seen, wall_s, mode_name(s.mode), s.requested_rate_hz,
+        s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
+    out += fmt::format(
+        "pmprof: target pause per thread-sample: median {}, p99 {}, max {} ({} stops; the "
+        "most-stopped thread was stopped {:.2f}% of the time)\n",
+        us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
+        s.max_thread_pause_fraction * 100);
+    out += fmt::format(
+        "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
+        "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
+        s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
+    out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
+                       wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);
+    const int index = r.profile.sample_index();
+    if (index >= 0 && !r.profile.samples.empty()) out += format_top(r.profile, index, top_n);
+    return out;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,209 @@
+// Symbolization with libdwfl, cached per (pc, exact): module and build id, the ELF symbol that
+// covers the pc (never merely the nearest preceding one), file:line and the inline chain.
+#include "pmprof/symbolize.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+
+#include <cstdlib>
+#include <unordered_map>
+
+#include "image_internal.h"
+#include "pmprof/log.h"
+
+namespace pmprof {
+namespace {
+
+struct ModuleInfo {
+    std::string name;
+    std::string build_id;
+    Dwarf_Addr bias = 0;
+};
+
+struct FrameKey {
+    uint64_t pc;
+    bool exact;
+    bool operator==(const FrameKey&) const = default;
+};
+struct FrameKeyHash {
+    size_t operator()(const FrameKey& k) const { return std::hash<uint64_t>()(k.pc * 2 + k.exact); }
+};
+
+/// dwfl_module_addrinfo answers with the nearest preceding symbol even for an address past its
+/// end; only a symbol whose extent holds the address names it. A size-0 symbol (an assembler
+/// label without .size) is trusted for its own address only.
+bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
+    return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
+}
+
+std::string attr_string(Dwarf_Die* die, int name) {
+    Dwarf_Attribute attr;
+    // _integrate follows DW_AT_abstract_origin and DW_AT_specification (the declaration in the
+    // class holds the name for an out-of-line member function).
+    if (dwarf_attr_integrate(die, name, &attr) == nullptr) return {};
+    const char* s = dwarf_formstring(&attr);
+    return s != nullptr ? s : "";
+}
+
+int attr_int(Dwarf_Die* die, int name) {
+    Dwarf_Attribute attr;
+    Dwarf_Word value = 0;
+    if (dwarf_attr(die, name, &attr) == nullptr || dwarf_formudata(&attr, &value) != 0) return 0;
+    return static_cast<int>(value);
+}
+
+/// Function name of a subprogram or inlined-subroutine DIE: the linkage name demangled (so C++
+/// qualifiers and parameters show), else DW_AT_name.
+void name_from_die(Dwarf_Die* die, SourceFrame& f) {
+    std::string linkage = attr_string(die, DW_AT_linkage_name);
+    if (linkage.empty()) linkage = attr_string(die, DW_AT_MIPS_linkage_name);
+    if (!linkage.empty()) {
+        f.mangled = linkage;
+        f.function = demangle(linkage);
+        return;
+    }
+    f.function = f.mangled = attr_string(die, DW_AT_name);
+}
+
+int decl_line(Dwarf_Die* die) {
+    int line = 0;
+    return dwarf_decl_line(die, &line) == 0 ? line : 0;
+}
+
+class DwflSymbolizer final : public Symbolizer {
+  public:
+    DwflSymbolizer(ProcessImage& image, const SymbolizeOptions& opt) : image_(image), opt_(opt) {}
+
+    const SymbolizedPc& symbolize(const RawFrame& frame) override {
+        FrameKey key{frame.pc, frame.exact};
+        auto it = cache_.find(key);
+        if (it != cache_.end()) return it->second;
+        return cache_.emplace(key, compute(frame)).first->second;
+    }
+
+  private:
+    SymbolizedPc compute(const RawFrame& frame);
+    const ModuleInfo& module_info(Dwfl_Module* mod);
+    void add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
+                          std::vector<SourceFrame>& frames);
+
+    ProcessImage& image_;
+    SymbolizeOptions opt_;
+    std::unordered_map<Dwfl_Module*, ModuleInfo> modules_;
+    std::unordered_map<FrameKey, SymbolizedPc, FrameKeyHash> cache_;
+};
+
+const ModuleInfo& DwflSymbolizer::module_info(Dwfl_Module* mod) {
+    auto it = modules_.find(mod);
+    if (it != modules_.end()) return it->second;
+    ModuleInfo info;
+    // dwfl_module_build_id answers only once the ELF is loaded (FACTS.md).
+    dwfl_module_getelf(mod, &info.bias);
+    const char* name = dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    info.name = name != nullptr ? name : "";
+    const unsigned char* bits = nullptr;
+    GElf_Addr vaddr = 0;
+    int len = dwfl_module_build_id(mod, &bits, &vaddr);
+    if (len > 0) info.build_id = hex_bytes(bits, static_cast<size_t>(len));
+    return modules_.emplace(mod, std::move(info)).first->second;
+}
+
+/// Fills `frames` with the inlined functions around lookup_pc, innermost first, and gives
+/// `outer` (the function the code belongs to) its line: FACTS.md, "Inline chains". Each inlined
+/// scope's DW_AT_call_file/call_line is where the next outer function called it.
+void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
+                                      std::vector<SourceFrame>& frames) {
+    Dwarf_Addr dwarf_bias = 0;
+    Dwarf_Die* cudie = dwfl_module_addrdie(mod, lookup_pc, &dwarf_bias);
+    if (cudie == nullptr) return;
+    Dwarf_Die* scopes = nullptr;
+    int nscopes = dwarf_getscopes(cudie, lookup_pc - dwarf_bias, &scopes);
+    if (nscopes <= 0) return;
+    // dwarf_getscopes stops following the concrete tree at the first inlined subroutine; the
+    // DIE ancestors of the innermost scope give the whole chain.
+    Dwarf_Die* chain = nullptr;
+    int nchain = dwarf_getscopes_die(&scopes[0], &chain);
+    free(scopes);
+    if (nchain <= 0) return;
+    Dwarf_Files* files = nullptr;
+    size_t nfiles = 0;
+    if (dwarf_getsrcfiles(cudie, &files, &nfiles) != 0) files = nullptr;
+    std::string file = outer.file;
+    int line = outer.line;
+    for (int i = 0; i < nchain; ++i) {
+        Dwarf_Die* die = &chain[i];
+        int tag = dwarf_tag(die);
+        if (tag == DW_TAG_subprogram) {
+            outer.file = file;
+            outer.line = line;
+            outer.start_line = decl_line(die);
+            break;
+        }
+        if (tag != DW_TAG_inlined_subroutine) continue;
+        SourceFrame f;
+        name_from_die(die, f);
+        f.file = file;
+        f.line = line;
+        f.start_line = decl_line(die);
+        f.inlined = true;
+        frames.push_back(std::move(f));
+        file.clear();
+        line = 0;
+        if (opt_.source_lines) {
+            int call_file = attr_int(die, DW_AT_call_file);
+            const char* name = files != nullptr && static_cast<size_t>(call_file) < nfiles
+                                   ? dwarf_filesrc(files, static_cast<size_t>(call_file), nullptr, nullptr)
+                                   : nullptr;
+            file = name != nullptr ? name : "";
+            line = attr_int(die, DW_AT_call_line);
+        }
+    }
+    free(chain);
+}
+
+SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
+    SymbolizedPc s;
+    s.pc = frame.pc;
+    const uint64_t lookup_pc = frame.lookup_pc();
+    Dwfl_Module* mod = dwfl_addrmodule(image_.impl().dwfl, lookup_pc);
+    if (mod == nullptr) {
+        if (const MemoryMap* m = image_.find_map(lookup_pc)) {
+            s.module = m->path;
+            s.module_offset = frame.pc - m->start + m->file_offset;
+        }
+        return s;
+    }
+    const ModuleInfo& info = module_info(mod);
+    s.module = info.name;
+    s.build_id = info.build_id;
+    // The ELF virtual address: `addr2line -e module 0xOFF` and pprof's Mapping agree on it.
+    s.module_offset = frame.pc - info.bias;
+
+    GElf_Off offset = 0;
+    GElf_Sym sym{};
+    const char* symbol = dwfl_module_addrinfo(mod, lookup_pc, &offset, &sym, nullptr, nullptr, nullptr);
+    if (symbol == nullptr || !symbol_covers(sym, offset)) return s;
+
+    SourceFrame outer;
+    outer.mangled = symbol;
+    outer.function = demangle(symbol);
+    if (opt_.source_lines) {
+        if (Dwfl_Line* line = dwfl_module_getsrc(mod, lookup_pc)) {
+            int lineno = 0;
+            const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+            outer.file = file != nullptr ? file : "";
+            outer.line = lineno;
+        }
+    }
+    if (opt_.inlines) add_inline_chain(mod, lookup_pc, outer, s.frames);
+    s.frames.push_back(std::move(outer));
+    return s;
+}
+
+}  // namespace
+
+std::unique_ptr<Symbolizer> make_symbolizer(ProcessImage& image, const SymbolizeOptions& opt) {
+    return std::make_unique<DwflSymbolizer>(image, opt);
+}
+
+}  // namespace pmprof

@@ -1,0 +1,491 @@
+// The ptrace layer against real targets (tests/targets/ptrace_target.cpp): snapshots, signals
+// re-injected, job control kept, thread churn, D state, the refusals, launch.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "../support/harness.h"
+#include "pmprof/procfs.h"
+#include "pmprof/ptrace.h"
+
+using namespace std::chrono_literals;
+using pmprof::CaptureOptions;
+using pmprof::SnapshotStats;
+using pmprof::ThreadCapture;
+using pmprof::TraceSession;
+namespace t = pmprof::test;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<t::Target> start_target(std::vector<std::string> args) {
+    args.insert(args.begin(), t::target_bin("ptrace_target", true));
+    return t::Target::start(args);
+}
+
+std::unique_ptr<TraceSession> seize_or_fail(pid_t pid) {
+    auto s = TraceSession::seize(pid);
+    if (!s) FAIL("seize " << pid << ": " << s.error().message);
+    return std::move(*s);
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                TraceSession* session = nullptr) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        if (session) session->poll_events();
+        if (pred()) return true;
+        if (Clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
+// Reads the target's next line while keeping the session's events flowing: a signal that
+// arrives between two calls stops its thread until the dispatcher re-injects it.
+std::string read_line_polling(t::Target& target, TraceSession& session,
+                              std::chrono::milliseconds timeout = 5s) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        session.poll_events();
+        std::string line = target.read_line(5ms);
+        if (!line.empty()) return line;
+    }
+    return "";
+}
+
+char task_state(pid_t pid, pid_t tid) {
+    auto st = pmprof::read_task_stat(pid, tid);
+    return st ? static_cast<char>(st->state) : 0;
+}
+
+bool all_in_state(pid_t pid, char state) {
+    auto tids = pmprof::list_tasks(pid);
+    if (!tids || tids->empty()) return false;
+    for (pid_t tid : *tids)
+        if (task_state(pid, tid) != state) return false;
+    return true;
+}
+
+uint64_t percentile(std::vector<uint64_t> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+void check_capture(const ThreadCapture& c) {
+    INFO("tid " << c.tid << ": " << c.error);
+    REQUIRE(c.ok);
+    CHECK(c.regs.pc() != 0);
+    CHECK(c.regs.fs_base != 0);
+    REQUIRE(!c.stack.bytes.empty());
+    // The copy starts at most 128 bytes (red zone) below sp and covers sp.
+    CHECK(c.stack.base <= c.regs.sp());
+    CHECK(c.regs.sp() - c.stack.base <= 128);
+    CHECK(c.stack.contains(c.regs.sp(), 8));
+    CHECK(c.pause_ns > 0);
+}
+
+pid_t dead_pid() {
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, nullptr, 0);
+    return child;
+}
+
+}  // namespace
+
+TEST_CASE("snapshot captures every thread of a 21-thread target", "[integration][ptrace]") {
+    auto target = start_target({"--threads", "20"});
+    pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        REQUIRE(session->threads() == target->tids());
+        REQUIRE(session->threads().size() == 21);
+        SnapshotStats stats;
+        auto caps = session->snapshot({}, CaptureOptions{}, &stats);
+        REQUIRE(caps.size() == 21);
+        for (const auto& c : caps) check_capture(c);
+        CHECK(stats.threads_captured == 21);
+        CHECK(stats.threads_skipped == 0);
+        CHECK(stats.stop_window_ns > 0);
+        // A spinning thread's pc is in the target's own code.
+        auto maps = pmprof::read_maps(pid);
+        REQUIRE(maps.ok());
+        for (const auto& c : caps) {
+            bool in_exec = std::any_of(maps->begin(), maps->end(), [&](const auto& m) {
+                return m.contains(c.regs.pc()) && m.executable();
+            });
+            CHECK(in_exec);
+        }
+        // Stop window over 50 snapshots (reported for the record; bounded loosely).
+        std::vector<uint64_t> windows;
+        for (int i = 0; i < 50; ++i) {
+            session->snapshot({}, CaptureOptions{}, &stats);
+            REQUIRE(stats.threads_captured == 21);
+            windows.push_back(stats.stop_window_ns);
+        }
+        std::fprintf(stderr, "ptrace: 21-thread snapshot stop window median %.1f us, p90 %.1f us\n",
+                     static_cast<double>(percentile(windows, 0.5)) / 1e3,
+                     static_cast<double>(percentile(windows, 0.9)) / 1e3);
+        CHECK(percentile(windows, 0.5) < 50'000'000ull);
+        CHECK(session->counters().stops >= 51 * 21);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("capture of a busy thread is quick", "[integration][ptrace]") {
+    auto target = start_target({"--threads", "2"});
+    pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        auto tids = session->threads();
+        pid_t busy = 0;
+        for (pid_t tid : tids)
+            if (pmprof::read_task_stat(pid, tid)->comm == "spin-0") busy = tid;
+        REQUIRE(busy != 0);
+        std::vector<uint64_t> pauses;
+        for (int i = 0; i < 1000; ++i) {
+            ThreadCapture c = session->capture(busy, CaptureOptions{});
+            REQUIRE(c.ok);
+            pauses.push_back(c.pause_ns);
+        }
+        std::fprintf(stderr, "ptrace: capture() pause of a busy thread: median %.1f us, p99 %.1f us\n",
+                     static_cast<double>(percentile(pauses, 0.5)) / 1e3,
+                     static_cast<double>(percentile(pauses, 0.99)) / 1e3);
+        CHECK(percentile(pauses, 0.5) < 20'000'000ull);
+        // Nothing of the other threads is left stopped by the per-tick path.
+        CHECK(t::stopped_threads(pid).empty());
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("signals sent during snapshots are all delivered", "[integration][ptrace]") {
+    auto target = start_target({"--signals", "--threads", "4"});
+    pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        CaptureOptions opt;
+        for (int i = 1; i <= 100; ++i) {
+            // Queued real-time signals cannot merge: every one must arrive.
+            for (int k = 0; k < 3; ++k) REQUIRE(sigqueue(pid, SIGRTMIN, sigval{k}) == 0);
+            REQUIRE(kill(pid, SIGUSR1) == 0);
+            session->snapshot({}, opt, nullptr);
+            // SIGUSR1 is acknowledged before the next is sent, so two never merge.
+            REQUIRE(read_line_polling(*target, *session) == "usr1 " + std::to_string(i));
+        }
+        REQUIRE(kill(pid, SIGUSR2) == 0);
+        REQUIRE(read_line_polling(*target, *session) == "rt 300 usr1 100");
+        CHECK(session->counters().signals_reinjected >= 401);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("a target stopped before pmprof came stays stopped", "[integration][ptrace]") {
+    auto target = start_target({"--signals", "--threads", "3"});
+    pid_t pid = target->pid();
+    REQUIRE(kill(pid, SIGSTOP) == 0);
+    REQUIRE(wait_until([&] { return all_in_state(pid, 'T'); }, 2s));
+    auto before = t::stopped_threads(pid);
+    REQUIRE(before.size() == 4);
+    {
+        auto session = seize_or_fail(pid);
+        SnapshotStats stats;
+        auto caps = session->snapshot({}, CaptureOptions{}, &stats);
+        REQUIRE(caps.size() == 4);
+        for (const auto& c : caps) check_capture(c);
+        CHECK(session->counters().group_stops >= 4);
+        // Held in PTRACE_LISTEN: still stopped while traced.
+        CHECK(t::stopped_threads(pid) == before);
+    }
+    REQUIRE(t::left_running(pid, before) == "");
+    CHECK(all_in_state(pid, 'T'));
+    REQUIRE(kill(pid, SIGCONT) == 0);
+    REQUIRE(wait_until([&] { return t::stopped_threads(pid).empty(); }, 2s));
+    REQUIRE(kill(pid, SIGUSR1) == 0);
+    REQUIRE(target->read_line(2s) == "usr1 1");
+}
+
+TEST_CASE("job control while traced: SIGSTOP holds, SIGCONT resumes", "[integration][ptrace]") {
+    auto target = start_target({"--signals", "--threads", "3"});
+    pid_t pid = target->pid();
+    std::set<pid_t> before;
+    {
+        auto session = seize_or_fail(pid);
+        REQUIRE(kill(pid, SIGSTOP) == 0);
+        REQUIRE(wait_until([&] { return session->counters().group_stops >= 4; }, 2s,
+                           session.get()));
+        auto caps = session->snapshot({}, CaptureOptions{}, nullptr);
+        for (const auto& c : caps) check_capture(c);
+        // Still stopped a while later: PTRACE_LISTEN, not PTRACE_CONT, answered the group-stop.
+        std::this_thread::sleep_for(50ms);
+        session->poll_events();
+        before = t::stopped_threads(pid);
+        REQUIRE(before.size() == 4);
+        REQUIRE(kill(pid, SIGCONT) == 0);
+        REQUIRE(wait_until([&] { return t::stopped_threads(pid).empty(); }, 2s, session.get()));
+        REQUIRE(kill(pid, SIGUSR1) == 0);
+        REQUIRE(read_line_polling(*target, *session) == "usr1 1");
+        // Stopped again, then detached: the process stays stopped (state T, untraced).
+        const uint64_t stops_before = session->counters().group_stops;
+        REQUIRE(kill(pid, SIGSTOP) == 0);
+        REQUIRE(wait_until([&] { return session->counters().group_stops >= stops_before + 4; },
+                           2s, session.get()));
+    }
+    REQUIRE(t::left_running(pid, before) == "");
+    CHECK(all_in_state(pid, 'T'));
+    REQUIRE(kill(pid, SIGCONT) == 0);
+    REQUIRE(wait_until([&] { return t::stopped_threads(pid).empty(); }, 2s));
+}
+
+TEST_CASE("threads created and exiting during 100 snapshots", "[integration][ptrace]") {
+    auto target = start_target({"--churn", "--threads", "2"});
+    pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        auto start = Clock::now();
+        size_t captured = 0;
+        for (int i = 0; i < 100; ++i) {
+            SnapshotStats stats;
+            auto caps = session->snapshot({}, CaptureOptions{}, &stats);
+            for (const auto& c : caps)
+                if (!c.ok) CHECK(c.error.find("exited") != std::string::npos);
+            captured += stats.threads_captured;
+        }
+        CHECK(Clock::now() - start < 30s);
+        CHECK(captured >= 100 * 5);  // main, 2 workers, 2 churners at least
+        session->poll_events();
+        CHECK(session->counters().threads_added > 0);
+        CHECK(session->counters().threads_exited > 0);
+        CHECK(session->counters().stop_timeouts == 0);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("a thread in D state is skipped within the deadline and released",
+          "[integration][ptrace]") {
+    auto target = start_target({"--dstate", "--threads", "2"});
+    pid_t pid = target->pid();
+    pid_t dtid = std::stoi(t::parse_fields(target->ready_line()).at("dstate"));
+    {
+        auto session = seize_or_fail(pid);
+        CaptureOptions opt;
+        opt.stop_timeout = 100ms;
+        SnapshotStats stats;
+        auto start = Clock::now();
+        auto caps = session->snapshot({}, opt, &stats);
+        CHECK(Clock::now() - start < 1s);
+        for (const auto& c : caps) {
+            if (c.tid == dtid) {
+                CHECK(!c.ok);
+                CHECK(c.error == "tid " + std::to_string(dtid) + " not stopped within 100 ms");
+            } else {
+                check_capture(c);
+            }
+        }
+        CHECK(stats.threads_skipped == 1);
+        CHECK(session->counters().stop_timeouts == 1);
+        // The late stop comes when vfork returns (child sleeps 2 s): the dispatcher resumes it.
+        auto until = Clock::now() + 2500ms;
+        while (Clock::now() < until) {
+            session->poll_events();
+            std::this_thread::sleep_for(2ms);
+        }
+        CHECK(task_state(pid, dtid) != 't');
+        // Skipped again, then detached at once: detach_all waits for the late stop.
+        REQUIRE(wait_until([&] { return task_state(pid, dtid) == 'D'; }, 3s, session.get()));
+        caps = session->snapshot({dtid}, opt, &stats);
+        REQUIRE(caps.size() == 1);
+        CHECK(!caps[0].ok);
+        start = Clock::now();
+        session->detach_all();
+        CHECK(Clock::now() - start < 3500ms);
+        CHECK(session->threads().empty());
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("a process whose main thread exited is traced through its other threads",
+          "[integration][ptrace]") {
+    auto target = start_target({"--main-exits", "--threads", "3"});
+    pid_t pid = target->pid();
+    REQUIRE(wait_until([&] { return task_state(pid, pid) == 'Z'; }, 2s));
+    {
+        auto session = seize_or_fail(pid);
+        auto tids = session->threads();
+        REQUIRE(tids.size() == 3);
+        CHECK(std::find(tids.begin(), tids.end(), pid) == tids.end());
+        SnapshotStats stats;
+        auto caps = session->snapshot({}, CaptureOptions{}, &stats);
+        REQUIRE(caps.size() == 3);
+        for (const auto& c : caps) check_capture(c);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("an exec in the target is noticed", "[integration][ptrace]") {
+    auto r = TraceSession::launch({"sh", "-c", "exec sleep 10"}, true);
+    REQUIRE(r.ok());
+    auto& session = *r;
+    pid_t pid = session->pid();
+    REQUIRE(wait_until([&] { return session->counters().exec_seen; }, 5s, session.get()));
+    REQUIRE(session->threads() == std::vector<pid_t>{pid});
+    REQUIRE(wait_until([&] { return pmprof::read_syscall(pid, pid)->nr == 230; }, 5s,
+                       session.get()));
+    auto caps = session->snapshot({}, CaptureOptions{}, nullptr);
+    REQUIRE(caps.size() == 1);
+    check_capture(caps[0]);
+    session.reset();
+    REQUIRE(t::left_running(pid) == "");
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+}
+
+TEST_CASE("with_all_stopped runs fn with every thread stopped", "[integration][ptrace]") {
+    auto target = start_target({"--threads", "4"});
+    pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        bool all_stopped = false;
+        auto r = session->with_all_stopped([&] { all_stopped = all_in_state(pid, 't'); }, 100ms);
+        REQUIRE(r.ok());
+        CHECK(all_stopped);
+        CHECK(*r > 0);
+        auto failed = session->with_all_stopped([] { throw std::runtime_error("walk failed"); },
+                                                100ms);
+        REQUIRE(!failed.ok());
+        CHECK(failed.error().message == "walk failed");
+        REQUIRE(wait_until([&] { return t::stopped_threads(pid).empty(); }, 2s, session.get()));
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("seize refuses what it must not trace", "[integration][ptrace]") {
+    SECTION("no such process") {
+        pid_t gone = dead_pid();
+        auto r = TraceSession::seize(gone);
+        REQUIRE(!r.ok());
+        CHECK(r.error().message == "no process with pid " + std::to_string(gone));
+    }
+    SECTION("pmprof itself and its parent") {
+        auto self = TraceSession::seize(getpid());
+        REQUIRE(!self.ok());
+        CHECK(self.error().message == "process " + std::to_string(getpid()) + " is pmprof itself");
+        auto parent = TraceSession::seize(getppid());
+        REQUIRE(!parent.ok());
+        CHECK(parent.error().message.find("is pmprof's parent") != std::string::npos);
+    }
+    SECTION("a zombie") {
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        REQUIRE(wait_until([&] { return task_state(child, child) == 'Z'; }, 2s));
+        auto r = TraceSession::seize(child);
+        waitpid(child, nullptr, 0);
+        REQUIRE(!r.ok());
+        CHECK(r.error().message == "process " + std::to_string(child) + " is a zombie");
+    }
+    SECTION("a thread id instead of a process id") {
+        auto target = start_target({"--threads", "1"});
+        auto tids = target->tids();
+        REQUIRE(tids.size() == 2);
+        auto r = TraceSession::seize(tids[1]);
+        REQUIRE(!r.ok());
+        CHECK(r.error().message.find("is a thread of process " + std::to_string(target->pid())) !=
+              std::string::npos);
+    }
+    SECTION("a process already traced") {
+        auto target = start_target({"--threads", "1"});
+        pid_t pid = target->pid();
+        {
+            auto session = seize_or_fail(pid);
+            std::string expected = "process " + std::to_string(pid) + " is already traced by " +
+                                   std::to_string(getpid()) + " (";
+            auto local = pmprof::check_traceable(pid);
+            REQUIRE(!local.ok());
+            CHECK(local.error().message.rfind(expected, 0) == 0);
+            // The same from another process, through the whole seize path.
+            int fds[2];
+            REQUIRE(pipe(fds) == 0);
+            pid_t child = fork();
+            if (child == 0) {
+                auto r = TraceSession::seize(pid);
+                std::string msg = r.ok() ? "seized" : r.error().message;
+                ssize_t n = write(fds[1], msg.data(), msg.size());
+                (void)n;
+                if (r.ok()) r.value()->detach_all();
+                _exit(0);
+            }
+            close(fds[1]);
+            std::string msg;
+            char buf[512];
+            ssize_t n;
+            while ((n = read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+            close(fds[0]);
+            waitpid(child, nullptr, 0);
+            CHECK(msg.rfind(expected, 0) == 0);
+        }
+        REQUIRE(t::left_running(pid) == "");
+    }
+}
+
+TEST_CASE("launch runs a program under trace and reports how it ended", "[integration][ptrace]") {
+    SECTION("missing binary") {
+        auto r = TraceSession::launch({"/nonexistent/pmprof-no-such-program"}, true);
+        REQUIRE(!r.ok());
+        CHECK(r.error().message ==
+              "cannot run /nonexistent/pmprof-no-such-program: No such file or directory");
+        auto p = TraceSession::launch({"pmprof-no-such-program-in-path"}, true);
+        REQUIRE(!p.ok());
+        CHECK(p.error().message ==
+              "cannot run pmprof-no-such-program-in-path: No such file or directory");
+    }
+    SECTION("exit codes and signals") {
+        struct Case {
+            std::vector<std::string> argv;
+            bool signaled;
+            int status;
+        };
+        for (const Case& c : {Case{{"true"}, false, 0}, Case{{"false"}, false, 1},
+                              Case{{"sh", "-c", "exit 7"}, false, 7},
+                              Case{{"sh", "-c", "kill -TERM $$"}, true, SIGTERM}}) {
+            INFO(c.argv.back());
+            auto r = TraceSession::launch(c.argv, true);
+            REQUIRE(r.ok());
+            auto& session = *r;
+            REQUIRE(wait_until([&] { return session->process_exited(); }, 5s, session.get()));
+            CHECK(session->exit_info().exited);
+            CHECK(session->exit_info().signaled == c.signaled);
+            CHECK(session->exit_info().status == c.status);
+            CHECK(!session->counters().exec_seen);
+        }
+    }
+    SECTION("a launched program can be sampled") {
+        auto r = TraceSession::launch({"sleep", "10"}, true);
+        REQUIRE(r.ok());
+        auto& session = *r;
+        pid_t pid = session->pid();
+        REQUIRE(session->threads() == std::vector<pid_t>{pid});
+        // Past the dynamic loader (which sets up TLS, so fs_base) and asleep.
+        REQUIRE(wait_until([&] { return pmprof::read_syscall(pid, pid)->nr == 230; }, 5s,
+                           session.get()));
+        auto caps = session->snapshot({}, CaptureOptions{}, nullptr);
+        REQUIRE(caps.size() == 1);
+        check_capture(caps[0]);
+        CHECK(pmprof::read_cmdline(pid) == "sleep 10");
+        session.reset();  // detaches; then we end what we started
+        REQUIRE(t::left_running(pid) == "");
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+}
