@@ -138,3 +138,26 @@ clean:
 	rm -rf $(BUILD) build-sanitize
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/obj/src/main.d
+
+# ---- fuzzing (owner: formats) -------------------------------------------------------------
+# `make fuzz` builds a libFuzzer harness (clang, ASan + UBSan) for decode_pprof and every writer
+# and runs it for FUZZ_SECONDS over tests/corpus/fuzz, where new interesting inputs are kept.
+# tests/unit/test_report_corpus.cpp replays that corpus in every `make test` (no clang needed).
+FUZZ_SECONDS ?= 300
+FUZZ_CXX     ?= clang++
+FUZZ_SRCS    := tests/fuzz/fuzz_decode_pprof.cpp src/error.cpp src/profile.cpp \
+                src/protobuf_wire.cpp src/output_pprof.cpp src/output_pprof_decode.cpp \
+                src/output_text.cpp src/output_folded.cpp src/output_callgrind.cpp \
+                src/output_svg.cpp src/output_svg_script.cpp src/report.cpp src/report_diff.cpp \
+                src/report_frames.cpp src/report_list.cpp src/symbolize.cpp src/demangle.cpp \
+                src/image.cpp src/log.cpp src/fd.cpp src/procfs.cpp src/types.cpp src/memory.cpp
+.PHONY: fuzz fuzz-build
+fuzz-build: $(BUILD)/fuzz_decode_pprof
+$(BUILD)/fuzz_decode_pprof: $(FUZZ_SRCS) $(wildcard src/*.h include/pmprof/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Iinclude $(PKG_CFLAGS) -o $@ $(FUZZ_SRCS) $(PKG_LIBS)
+fuzz: $(BUILD)/fuzz_decode_pprof
+	@mkdir -p tests/corpus/fuzz
+	$(BUILD)/fuzz_decode_pprof -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -rss_limit_mb=4096 -print_final_stats=1 tests/corpus/fuzz

@@ -33,6 +33,13 @@ class CachedReader final : public MemoryReader {
     CachedReader(MemoryReader& under, const MapIndex& maps) : under_(under), maps_(maps) {}
     Result<size_t> read(uint64_t address, void* out, size_t len) override;
     uint64_t bytes_copied() const { return bytes_copied_; }
+    /// Pointer to `len` cached bytes at `address` (loading its block), or nullptr when they are
+    /// not all in one block: the walker's fast path, no copy and no virtual call.
+    const uint8_t* span(uint64_t address, size_t len) {
+        const Block* b = block_for(address);
+        if (!b || address < b->start || address - b->start + len > b->bytes.size()) return nullptr;
+        return b->bytes.data() + (address - b->start);
+    }
 
   private:
     struct Block {

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "heap_internal.h"
@@ -54,7 +53,20 @@ class Walker {
     void run();
 
   private:
-    bool u64(uint64_t a, uint64_t* v) { return index_.readable(a, 8) && mem_.read_value(a, v); }
+    bool u64(uint64_t a, uint64_t* v) {
+        if (const uint8_t* q = mem_.span(a, 8)) {  // cached: readable by construction
+            std::memcpy(v, q, 8);
+            return true;
+        }
+        return index_.readable(a, 8) && mem_.read_value(a, v);
+    }
+    /// Index into chunks_ of the chunk at `addr`, or npos (chunks_ sorted by address).
+    size_t chunk_index(uint64_t addr) const {
+        auto it = std::lower_bound(chunks_.begin(), chunks_.end(), addr,
+                                   [](const RawChunk& c, uint64_t a) { return c.addr < a; });
+        return it != chunks_.end() && it->addr == addr ? static_cast<size_t>(it - chunks_.begin())
+                                                       : std::string::npos;
+    }
     void problem(std::string text) { out_.problems.push_back(std::move(text)); }
     bool chunk_ok(uint64_t p) const { return (p & 15) == 0 && index_.readable(p, 32); }
     uint64_t list_bound() const { return std::max<uint64_t>(1024, bytes_in_heaps_ / kMinChunk + 16); }
@@ -82,7 +94,6 @@ class Walker {
     uint64_t bytes_in_heaps_ = 0;
     std::unordered_set<uint64_t> fast_, binned_, tcache_;
     std::vector<RawChunk> chunks_;
-    std::unordered_map<uint64_t, size_t> chunk_at_;
     std::vector<std::pair<uint64_t, uint64_t>> heap_regions_;  // non-main heaps (HEAP_MAX each)
     std::unordered_set<uint64_t> internal_;  // tcache_perthread_struct chunks
 };
@@ -177,7 +188,6 @@ void Walker::walk_region(ArenaSummary& a, uint64_t start, uint64_t end, uint64_t
         c.inuse = (next_field & kPrevInuse) != 0;
         c.first_in_heap = first;
         c.fencepost = size == 16;
-        chunk_at_[p] = chunks_.size();
         chunks_.push_back(c);
         first = false;
         p += size;
@@ -294,10 +304,10 @@ bool Walker::check_tcache(const RawChunk& c, std::vector<uint64_t>* entries) {
         uint64_t e = get64(t, l_.tcache_entries + 8 * static_cast<uint64_t>(k));
         if (count > tcache_count_ || (count == 0) != (e == 0)) return false;
         for (uint16_t n = 0; n < count; ++n) {
-            auto it = chunk_at_.find(e - 16);
+            size_t at = chunk_index(e - 16);
             uint64_t stored = 0, ekey = 0;
-            if ((e & 15) != 0 || it == chunk_at_.end() ||
-                chunks_[it->second].size != static_cast<uint64_t>(k + 2) * 16 ||
+            if ((e & 15) != 0 || at == std::string::npos ||
+                chunks_[at].size != static_cast<uint64_t>(k + 2) * 16 ||
                 !u64(e, &stored) || !u64(e + 8, &ekey))
                 return false;
             // Every cached entry carries the process-wide tcache_key (glibc >= 2.34).
@@ -434,6 +444,8 @@ void Walker::run() {
     tcache_count_ = std::min<uint64_t>(tcache_count_, 65535);
     std::vector<uint64_t> arenas = list_arenas();
     for (size_t i = 0; i < arenas.size(); ++i) walk_arena(static_cast<int>(i), arenas[i]);
+    std::sort(chunks_.begin(), chunks_.end(),
+              [](const RawChunk& a, const RawChunk& b) { return a.addr < b.addr; });
     find_tcaches();
     classify();
     probe_mmapped();

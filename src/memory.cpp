@@ -23,6 +23,10 @@ std::string describe(const char *call, pid_t pid, uint64_t address, size_t len) 
     return fmt::format("{} pid {} at {:#x} ({} bytes)", call, pid, address, len);
 }
 
+std::string describe_proc_mem(pid_t pid, uint64_t address, size_t len) {
+    return fmt::format("pread /proc/{}/mem at {:#x} ({} bytes)", pid, address, len);
+}
+
 /// One process_vm_readv call: bytes copied, or -1 with errno.
 ssize_t vm_read(pid_t pid, uint64_t address, void *out, size_t len) {
     iovec local{out, len};
@@ -100,14 +104,14 @@ Result<size_t> ProcessMemory::read_proc_mem(uint64_t address, void *out, size_t 
         if (n < 0) {
             if (done > 0)
                 break;
-            return Error::from_errno(describe("pread /proc/PID/mem", pid_, address, len), errno);
+            return Error::from_errno(describe_proc_mem(pid_, address, len), errno);
         }
         if (n == 0)
             break;
         done += static_cast<size_t>(n);
     }
     if (done == 0)
-        return Error{describe("pread /proc/PID/mem", pid_, address, len) + ": nothing read", EIO};
+        return Error{describe_proc_mem(pid_, address, len) + ": nothing read", EIO};
     return done;
 }
 

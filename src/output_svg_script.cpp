@@ -5,10 +5,10 @@
 // hover line), a <rect> and a <text>; the root <svg> carries data-w (width) and data-pad.
 namespace pmprof {
 
-extern const char* const kFlameCss;
-extern const char* const kFlameScript;
+extern const char *const kFlameCss;
+extern const char *const kFlameScript;
 
-const char* const kFlameCss = R"CSS(
+const char *const kFlameCss = R"CSS(
 text { font-family: Verdana, sans-serif; font-size: 12px; fill: #000; }
 #title { font-size: 17px; }
 .f text { pointer-events: none; }
@@ -20,7 +20,7 @@ text { font-family: Verdana, sans-serif; font-size: 12px; fill: #000; }
 )CSS";
 
 // The script never contains the sequence that ends a CDATA section.
-const char* const kFlameScript = R"JS(
+const char *const kFlameScript = R"JS(
 "use strict";
 (function () {
   var svg = document.getElementById("pmprof-flame");
@@ -134,8 +134,16 @@ const char* const kFlameScript = R"JS(
   });
   window.pmprofFlame = { zoom: zoom, unzoom: unzoom, search: search, frames: frames };
   for (var j = 0; j < frames.length; j++) fit(frames[j], frames[j].x, frames[j].w);
+  // Shareable views: file.svg#z=INDEX zooms to a frame, #s=REGEX searches (both may be given,
+  // joined by '&').
+  var hash = window.location.hash.replace(/^#/, "").split("&");
+  for (var h = 0; h < hash.length; h++) {
+    var kv = hash[h].split("="), val = decodeURIComponent(kv.slice(1).join("="));
+    if (kv[0] === "z" && frames[+val]) zoom(+val);
+    if (kv[0] === "s" && val) { try { search(new RegExp(val)); } catch (err) { } }
+  }
   svg.setAttribute("data-ready", "1");
 })();
 )JS";
 
-}  // namespace pmprof
+} // namespace pmprof

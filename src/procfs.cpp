@@ -285,8 +285,27 @@ Result<SyscallState> read_syscall(pid_t pid, pid_t tid) {
     return read_parsed<SyscallState>(task_path(pid, tid, "syscall"), parse_syscall);
 }
 
+/// A file of the process that a zombie leader (main thread exited, others running) shows empty:
+/// the leader has no mm, but every live thread's /proc/PID/task/TID view has the same content.
+static Result<std::string> read_process_file(pid_t pid, const char* name) {
+    auto text = read_file(proc_path(pid, name));
+    if (!text || !text->empty())
+        return text;
+    auto tasks = list_tasks(pid);
+    if (tasks) {
+        for (pid_t tid : *tasks) {
+            if (tid == pid)
+                continue;
+            auto t = read_file(task_path(pid, tid, name));
+            if (t && !t->empty())
+                return t;
+        }
+    }
+    return text;
+}
+
 Result<std::vector<MemoryMap>> read_maps(pid_t pid) {
-    auto text = read_file(proc_path(pid, "maps"));
+    auto text = read_process_file(pid, "maps");
     if (!text)
         return text.error();
     return parse_maps(*text);
@@ -325,7 +344,7 @@ Result<std::vector<pid_t>> list_tasks(pid_t pid) {
 }
 
 std::string read_cmdline(pid_t pid) {
-    auto text = read_file(proc_path(pid, "cmdline"));
+    auto text = read_process_file(pid, "cmdline");
     if (!text)
         return {};
     std::string s = std::move(*text);

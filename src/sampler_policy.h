@@ -14,27 +14,27 @@ namespace pmprof {
 
 /// What one thread needs this tick.
 enum class SampleAction {
-    Skip,         // no sample: gone, or (cpu mode) did not run / no baseline yet
-    Reuse,        // blocked and has not run since the previous sample: same stack, no stop
-    TryFastPath,  // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
-    Stop,         // running (or unknown): PTRACE_INTERRUPT, copy, resume
+    Skip,        // no sample: gone, or (cpu mode) did not run / no baseline yet
+    Reuse,       // blocked and has not run since the previous sample: same stack, no stop
+    TryFastPath, // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
+    Stop,        // running (or unknown): PTRACE_INTERRUPT, copy, resume
 };
 
 /// What is known about a thread at the start of a tick.
 struct ThreadObservation {
     ThreadState state = ThreadState::Unknown;
-    SchedStat sched;             // now
-    bool have_baseline = false;  // `baseline` was read at this thread's previous sample
+    SchedStat sched;            // now
+    bool have_baseline = false; // `baseline` was read at this thread's previous sample
     SchedStat baseline;
-    bool have_stack = false;     // a stack from an earlier sample is kept
+    bool have_stack = false; // a stack from an earlier sample is kept
 };
 
 /// True for states in which the thread cannot be executing user code: S, D, T, t, I.
 bool is_blocked_state(ThreadState s);
 /// True when the thread has not been on a cpu since `baseline` (same run time, same timeslices).
-bool has_not_run(const SchedStat& now, const SchedStat& baseline);
+bool has_not_run(const SchedStat &now, const SchedStat &baseline);
 /// DESIGN.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
-SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
+SampleAction choose_action(SampleMode mode, const ThreadObservation &obs);
 
 /// Log-linear histogram of pause durations: exact below 128 ns, then 64 buckets per power of two
 /// (under 1.6 % error), so percentiles cost 30 KiB whatever the run length.
@@ -64,6 +64,10 @@ class PauseBudget {
   public:
     PauseBudget(int64_t nominal_interval_ns, double max_fraction);
     void record_stop(uint64_t pause_ns);
+    /// The most-stopped thread's stopped time / its lifetime so far. The ewma misjudges
+    /// heavy-tailed pauses (a loaded machine: median 0.1 ms, p99 40 ms), so the interval is also
+    /// stretched in proportion while the measured fraction is over budget.
+    void observe_worst_fraction(double fraction) { worst_fraction_ = fraction; }
     /// The wait before the next tick: the nominal interval, or longer to respect the budget.
     int64_t next_interval_ns() const;
     /// True once the budget made an interval longer than the nominal one.
@@ -74,8 +78,9 @@ class PauseBudget {
     int64_t nominal_ns_;
     double max_fraction_;
     double ewma_ns_ = 0;
+    double worst_fraction_ = 0;
     bool seeded_ = false;
     mutable bool lowered_ = false;
 };
 
-}  // namespace pmprof
+} // namespace pmprof

@@ -13,31 +13,34 @@ namespace {
 
 std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3); }
 
-const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
+const char *mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
 
-}  // namespace
+} // namespace
 
-std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
-    const SamplerStats& s = r.stats;
+std::vector<std::string> format_sampler_comments(const SamplerResult &r) {
+    const SamplerStats &s = r.stats;
     std::vector<std::string> out;
     out.push_back(fmt::format(
         "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
         "{} samples, {} threads, {} stops, {} stops avoided ({} reused, {} fast path), "
-        "{} capture failures, {} unwind failures, pause median {} p99 {} max {}, "
-        "pmprof cpu {:.3f} s; {}",
+        "{} capture failures, {} unwind failures, {} module reloads, pause median {} p99 {} "
+        "max {}, pmprof cpu {:.3f} s; {}",
         mode_name(s.mode), s.requested_rate_hz, s.effective_rate_hz,
         s.rate_lowered ? " (lowered by the pause budget)" : "", s.ticks, s.samples, s.threads_seen,
         s.stops, s.stops_avoided, s.reused, s.fast_path, s.capture_failures, s.unwind_failures,
-        us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
+        s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
     std::string stops = "pmprof stops per thread (tid:stops):";
-    for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
+    for (const auto &[tid, n] : s.stops_per_thread)
+        stops += fmt::format(" {}:{}", tid, n);
+    if (s.stops_per_thread_omitted)
+        stops += fmt::format(" (and {} more threads)", s.stops_per_thread_omitted);
     out.push_back(std::move(stops));
     return out;
 }
 
-std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
-    const SamplerStats& s = r.stats;
+std::string format_sampler_summary(const SamplerResult &r, size_t top_n) {
+    const SamplerStats &s = r.stats;
     const double wall_s = static_cast<double>(s.wall_ns) / 1e9;
     std::string out;
     out += fmt::format("pmprof: {}\n", r.end_message);
@@ -51,16 +54,17 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         "most-stopped thread was stopped {:.2f}% of the time)\n",
         us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
         s.max_thread_pause_fraction * 100);
-    out += fmt::format(
-        "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
-        "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
-        s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    out +=
+        fmt::format("pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
+                    "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
+                    s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
     const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
     out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
                        wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);
     const int index = r.profile.sample_index();
-    if (index >= 0 && !r.profile.samples.empty()) out += format_top(r.profile, index, top_n);
+    if (index >= 0 && !r.profile.samples.empty())
+        out += format_top(r.profile, index, top_n);
     return out;
 }
 
-}  // namespace pmprof
+} // namespace pmprof

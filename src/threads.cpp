@@ -75,24 +75,39 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     dump.pid = pid;
     dump.command = read_cmdline(pid);
 
+    // Thread states are read before seizing: once seized, a job-control-stopped thread shows
+    // as "tracing stop", and the dump must describe the target, not pmprof's own trace.
+    std::unordered_map<pid_t, ThreadEntry> before;
+    if (auto tasks = list_tasks(pid); tasks.ok()) {
+        for (pid_t tid : *tasks) {
+            ThreadEntry t;
+            t.tid = tid;
+            read_thread_info(pid, t);
+            before.emplace(tid, std::move(t));
+        }
+    }
+
     auto session = TraceSession::seize(pid);
     if (!session.ok()) return session.error();
     TraceSession& ts = **session;
 
-    // Thread states are read after seizing (which stops nothing) and right before the stop, so
-    // they describe the moment of the snapshot and not pmprof's own tracing stop.
     std::vector<pid_t> wanted;
     for (pid_t tid : ts.threads()) {
         ThreadEntry t;
-        t.tid = tid;
-        read_thread_info(pid, t);
+        if (auto it = before.find(tid); it != before.end()) {
+            t = std::move(it->second);
+        } else {  // born between the listing and the seize
+            t.tid = tid;
+            read_thread_info(pid, t);
+        }
         if (!matches_filter(t, opt.thread_filter)) continue;
         wanted.push_back(tid);
         dump.threads.push_back(std::move(t));
     }
     if (dump.threads.empty()) {
         ts.detach_all();
-        if (opt.thread_filter.empty()) return Error{"process " + std::to_string(pid) + " has no threads to trace"};
+        if (opt.thread_filter.empty())
+            return Error{"process " + std::to_string(pid) + " has no threads to trace"};
         return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
     }
     auto maps = read_maps(pid);

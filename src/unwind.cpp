@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "image_internal.h"
@@ -112,6 +113,29 @@ bool CaptureMemory::read(uint64_t address, void* out, size_t len) {
     }
     if (address + len < address) return false;
     return read_module(address, out, len) || read_mapped_file(address, out, len);
+}
+
+// ---- the end of a stack -------------------------------------------------------------------
+
+bool cfi_marks_outermost(Dwfl* dwfl, const RawFrame& frame) {
+    const uint64_t pc = frame.lookup_pc();
+    Dwfl_Module* mod = dwfl_addrmodule(dwfl, pc);
+    if (mod == nullptr) return false;
+    for (bool eh : {true, false}) {
+        Dwarf_Addr bias = 0;
+        Dwarf_CFI* cfi = eh ? dwfl_module_eh_cfi(mod, &bias) : dwfl_module_dwarf_cfi(mod, &bias);
+        Dwarf_Frame* cfa = nullptr;
+        if (cfi == nullptr || dwarf_cfi_addrframe(cfi, pc - bias, &cfa) != 0) continue;
+        Dwarf_Op ops_mem[3];
+        Dwarf_Op* ops = nullptr;
+        size_t nops = 0;
+        // libdw.h: nops 0 with ops == ops_mem is "undefined"; ops NULL would be "same_value".
+        bool undefined = dwarf_frame_register(cfa, Registers::kPc, ops_mem, &ops, &nops) == 0 &&
+                         nops == 0 && ops == ops_mem;
+        free(cfa);
+        return undefined;
+    }
+    return false;
 }
 
 // ---- FrameGuard -----------------------------------------------------------------------------

@@ -122,6 +122,12 @@ class DwflUnwinder final : public Unwinder {
         } else if (rc != 0) {
             out.truncated = true;
             out.stop_reason = "libdwfl: " + dwfl_error;
+        } else if (!out.frames.empty() && !cfi_marks_outermost(impl_.dwfl, out.frames.back())) {
+            // libdwfl ends without an error when neither CFI nor its frame-pointer fallback can
+            // go on (libdwfl.h: "consider error as zero").
+            out.truncated = true;
+            out.stop_reason = fmt::format("libdwfl stopped at pc {:#x} before the outermost frame",
+                                          out.frames.back().pc);
         }
         return out;
     }

@@ -2,6 +2,8 @@
 // may read, and when a stack must be cut short.
 #pragma once
 
+#include <elfutils/libdwfl.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -67,6 +69,11 @@ class FrameGuard {
     std::vector<std::pair<uint64_t, uint64_t>> seen_;  // (pc, sp) of frames reached through a signal
     std::string reason_;
 };
+
+/// True when the CFI at the frame's pc leaves the return address (rip) undefined: the
+/// outermost frame (_start, a thread's start). Both libdwfl and libunwind also report "no more
+/// frames" when they merely could not go on; this tells the two apart.
+bool cfi_marks_outermost(Dwfl* dwfl, const RawFrame& frame);
 
 std::unique_ptr<Unwinder> make_dwfl_unwinder(ProcessImage& image, MemoryReader& memory);
 std::unique_ptr<Unwinder> make_libunwind_unwinder(ProcessImage& image, MemoryReader& memory);

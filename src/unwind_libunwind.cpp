@@ -101,6 +101,7 @@ class LibunwindUnwinder final : public Unwinder {
 
   private:
     const unw_dyn_info_t* table_for(uint64_t ip);
+    bool is_sigreturn_trampoline(uint64_t pc);
 
     // ---- unw_accessors_t; `arg` is always `this` (unw_init_remote). No exception escapes. ----
     static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need,
@@ -156,6 +157,15 @@ const unw_dyn_info_t* LibunwindUnwinder::table_for(uint64_t ip) {
     return it->second ? &*it->second : nullptr;
 }
 
+/// x86_64 Linux rt_sigreturn trampoline: "mov $15, %rax; syscall" (48 c7 c0 0f 00 00 00 0f 05),
+/// the sequence libunwind's own signal-frame check looks for. libunwind's unw_is_signal_frame
+/// describes the frame it last stepped through, which differs between versions.
+bool LibunwindUnwinder::is_sigreturn_trampoline(uint64_t pc) {
+    static constexpr uint8_t kSigreturn[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    uint8_t code[sizeof kSigreturn];
+    return memory_.read(pc, code, sizeof code) && std::memcmp(code, kSigreturn, sizeof code) == 0;
+}
+
 RawStack LibunwindUnwinder::unwind(const ThreadCapture& capture, size_t max_depth) {
     RawStack out;
     if (as_ == nullptr) {
@@ -177,10 +187,21 @@ RawStack LibunwindUnwinder::unwind(const ThreadCapture& capture, size_t max_dept
             out.stop_reason = guard.reason();
             break;
         }
-        out.frames.push_back(RawFrame{ip, exact});
-        exact = unw_is_signal_frame(&cursor) > 0;
+        // A signal trampoline's pc is its first instruction, not a return address after a call
+        // (glibc starts __restore_rt's FDE one byte early for pc - 1 lookups, but its symbol at
+        // the pc): it is exact, like the frame the signal interrupted (libdwfl agrees).
+        const bool trampoline = is_sigreturn_trampoline(ip);
+        out.frames.push_back(RawFrame{ip, exact || trampoline});
+        exact = trampoline;
         rc = unw_step(&cursor);
-        if (rc == 0) break;  // the outermost frame
+        // libunwind also answers 0 when it merely ran out of ways to go on: only a frame whose
+        // CFI leaves the return address undefined (_start, thread start) is the outermost.
+        if (rc == 0 && !cfi_marks_outermost(impl_.dwfl, out.frames.back())) {
+            out.truncated = true;
+            out.stop_reason = fmt::format("libunwind stopped at pc {:#x} before the outermost frame",
+                                          out.frames.back().pc);
+        }
+        if (rc == 0) break;
     }
     if (rc < 0) {
         out.truncated = true;

@@ -1,5 +1,6 @@
 // Integration-test harness (tests/support/harness.h). Every process started here is put in its own
-// process group, gets SIGKILL if the test runner dies (PR_SET_PDEATHSIG), and is killed and reaped
+// process group, gets SIGKILL if the thread that started it dies (PR_SET_PDEATHSIG, prctl(2):
+// start targets from the test thread), and is killed and reaped
 // by its owner; every wait is bounded.
 #include "harness.h"
 

@@ -62,7 +62,8 @@ struct RunResult {
 };
 
 /// Runs argv to completion with stdin from /dev/null, capturing stdout and stderr; SIGKILLs it
-/// at the timeout.
+/// (and its process group) at the timeout. It reads until both streams close, so a background
+/// grandchild that keeps them open runs into the timeout.
 RunResult run(const std::vector<std::string>& argv,
               std::chrono::milliseconds timeout = std::chrono::seconds(60));
 

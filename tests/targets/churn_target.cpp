@@ -8,7 +8,9 @@
 //   short        short_lived_work   spins ~--short-us microseconds (default 200), then exits
 //   main         main_wait          pthread_join(churner)
 //
-// Options: --batch N (threads per batch, default 4), --short-us N, --no-spinner.
+// Options: --batch N (threads per batch, default 4), --short-us N, --pause-us N (between batches,
+// default 5000: ~600 threads/s; pid_max is often 32768 and every thread takes a pid, so full
+// speed wraps the pid space in seconds and invites pid reuse in concurrent tests), --no-spinner.
 // Reports "ready pid=P long-sleep=TID long-spin=TID churner=TID" after the first batch was joined.
 #include <time.h>
 
@@ -27,6 +29,7 @@ namespace churn_target {
 struct Options {
     int batch = 4;
     int short_us = 200;
+    int pause_us = 5000;
     bool spinner = true;
 };
 Options g_opt;
@@ -71,7 +74,13 @@ TARGET_NOINLINE void spawn_batch() {
 }
 
 TARGET_NOINLINE void churn_loop() {
-    for (;;) spawn_batch();  // @line:churn
+    for (;;) {
+        spawn_batch();  // @line:churn
+        if (g_opt.pause_us > 0) {
+            timespec ts{g_opt.pause_us / 1000000, (g_opt.pause_us % 1000000) * 1000L};
+            nanosleep(&ts, nullptr);
+        }
+    }
 }
 
 TARGET_NOINLINE void* churner_thread(void*) {
@@ -108,10 +117,14 @@ Options parse_options(int argc, char** argv) {
             opt.batch = std::max(1, std::atoi(argv[++i]));
         } else if (arg == "--short-us" && i + 1 < argc) {
             opt.short_us = std::max(0, std::atoi(argv[++i]));
+        } else if (arg == "--pause-us" && i + 1 < argc) {
+            opt.pause_us = std::max(0, std::atoi(argv[++i]));
         } else if (arg == "--no-spinner") {
             opt.spinner = false;
         } else {
-            std::fprintf(stderr, "usage: %s [--batch N] [--short-us N] [--no-spinner]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s [--batch N] [--short-us N] [--pause-us N] [--no-spinner]\n",
+                         argv[0]);
             std::exit(64);
         }
     }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -83,7 +84,25 @@ Parked park(bool frame_pointers, const std::string& mode = "spin") {
     Parked p;
     p.target = Target::start({test::target_bin("unwind_target", frame_pointers), mode});
     REQUIRE(p.target != nullptr);
-    p.capture = capture_thread(p.target->pid(), p.target->pid());
+    // The ready line is written from the leaf itself. Capture until the thread has left
+    // write(2): spinning in the target's own code, or blocked in pause(2).
+    const std::string exe = frame_pointers ? "/unwind_target-fp" : "/unwind_target-nofp";
+    for (int i = 0; i < 400; ++i) {
+        bool parked = false;
+        if (mode == "block") {
+            auto sc = read_syscall(p.target->pid(), p.target->pid());
+            parked = sc.ok() && !sc->running && sc->nr == SYS_pause;
+        } else if (auto maps = read_maps(p.target->pid()); maps.ok()) {
+            p.capture = capture_thread(p.target->pid(), p.target->pid());
+            for (const MemoryMap& m : *maps)
+                if (m.contains(p.capture.regs.pc()) && m.path.size() > exe.size() &&
+                    m.path.compare(m.path.size() - exe.size(), exe.size(), exe) == 0)
+                    parked = true;
+        }
+        if (parked) break;
+        usleep(5000);
+    }
+    if (mode == "block") p.capture = capture_thread(p.target->pid(), p.target->pid());
     REQUIRE(p.capture.ok);
     REQUIRE(test::left_running(p.target->pid()) == "");
     auto maps = read_maps(p.target->pid());
@@ -118,15 +137,20 @@ size_t find_from(const std::vector<std::string>& names, size_t from, const std::
 }
 
 void check_known_stack(const RawStack& stack, const std::vector<std::string>& names) {
-    INFO(joined(names) << "stop: " << stack.stop_reason);
+    std::string exact;
+    for (size_t i = 0; i < stack.frames.size(); ++i)
+        if (stack.frames[i].exact) exact += std::to_string(i) + " ";
+    INFO(joined(names) << "stop: " << stack.stop_reason << "\nexact: " << exact);
     CHECK_FALSE(stack.truncated);
     REQUIRE(names.size() >= 20);
     CHECK(names[0] == "uw_spin(int)");
     CHECK(names[1] == "uw_handler_leaf(int)");
     CHECK(names[2] == "uw_on_signal(int)");
     CHECK(names[3] == "__restore_rt");
-    // Exact pcs: frame 0 and the frame the signal interrupted; return addresses elsewhere.
-    for (size_t i = 0; i < stack.frames.size(); ++i) CHECK(stack.frames[i].exact == (i == 0 || i == 4));
+    // Exact pcs: frame 0, the signal trampoline (the handler "returns" to its first instruction)
+    // and the frame the signal interrupted; return addresses elsewhere.
+    for (size_t i = 0; i < stack.frames.size(); ++i)
+        CHECK(stack.frames[i].exact == (i == 0 || i == 3 || i == 4));
     size_t at = 4;
     for (const char* want : {"uw_level5(int)", "uw_level4(int)", "uw_compare(void const*, void const*)",
                              "qsort", "uw_level3(int)", "uw_recurse(int, int)"}) {
@@ -246,6 +270,7 @@ TEST_CASE("a thread blocked in libc unwinds into our code", "[unit][unwind]") {
 TEST_CASE("garbage registers and stacks stop cleanly", "[unit][unwind]") {
     const bool fp = GENERATE(true, false);
     const UnwinderKind kind = GENERATE(UnwinderKind::Dwfl, UnwinderKind::Libunwind);
+    INFO((fp ? "-fp" : "-nofp") << (kind == UnwinderKind::Dwfl ? " dwfl" : " libunwind"));
     Parked p = park(fp);
     ProcessMemory memory(p.target->pid());
     auto unwinder = make_unwinder(kind, *p.image, memory);
@@ -284,6 +309,7 @@ TEST_CASE("garbage registers and stacks stop cleanly", "[unit][unwind]") {
         ThreadCapture cut = p.capture;
         cut.stack.bytes.resize(128 + 64);
         RawStack s = unwinder->unwind(cut, kMaxDepth);
+        INFO(s.frames.size() << " frames, stop: " << s.stop_reason);
         CHECK(s.frames.size() >= 1);
         CHECK(s.frames.size() < 10);
         CHECK(s.truncated);
