@@ -3,6 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -60,6 +63,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Tracee stops are waited for through a signalfd for SIGCHLD (ptrace.cpp): the signal must be
+    // blocked in every thread, so block it here, before any thread (HTTP, progress) exists.
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld, nullptr);
     try {
         return run(argc, argv);
     } catch (const pmprof::FatalError& e) {

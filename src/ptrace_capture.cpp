@@ -27,12 +27,11 @@ constexpr uint64_t kRedZone = 128;
 constexpr std::chrono::microseconds kWaitCap{1000};
 constexpr std::chrono::microseconds kFirstWaitCap{20};
 
-} // namespace
+}  // namespace
 
-bool read_registers(pid_t tid, Registers *regs) {
+bool read_registers(pid_t tid, Registers* regs) {
     user_regs_struct u{};
-    if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0)
-        return false;
+    if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
     // DWARF register numbers, x86_64 psABI figure 3.36.
     regs->dwarf = {u.rax, u.rdx, u.rcx, u.rbx, u.rsi, u.rdi, u.rbp, u.rsp, u.r8,
                    u.r9,  u.r10, u.r11, u.r12, u.r13, u.r14, u.r15, u.rip};
@@ -42,10 +41,10 @@ bool read_registers(pid_t tid, Registers *regs) {
 
 // ---- StopRound ----------------------------------------------------------------------------
 
-StopRound::StopRound(SessionCore &impl, const std::vector<pid_t> &tids) : impl_(impl) {
+StopRound::StopRound(SessionCore& impl, const std::vector<pid_t>& tids) : impl_(impl) {
     members_.reserve(tids.size());
     for (pid_t tid : tids) {
-        Member &m = members_.emplace_back();
+        Member& m = members_.emplace_back();
         m.tid = tid;
         auto it = impl_.threads.find(tid);
         if (it == impl_.threads.end() || it->second.state == TraceState::Gone ||
@@ -53,17 +52,14 @@ StopRound::StopRound(SessionCore &impl, const std::vector<pid_t> &tids) : impl_(
             m.outcome = Outcome::NotTraced;
             continue;
         }
-        TracedThread &t = it->second;
+        TracedThread& t = it->second;
         t.want_stop = true;
         m.interrupt_ns = monotonic_ns();
-        if (first_interrupt_ns_ == 0)
-            first_interrupt_ns_ = m.interrupt_ns;
-        if (t.state == TraceState::Trapped)
-            continue; // already stopped: wait() takes it
+        if (first_interrupt_ns_ == 0) first_interrupt_ns_ = m.interrupt_ns;
+        if (t.state == TraceState::Trapped) continue;  // already stopped: wait() takes it
         // A Listening (group-stopped) thread is stopped already; the interrupt only re-traps it
         // so its registers can be read, and it is left with PTRACE_LISTEN again.
-        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
-            t.interrupt_sent = true;
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) t.interrupt_sent = true;
         // ESRCH: the thread is exiting; wait() reaps its exit.
     }
 }
@@ -77,7 +73,7 @@ StopRound::~StopRound() {
 }
 
 void StopRound::settle(size_t i) {
-    Member &m = members_[i];
+    Member& m = members_[i];
     auto it = impl_.threads.find(m.tid);
     if (it == impl_.threads.end()) {
         m.outcome = Outcome::Exited;
@@ -91,67 +87,55 @@ void StopRound::settle(size_t i) {
             return;
         }
     }
-    if (it->second.state == TraceState::Trapped)
-        m.outcome = Outcome::Stopped;
+    if (it->second.state == TraceState::Trapped) m.outcome = Outcome::Stopped;
 }
 
 void StopRound::wait(SteadyClock::time_point deadline,
-                     const std::function<void(size_t)> &on_stopped, bool honor_stop_request) {
-    SigchldBlock block; // before the first waitpid: a stop reported after it wakes ppoll
+                     const std::function<void(size_t)>& on_stopped, bool honor_stop_request) {
+    SigchldBlock block;  // before the first waitpid: a stop reported after it wakes ppoll
     std::chrono::microseconds cap = kFirstWaitCap;
     bool abandoned = false;
     for (;;) {
         bool pending = false;
         for (size_t i = 0; i < members_.size(); ++i) {
-            if (members_[i].outcome != Outcome::Pending)
-                continue;
+            if (members_[i].outcome != Outcome::Pending) continue;
             settle(i);
             if (members_[i].outcome == Outcome::Stopped) {
-                if (on_stopped)
-                    on_stopped(i);
+                if (on_stopped) on_stopped(i);
             } else if (members_[i].outcome == Outcome::Pending) {
                 pending = true;
             }
         }
-        if (!pending)
-            return;
+        if (!pending) return;
         // On ^C, stop waiting for the rest; what stopped is resumed by resume_all all the same.
         if (honor_stop_request && stop_requested()) {
             abandoned = true;
             break;
         }
-        if (SteadyClock::now() >= deadline)
-            break;
+        if (SteadyClock::now() >= deadline) break;
         impl_.wait_for_event(deadline, cap);
         cap = std::min(cap * 2, kWaitCap);
     }
-    for (Member &m : members_) {
-        if (m.outcome != Outcome::Pending)
-            continue;
+    for (Member& m : members_) {
+        if (m.outcome != Outcome::Pending) continue;
         m.outcome = abandoned ? Outcome::Abandoned : Outcome::TimedOut;
-        if (!abandoned)
-            ++impl_.counters.stop_timeouts;
+        if (!abandoned) ++impl_.counters.stop_timeouts;
         // Its stop may still come (a thread in D state stops when it leaves the kernel): with
         // want_stop cleared, the dispatcher resumes it whenever that is.
         auto it = impl_.threads.find(m.tid);
-        if (it != impl_.threads.end())
-            it->second.want_stop = false;
+        if (it != impl_.threads.end()) it->second.want_stop = false;
     }
 }
 
 void StopRound::resume_all() {
-    if (resumed_)
-        return;
+    if (resumed_) return;
     resumed_ = true;
-    for (Member &m : members_) {
-        if (m.outcome == Outcome::NotTraced)
-            continue;
+    for (Member& m : members_) {
+        if (m.outcome == Outcome::NotTraced) continue;
         auto it = impl_.threads.find(m.tid);
-        if (it == impl_.threads.end())
-            continue;
+        if (it == impl_.threads.end()) continue;
         it->second.want_stop = false;
-        if (it->second.state != TraceState::Trapped)
-            continue;
+        if (it->second.state != TraceState::Trapped) continue;
         impl_.resume(m.tid, it->second);
         m.resume_ns = monotonic_ns();
         last_resume_ns_ = std::max(last_resume_ns_, m.resume_ns);
@@ -164,7 +148,7 @@ namespace {
 
 // Inside the stop: registers, then one process_vm_readv of [sp - 128, mapping end) capped at
 // max_stack_bytes. The buffer was sized before the stop so no page is zeroed in the window.
-void copy_thread(SessionCore &impl, ThreadCapture &cap, const CaptureOptions &opt) {
+void copy_thread(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt) {
     if (!read_registers(cap.tid, &cap.regs)) {
         cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
         return;
@@ -174,9 +158,9 @@ void copy_thread(SessionCore &impl, ThreadCapture &cap, const CaptureOptions &op
         return;
     }
     const uint64_t sp = cap.regs.sp();
-    const MemoryMap *map = impl.map_containing(sp);
+    const MemoryMap* map = impl.map_containing(sp);
     if (map == nullptr) {
-        impl.refresh_maps(); // rare: the stack of a thread created since the last read
+        impl.refresh_maps();  // rare: the stack of a thread created since the last read
         map = impl.map_containing(sp);
     }
     if (map == nullptr) {
@@ -191,7 +175,7 @@ void copy_thread(SessionCore &impl, ThreadCapture &cap, const CaptureOptions &op
     const uint64_t len =
         std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, cap.stack.bytes.size()});
     iovec local{cap.stack.bytes.data(), len};
-    iovec remote{reinterpret_cast<void *>(lo), len};
+    iovec remote{reinterpret_cast<void*>(lo), len};
     // By tid, not pid: a zombie leader has no mm, every live thread has the process's.
     ssize_t n = ::process_vm_readv(cap.tid, &local, 1, &remote, 1, 0);
     if (n <= 0) {
@@ -202,11 +186,11 @@ void copy_thread(SessionCore &impl, ThreadCapture &cap, const CaptureOptions &op
         return;
     }
     cap.stack.base = lo;
-    cap.stack.bytes.resize(static_cast<size_t>(n)); // shrinking: no writes
+    cap.stack.bytes.resize(static_cast<size_t>(n));  // shrinking: no writes
     cap.ok = true;
 }
 
-std::string outcome_error(const StopRound::Member &m, const CaptureOptions &opt) {
+std::string outcome_error(const StopRound::Member& m, const CaptureOptions& opt) {
     using Outcome = StopRound::Outcome;
     switch (m.outcome) {
     case Outcome::Exited:
@@ -222,14 +206,12 @@ std::string outcome_error(const StopRound::Member &m, const CaptureOptions &opt)
     }
 }
 
-std::vector<ThreadCapture> capture_threads(SessionCore &impl, const std::vector<pid_t> &tids,
-                                           const CaptureOptions &opt, SnapshotStats *stats) {
+std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<pid_t>& tids,
+                                           const CaptureOptions& opt, SnapshotStats* stats) {
     std::vector<ThreadCapture> out(tids.size());
-    for (size_t i = 0; i < tids.size(); ++i)
-        out[i].tid = tids[i];
+    for (size_t i = 0; i < tids.size(); ++i) out[i].tid = tids[i];
     if (opt.copy_stack)
-        for (auto &c : out)
-            c.stack.bytes.resize(opt.max_stack_bytes + kRedZone);
+        for (auto& c : out) c.stack.bytes.resize(opt.max_stack_bytes + kRedZone);
     StopRound round(impl, tids);
     round.wait(SteadyClock::now() + opt.stop_timeout,
                [&](size_t i) { copy_thread(impl, out[i], opt); });
@@ -237,17 +219,16 @@ std::vector<ThreadCapture> capture_threads(SessionCore &impl, const std::vector<
 
     size_t captured = 0;
     for (size_t i = 0; i < out.size(); ++i) {
-        const StopRound::Member &m = round.members()[i];
-        ThreadCapture &cap = out[i];
+        const StopRound::Member& m = round.members()[i];
+        ThreadCapture& cap = out[i];
         if (m.outcome == StopRound::Outcome::Stopped) {
             ++impl.counters.stops;
             cap.pause_ns = m.resume_ns > m.interrupt_ns ? m.resume_ns - m.interrupt_ns : 0;
         } else {
             cap.error = outcome_error(m, opt);
         }
-        if (!cap.ok)
-            cap.stack.bytes.clear();
-        cap.stack.bytes.shrink_to_fit(); // after the resume: keeps only what was copied
+        if (!cap.ok) cap.stack.bytes.clear();
+        cap.stack.bytes.shrink_to_fit();  // after the resume: keeps only what was copied
         captured += cap.ok ? 1 : 0;
     }
     if (stats != nullptr) {
@@ -261,24 +242,23 @@ std::vector<ThreadCapture> capture_threads(SessionCore &impl, const std::vector<
 }
 
 // What a call from a thread other than the tracer gets: ptrace(2) would answer ESRCH anyway.
-std::vector<ThreadCapture> refused(const std::vector<pid_t> &tids, SnapshotStats *stats) {
+std::vector<ThreadCapture> refused(const std::vector<pid_t>& tids, SnapshotStats* stats) {
     std::vector<ThreadCapture> out(tids.size());
     for (size_t i = 0; i < tids.size(); ++i) {
         out[i].tid = tids[i];
         out[i].error = "not called on the tracer thread";
     }
-    if (stats != nullptr)
-        *stats = SnapshotStats{0, 0, out.size()};
+    if (stats != nullptr) *stats = SnapshotStats{0, 0, out.size()};
     return out;
 }
 
-} // namespace
+}  // namespace
 
-std::vector<ThreadCapture> TraceSession::snapshot(const std::vector<pid_t> &tids,
-                                                  const CaptureOptions &opt, SnapshotStats *stats) {
+std::vector<ThreadCapture> TraceSession::snapshot(const std::vector<pid_t>& tids,
+                                                  const CaptureOptions& opt, SnapshotStats* stats) {
     if (!impl_->on_tracer_thread("snapshot"))
         return refused(tids.empty() ? threads() : tids, stats);
-    impl_->poll_all(); // learn new threads and collect pending stops before choosing
+    impl_->poll_all();  // learn new threads and collect pending stops before choosing
     impl_->refresh_maps();
     std::vector<ThreadCapture> out =
         capture_threads(*impl_, tids.empty() ? threads() : tids, opt, stats);
@@ -286,36 +266,33 @@ std::vector<ThreadCapture> TraceSession::snapshot(const std::vector<pid_t> &tids
     return out;
 }
 
-ThreadCapture TraceSession::capture(pid_t tid, const CaptureOptions &opt) {
+ThreadCapture TraceSession::capture(pid_t tid, const CaptureOptions& opt) {
     // Per tick: maps are re-read only when sp falls outside the cached ones (copy_thread).
-    if (!impl_->on_tracer_thread("capture"))
-        return std::move(refused({tid}, nullptr)[0]);
-    if (impl_->maps.empty())
-        impl_->refresh_maps();
+    if (!impl_->on_tracer_thread("capture")) return std::move(refused({tid}, nullptr)[0]);
+    if (impl_->maps.empty()) impl_->refresh_maps();
     std::vector<ThreadCapture> out = capture_threads(*impl_, {tid}, opt, nullptr);
-    impl_->poll_all(); // events of other threads, after this one was resumed
+    impl_->poll_all();  // events of other threads, after this one was resumed
     return std::move(out[0]);
 }
 
-Result<uint64_t> TraceSession::with_all_stopped(const std::function<void()> &fn,
+Result<uint64_t> TraceSession::with_all_stopped(const std::function<void()>& fn,
                                                 std::chrono::milliseconds stop_timeout) {
     if (!impl_->on_tracer_thread("with_all_stopped"))
         return Error{"TraceSession::with_all_stopped: not called on the tracer thread", 0};
     impl_->poll_all();
-    if (impl_->exit.exited)
-        return Error{fmt::format("process {} exited", impl_->pid), 0};
+    if (impl_->exit.exited) return Error{fmt::format("process {} exited", impl_->pid), 0};
     std::optional<Error> failure;
     uint64_t window = 0;
     {
         StopRound round(*impl_, threads());
         round.wait(SteadyClock::now() + stop_timeout, nullptr);
-        for (const auto &m : round.members())
+        for (const auto& m : round.members())
             if (m.outcome == StopRound::Outcome::TimedOut)
                 log_warn("tid {} not stopped within {} ms: it is not running user code", m.tid,
                          stop_timeout.count());
         try {
             fn();
-        } catch (const std::exception &e) {
+        } catch (const std::exception& e) {
             failure = Error{e.what(), 0};
         } catch (...) {
             failure = Error{"unknown exception while the threads were stopped", 0};
@@ -325,9 +302,8 @@ Result<uint64_t> TraceSession::with_all_stopped(const std::function<void()> &fn,
             window = round.last_resume_ns() - round.first_interrupt_ns();
     }
     impl_->poll_all();
-    if (failure)
-        return *failure;
+    if (failure) return *failure;
     return window;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -35,8 +35,7 @@ SigchldBlock::SigchldBlock() {
 }
 
 SigchldBlock::~SigchldBlock() {
-    if (was_blocked_)
-        return;
+    if (was_blocked_) return;
     sigset_t unblock;
     sigemptyset(&unblock);
     sigaddset(&unblock, SIGCHLD);
@@ -50,11 +49,10 @@ bool is_stop_signal(int sig) {
 }
 
 // waitpid(tid, __WALL | WNOHANG), EINTR retried: a non-blocking reap never strands a thread.
-pid_t wait_nohang(pid_t tid, int *status) {
+pid_t wait_nohang(pid_t tid, int* status) {
     for (;;) {
         pid_t r = ::waitpid(tid, status, __WALL | WNOHANG);
-        if (r >= 0 || errno != EINTR)
-            return r;
+        if (r >= 0 || errno != EINTR) return r;
     }
 }
 
@@ -63,7 +61,7 @@ bool task_dir_exists(pid_t pid, pid_t tid) {
     return ::access(path.c_str(), F_OK) == 0;
 }
 
-} // namespace
+}  // namespace
 
 bool SessionCore::poll_one(pid_t tid) {
     int status = 0;
@@ -79,7 +77,7 @@ bool SessionCore::poll_one(pid_t tid) {
         if (it != threads.end()) {
             threads.erase(it);
             if (tid == pid && !exit.exited) {
-                exit.exited = true; // how it ended is unknown: someone else reaped it
+                exit.exited = true;  // how it ended is unknown: someone else reaped it
                 threads.clear();
             }
             return true;
@@ -89,46 +87,38 @@ bool SessionCore::poll_one(pid_t tid) {
 }
 
 void SessionCore::poll_all() {
-    if (detached || !on_tracer_thread("poll_events"))
-        return;
+    if (detached || !on_tracer_thread("poll_events")) return;
     // Peek (WNOWAIT) at the first waitable child: one syscall when nothing is pending, which is
     // the common case on every sampler tick.
     for (int guard = 0; guard < 100000; ++guard) {
         siginfo_t si{};
         int rc = ::waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0 || si.si_pid == 0)
-            return; // ECHILD: no children; 0: nothing pending
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc < 0 || si.si_pid == 0) return;  // ECHILD: no children; 0: nothing pending
         pid_t tid = si.si_pid;
         bool ours = threads.count(tid) != 0 || (tid != pid && task_dir_exists(pid, tid));
-        if (ours && poll_one(tid))
-            continue;
-        break; // an event of another child of pmprof (not ours to reap): poll ours one by one
+        if (ours && poll_one(tid)) continue;
+        break;  // an event of another child of pmprof (not ours to reap): poll ours one by one
     }
     for (bool progress = true; progress;) {
         progress = false;
         std::vector<pid_t> tids;
         tids.reserve(threads.size());
-        for (const auto &[tid, t] : threads)
-            tids.push_back(tid);
-        for (pid_t tid : tids)
-            progress |= poll_one(tid);
+        for (const auto& [tid, t] : threads) tids.push_back(tid);
+        for (pid_t tid : tids) progress |= poll_one(tid);
     }
 }
 
-bool SessionCore::on_tracer_thread(const char *what) const {
+bool SessionCore::on_tracer_thread(const char* what) const {
     const auto self = static_cast<pid_t>(::gettid());
-    if (self == tracer_tid)
-        return true;
+    if (self == tracer_tid) return true;
     log_warn("TraceSession::{} called on thread {}, but pid {} is traced by thread {}: ignored",
              what, self, pid, tracer_tid);
     return false;
 }
 
 void SessionCore::track_clone(pid_t child) {
-    if (threads.count(child) != 0)
-        return; // its first stop came first and added it
+    if (threads.count(child) != 0) return;  // its first stop came first and added it
     if (task_dir_exists(pid, child)) {
         threads.emplace(child, TracedThread{});
         return;
@@ -137,11 +127,9 @@ void SessionCore::track_clone(pid_t child) {
     // let go), or a thread that already exited and was reaped before its parent's event was.
     int status = 0;
     pid_t r = wait_nohang(child, &status);
-    if (r < 0)
-        return; // ECHILD: reaped already, nothing to track
+    if (r < 0) return;  // ECHILD: reaped already, nothing to track
     threads.emplace(child, TracedThread{}).first->second.foreign = true;
-    if (r == child)
-        dispatch(child, status);
+    if (r == child) dispatch(child, status);
 }
 
 void SessionCore::note_exit(int status) {
@@ -159,7 +147,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
         it = threads.emplace(tid, TracedThread{}).first;
         it->second.foreign = !task_dir_exists(pid, tid);
     }
-    TracedThread &t = it->second;
+    TracedThread& t = it->second;
     const TraceState previous = t.state;
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
         threads.erase(it);
@@ -168,12 +156,11 @@ void SessionCore::dispatch(pid_t tid, int status) {
         if (tid == pid) {
             note_exit(status);
         } else if (threads.empty() && !task_dir_exists(pid, pid)) {
-            exit.exited = true; // the leader was a zombie we could not seize: status unknown
+            exit.exited = true;  // the leader was a zombie we could not seize: status unknown
         }
         return;
     }
-    if (!WIFSTOPPED(status))
-        return;
+    if (!WIFSTOPPED(status)) return;
     // Any ptrace-stop consumes a pending PTRACE_INTERRUPT (kernel ptrace_stop: "any trap clears
     // pending STOP trap"), so this stop is the one a stop round waits for, whatever its kind.
     t.state = TraceState::Trapped;
@@ -188,8 +175,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
         // process stays job-control stopped (FACTS.md).
         if (is_stop_signal(sig)) {
             t.group_stop = true;
-            if (previous != TraceState::Listening)
-                ++counters.group_stops; // not a re-trap
+            if (previous != TraceState::Listening) ++counters.group_stops;  // not a re-trap
         }
         break;
     case PTRACE_EVENT_CLONE: {
@@ -205,16 +191,15 @@ void SessionCore::dispatch(pid_t tid, int status) {
         // or vanish (ECHILD); the old mappings and symbols are void.
         counters.exec_seen = true;
         maps.clear();
-        for (auto &[other, ot] : threads)
-            if (other != tid)
-                ot.state = TraceState::Gone;
+        for (auto& [other, ot] : threads)
+            if (other != tid) ot.state = TraceState::Gone;
         break;
     case 0:
         // Signal-delivery-stop: never swallow the signal (FACTS.md: CONT with 0 loses it).
         t.pending_signal = sig;
         break;
     default:
-        break; // an event we did not ask for: just resume
+        break;  // an event we did not ask for: just resume
     }
     if (t.foreign || detaching) {
         // A clone that is not a thread of the target is another process: let it go at once.
@@ -222,35 +207,30 @@ void SessionCore::dispatch(pid_t tid, int status) {
         threads.erase(tid);
         return;
     }
-    if (!t.want_stop)
-        resume(tid, t);
+    if (!t.want_stop) resume(tid, t);
 }
 
-void SessionCore::resume(pid_t tid, TracedThread &t) {
-    if (t.state != TraceState::Trapped)
-        return;
+void SessionCore::resume(pid_t tid, TracedThread& t) {
+    if (t.state != TraceState::Trapped) return;
     long rc;
     if (t.group_stop) {
         rc = ::ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
         t.state = TraceState::Listening;
     } else {
         rc = ::ptrace(PTRACE_CONT, tid, nullptr, t.pending_signal);
-        if (rc == 0 && t.pending_signal != 0)
-            ++counters.signals_reinjected;
+        if (rc == 0 && t.pending_signal != 0) ++counters.signals_reinjected;
         t.state = TraceState::Running;
     }
-    if (rc != 0 && errno != ESRCH) // ESRCH: killed meanwhile (SIGKILL); its exit follows
+    if (rc != 0 && errno != ESRCH)  // ESRCH: killed meanwhile (SIGKILL); its exit follows
         log_warn("resuming tid {}: {}", tid, Error::from_errno("ptrace", errno).message);
     t.pending_signal = 0;
 }
 
-void SessionCore::detach_now(pid_t tid, TracedThread &t) {
-    if (t.state != TraceState::Trapped)
-        return;
+void SessionCore::detach_now(pid_t tid, TracedThread& t) {
+    if (t.state != TraceState::Trapped) return;
     const int sig = t.group_stop ? 0 : t.pending_signal;
     if (::ptrace(PTRACE_DETACH, tid, nullptr, sig) == 0) {
-        if (sig != 0)
-            ++counters.signals_reinjected;
+        if (sig != 0) ++counters.signals_reinjected;
     } else if (errno != ESRCH) {
         log_warn("{}", Error::from_errno(fmt::format("PTRACE_DETACH tid {}", tid), errno).message);
     }
@@ -259,18 +239,17 @@ void SessionCore::detach_now(pid_t tid, TracedThread &t) {
 }
 
 void SessionCore::drop_detached() {
-    std::erase_if(threads, [](const auto &entry) { return entry.second.released; });
+    std::erase_if(threads, [](const auto& entry) { return entry.second.released; });
 }
 
 void SessionCore::wait_for_event(SteadyClock::time_point deadline, std::chrono::microseconds cap) {
     auto now = SteadyClock::now();
-    if (now >= deadline)
-        return;
+    if (now >= deadline) return;
     auto left = std::min<SteadyClock::duration>(deadline - now, cap);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
     timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
     if (!sigchld_fd.valid()) {
-        ::nanosleep(&ts, nullptr); // EINTR: the caller's loop re-checks its deadline
+        ::nanosleep(&ts, nullptr);  // EINTR: the caller's loop re-checks its deadline
         return;
     }
     // The caller blocked SIGCHLD (SigchldBlock) before its last waitpid, so a stop reported
@@ -292,9 +271,8 @@ void SessionCore::refresh_maps() {
     }
     // A zombie leader (its main thread exited) has no mm and an empty maps file; any live
     // thread shows the same address space (proc(5): /proc/TID is reachable for every thread).
-    for (const auto &[tid, t] : threads) {
-        if (tid == pid || t.state == TraceState::Gone || t.foreign)
-            continue;
+    for (const auto& [tid, t] : threads) {
+        if (tid == pid || t.state == TraceState::Gone || t.foreign) continue;
         auto tm = read_maps(tid);
         if (tm.ok() && !tm->empty()) {
             maps = std::move(*tm);
@@ -303,14 +281,13 @@ void SessionCore::refresh_maps() {
     }
 }
 
-const MemoryMap *SessionCore::map_containing(uint64_t address) const {
+const MemoryMap* SessionCore::map_containing(uint64_t address) const {
     // maps is sorted by start (the kernel lists VMAs in address order).
     auto it = std::upper_bound(maps.begin(), maps.end(), address,
-                               [](uint64_t a, const MemoryMap &m) { return a < m.start; });
-    if (it == maps.begin())
-        return nullptr;
+                               [](uint64_t a, const MemoryMap& m) { return a < m.start; });
+    if (it == maps.begin()) return nullptr;
     --it;
     return it->contains(address) ? &*it : nullptr;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -24,20 +24,20 @@ uint64_t monotonic_ns();
 
 /// Where a traced thread is, as far as the tracer knows (ptrace(2) "Stopped states").
 enum class TraceState {
-    Running,   // not in a ptrace-stop (or its stop has not been reaped by waitpid yet)
-    Trapped,   // in a ptrace-stop we reaped and have not resumed: we must resume it
-    Listening, // in a group-stop, resumed with PTRACE_LISTEN: stopped, but not ours to resume
-    Gone,      // left the thread group (exec de-thread): only waiting to be reaped
+    Running,    // not in a ptrace-stop (or its stop has not been reaped by waitpid yet)
+    Trapped,    // in a ptrace-stop we reaped and have not resumed: we must resume it
+    Listening,  // in a group-stop, resumed with PTRACE_LISTEN: stopped, but not ours to resume
+    Gone,       // left the thread group (exec de-thread): only waiting to be reaped
 };
 
 struct TracedThread {
     TraceState state = TraceState::Running;
-    int pending_signal = 0;      // signal-delivery-stop: re-injected by the resume
-    bool group_stop = false;     // Trapped in a group-stop: resume with PTRACE_LISTEN
-    bool interrupt_sent = false; // a PTRACE_INTERRUPT whose stop has not been reported yet
-    bool want_stop = false;      // a stop round holds this thread: keep it Trapped
-    bool foreign = false;        // a non-thread clone child (another process): detach it
-    bool released = false;       // detached: to be dropped (never waitpid it again)
+    int pending_signal = 0;       // signal-delivery-stop: re-injected by the resume
+    bool group_stop = false;      // Trapped in a group-stop: resume with PTRACE_LISTEN
+    bool interrupt_sent = false;  // a PTRACE_INTERRUPT whose stop has not been reported yet
+    bool want_stop = false;       // a stop round holds this thread: keep it Trapped
+    bool foreign = false;         // a non-thread clone child (another process): detach it
+    bool released = false;        // detached: to be dropped (never waitpid it again)
 };
 
 /// Blocks SIGCHLD in the calling thread for the duration of a wait so the session's signalfd
@@ -46,8 +46,8 @@ class SigchldBlock {
   public:
     SigchldBlock();
     ~SigchldBlock();
-    SigchldBlock(const SigchldBlock &) = delete;
-    SigchldBlock &operator=(const SigchldBlock &) = delete;
+    SigchldBlock(const SigchldBlock&) = delete;
+    SigchldBlock& operator=(const SigchldBlock&) = delete;
 
   private:
     bool was_blocked_ = false;
@@ -56,15 +56,15 @@ class SigchldBlock {
 /// The session's state. TraceSession::Impl is private, so the module's helpers work on this base.
 struct SessionCore {
     pid_t pid = 0;
-    pid_t tracer_tid = 0;   // the thread that seized: the only one ptrace answers (ptrace(2))
-    bool launched = false;  // we forked it: we are its parent as well as its tracer
-    bool detaching = false; // detach_all started: every stop is answered with PTRACE_DETACH
-    bool detached = false;  // nothing left traced
-    std::map<pid_t, TracedThread> threads; // ordered: threads() is sorted
+    pid_t tracer_tid = 0;    // the thread that seized: the only one ptrace answers (ptrace(2))
+    bool launched = false;   // we forked it: we are its parent as well as its tracer
+    bool detaching = false;  // detach_all started: every stop is answered with PTRACE_DETACH
+    bool detached = false;   // nothing left traced
+    std::map<pid_t, TracedThread> threads;  // ordered: threads() is sorted
     ExitInfo exit;
     SessionCounters counters;
-    std::vector<MemoryMap> maps; // /proc/PID/maps, read before stopping (never during)
-    UniqueFd sigchld_fd;         // signalfd for SIGCHLD: wakes the waits without busy polling
+    std::vector<MemoryMap> maps;  // /proc/PID/maps, read before stopping (never during)
+    UniqueFd sigchld_fd;          // signalfd for SIGCHLD: wakes the waits without busy polling
 
     // ---- events (ptrace_events.cpp) ----
     /// Reaps at most one pending event of `tid` without blocking; true when one was handled.
@@ -76,22 +76,22 @@ struct SessionCore {
     void dispatch(pid_t tid, int status);
     /// Resumes a Trapped thread: PTRACE_LISTEN for a group-stop, else PTRACE_CONT re-injecting
     /// its pending signal. No-op in any other state.
-    void resume(pid_t tid, TracedThread &t);
+    void resume(pid_t tid, TracedThread& t);
     /// PTRACE_DETACH of a Trapped thread, re-injecting its pending signal (0 for a group-stop:
     /// the thread then stays stopped with its process); marks it released.
-    void detach_now(pid_t tid, TracedThread &t);
+    void detach_now(pid_t tid, TracedThread& t);
     /// Erases the released threads.
     void drop_detached();
     /// Sleeps until a child event may be pending (SIGCHLD), `deadline`, or at most `cap`.
     void wait_for_event(SteadyClock::time_point deadline, std::chrono::microseconds cap);
     /// False (and a warning naming `what`) when called from another thread than the tracer.
-    bool on_tracer_thread(const char *what) const;
+    bool on_tracer_thread(const char* what) const;
     /// Starts tracking a thread reported by PTRACE_EVENT_CLONE (GETEVENTMSG).
     void track_clone(pid_t child);
     /// Marks the process gone (every thread dropped) with what is known about how it ended.
     void note_exit(int status);
     void refresh_maps();
-    const MemoryMap *map_containing(uint64_t address) const;
+    const MemoryMap* map_containing(uint64_t address) const;
 };
 
 struct TraceSession::Impl : SessionCore {};
@@ -106,32 +106,32 @@ class StopRound {
     struct Member {
         pid_t tid = 0;
         Outcome outcome = Outcome::Pending;
-        uint64_t interrupt_ns = 0; // when PTRACE_INTERRUPT was sent
-        uint64_t resume_ns = 0;    // when it was resumed
+        uint64_t interrupt_ns = 0;  // when PTRACE_INTERRUPT was sent
+        uint64_t resume_ns = 0;     // when it was resumed
     };
 
     /// Sends PTRACE_INTERRUPT to each listed thread (threads already Trapped count at once).
-    StopRound(SessionCore &impl, const std::vector<pid_t> &tids);
+    StopRound(SessionCore& impl, const std::vector<pid_t>& tids);
     ~StopRound();
-    StopRound(const StopRound &) = delete;
-    StopRound &operator=(const StopRound &) = delete;
+    StopRound(const StopRound&) = delete;
+    StopRound& operator=(const StopRound&) = delete;
 
     /// Waits until every member stopped, exited, or `deadline`; `on_stopped(i)` runs as member
     /// i stops (copy registers there, nothing slow). Members not stopped by then are TimedOut:
     /// their late stop is resumed by the dispatcher whenever it arrives.
     /// `honor_stop_request`: a ^C (stop_requested()) ends the wait early.
-    void wait(SteadyClock::time_point deadline, const std::function<void(size_t)> &on_stopped,
+    void wait(SteadyClock::time_point deadline, const std::function<void(size_t)>& on_stopped,
               bool honor_stop_request = true);
     /// Resumes every member still held. Idempotent.
     void resume_all();
 
-    std::vector<Member> &members() { return members_; }
+    std::vector<Member>& members() { return members_; }
     uint64_t first_interrupt_ns() const { return first_interrupt_ns_; }
     uint64_t last_resume_ns() const { return last_resume_ns_; }
 
   private:
     void settle(size_t i);
-    SessionCore &impl_;
+    SessionCore& impl_;
     std::vector<Member> members_;
     uint64_t first_interrupt_ns_ = 0;
     uint64_t last_resume_ns_ = 0;
@@ -139,6 +139,6 @@ class StopRound {
 };
 
 /// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure.
-bool read_registers(pid_t tid, Registers *regs);
+bool read_registers(pid_t tid, Registers* regs);
 
-} // namespace pmprof
+}  // namespace pmprof

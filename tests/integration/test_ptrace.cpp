@@ -39,35 +39,30 @@ std::unique_ptr<t::Target> start_target(std::vector<std::string> args) {
 
 std::unique_ptr<TraceSession> seize_or_fail(pid_t pid) {
     auto s = TraceSession::seize(pid);
-    if (!s)
-        FAIL("seize " << pid << ": " << s.error().message);
+    if (!s) FAIL("seize " << pid << ": " << s.error().message);
     return std::move(*s);
 }
 
-bool wait_until(const std::function<bool()> &pred, std::chrono::milliseconds timeout,
-                TraceSession *session = nullptr) {
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                TraceSession* session = nullptr) {
     auto deadline = Clock::now() + timeout;
     for (;;) {
-        if (session)
-            session->poll_events();
-        if (pred())
-            return true;
-        if (Clock::now() >= deadline)
-            return false;
+        if (session) session->poll_events();
+        if (pred()) return true;
+        if (Clock::now() >= deadline) return false;
         std::this_thread::sleep_for(1ms);
     }
 }
 
 // Reads the target's next line while keeping the session's events flowing: a signal that
 // arrives between two calls stops its thread until the dispatcher re-injects it.
-std::string read_line_polling(t::Target &target, TraceSession &session,
+std::string read_line_polling(t::Target& target, TraceSession& session,
                               std::chrono::milliseconds timeout = 5s) {
     auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
         session.poll_events();
         std::string line = target.read_line(5ms);
-        if (!line.empty())
-            return line;
+        if (!line.empty()) return line;
     }
     return "";
 }
@@ -79,19 +74,16 @@ char task_state(pid_t pid, pid_t tid) {
 
 bool all_in_state(pid_t pid, char state) {
     auto tids = pmprof::list_tasks(pid);
-    if (!tids || tids->empty())
-        return false;
+    if (!tids || tids->empty()) return false;
     for (pid_t tid : *tids)
-        if (task_state(pid, tid) != state)
-            return false;
+        if (task_state(pid, tid) != state) return false;
     return true;
 }
 
 std::string states(pid_t pid) {
     std::string out;
     if (auto tids = pmprof::list_tasks(pid))
-        for (pid_t tid : *tids)
-            out += task_state(pid, tid);
+        for (pid_t tid : *tids) out += task_state(pid, tid);
     return out;
 }
 
@@ -100,7 +92,7 @@ uint64_t percentile(std::vector<uint64_t> v, double p) {
     return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-void check_capture(const ThreadCapture &c) {
+void check_capture(const ThreadCapture& c) {
     INFO("tid " << c.tid << ": " << c.error);
     REQUIRE(c.ok);
     CHECK(c.regs.pc() != 0);
@@ -115,13 +107,12 @@ void check_capture(const ThreadCapture &c) {
 
 pid_t dead_pid() {
     pid_t child = fork();
-    if (child == 0)
-        _exit(0);
+    if (child == 0) _exit(0);
     waitpid(child, nullptr, 0);
     return child;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("snapshot captures every thread of a 21-thread target", "[integration][ptrace]") {
     auto target = start_target({"--threads", "20"});
@@ -133,16 +124,15 @@ TEST_CASE("snapshot captures every thread of a 21-thread target", "[integration]
         SnapshotStats stats;
         auto caps = session->snapshot({}, CaptureOptions{}, &stats);
         REQUIRE(caps.size() == 21);
-        for (const auto &c : caps)
-            check_capture(c);
+        for (const auto& c : caps) check_capture(c);
         CHECK(stats.threads_captured == 21);
         CHECK(stats.threads_skipped == 0);
         CHECK(stats.stop_window_ns > 0);
         // A spinning thread's pc is in the target's own code.
         auto maps = pmprof::read_maps(pid);
         REQUIRE(maps.ok());
-        for (const auto &c : caps) {
-            bool in_exec = std::any_of(maps->begin(), maps->end(), [&](const auto &m) {
+        for (const auto& c : caps) {
+            bool in_exec = std::any_of(maps->begin(), maps->end(), [&](const auto& m) {
                 return m.contains(c.regs.pc()) && m.executable();
             });
             CHECK(in_exec);
@@ -192,8 +182,7 @@ TEST_CASE("capture of a busy thread is quick", "[integration][ptrace]") {
         auto tids = session->threads();
         pid_t busy = 0;
         for (pid_t tid : tids)
-            if (pmprof::read_task_stat(pid, tid)->comm == "spin-0")
-                busy = tid;
+            if (pmprof::read_task_stat(pid, tid)->comm == "spin-0") busy = tid;
         REQUIRE(busy != 0);
         std::vector<uint64_t> pauses;
         for (int i = 0; i < 1000; ++i) {
@@ -220,8 +209,7 @@ TEST_CASE("signals sent during snapshots are all delivered", "[integration][ptra
         CaptureOptions opt;
         for (int i = 1; i <= 100; ++i) {
             // Queued real-time signals cannot merge: every one must arrive.
-            for (int k = 0; k < 3; ++k)
-                REQUIRE(sigqueue(pid, SIGRTMIN, sigval{k}) == 0);
+            for (int k = 0; k < 3; ++k) REQUIRE(sigqueue(pid, SIGRTMIN, sigval{k}) == 0);
             REQUIRE(kill(pid, SIGUSR1) == 0);
             session->snapshot({}, opt, nullptr);
             // SIGUSR1 is acknowledged before the next is sent, so two never merge.
@@ -246,8 +234,7 @@ TEST_CASE("a target stopped before pmprof came stays stopped", "[integration][pt
         SnapshotStats stats;
         auto caps = session->snapshot({}, CaptureOptions{}, &stats);
         REQUIRE(caps.size() == 4);
-        for (const auto &c : caps)
-            check_capture(c);
+        for (const auto& c : caps) check_capture(c);
         CHECK(session->counters().group_stops >= 4);
         // Held in PTRACE_LISTEN: still stopped while traced.
         CHECK(t::stopped_threads(pid) == before);
@@ -272,8 +259,7 @@ TEST_CASE("job control while traced: SIGSTOP holds, SIGCONT resumes", "[integrat
         REQUIRE(
             wait_until([&] { return session->counters().group_stops >= 4; }, 2s, session.get()));
         auto caps = session->snapshot({}, CaptureOptions{}, nullptr);
-        for (const auto &c : caps)
-            check_capture(c);
+        for (const auto& c : caps) check_capture(c);
         // Still stopped a while later: PTRACE_LISTEN, not PTRACE_CONT, answered the group-stop.
         std::this_thread::sleep_for(50ms);
         session->poll_events();
@@ -307,13 +293,12 @@ TEST_CASE("threads created and exiting during 100 snapshots", "[integration][ptr
         for (int i = 0; i < 100; ++i) {
             SnapshotStats stats;
             auto caps = session->snapshot({}, CaptureOptions{}, &stats);
-            for (const auto &c : caps)
-                if (!c.ok)
-                    CHECK(c.error.find("exited") != std::string::npos);
+            for (const auto& c : caps)
+                if (!c.ok) CHECK(c.error.find("exited") != std::string::npos);
             captured += stats.threads_captured;
         }
         CHECK(Clock::now() - start < 30s);
-        CHECK(captured >= 100 * 5); // main, 2 workers, 2 churners at least
+        CHECK(captured >= 100 * 5);  // main, 2 workers, 2 churners at least
         session->poll_events();
         CHECK(session->counters().threads_added > 0);
         CHECK(session->counters().threads_exited > 0);
@@ -335,7 +320,7 @@ TEST_CASE("a thread in D state is skipped within the deadline and released",
         auto start = Clock::now();
         auto caps = session->snapshot({}, opt, &stats);
         CHECK(Clock::now() - start < 1s);
-        for (const auto &c : caps) {
+        for (const auto& c : caps) {
             if (c.tid == dtid) {
                 CHECK(!c.ok);
                 CHECK(c.error == "tid " + std::to_string(dtid) + " not stopped within 100 ms");
@@ -378,8 +363,7 @@ TEST_CASE("a process whose main thread exited is traced through its other thread
         SnapshotStats stats;
         auto caps = session->snapshot({}, CaptureOptions{}, &stats);
         REQUIRE(caps.size() == 3);
-        for (const auto &c : caps)
-            check_capture(c);
+        for (const auto& c : caps) check_capture(c);
     }
     REQUIRE(t::left_running(pid) == "");
 }
@@ -402,7 +386,7 @@ TEST_CASE("a target killed while traced is reported gone", "[integration][ptrace
 TEST_CASE("an exec in the target is noticed", "[integration][ptrace]") {
     auto r = TraceSession::launch({"sh", "-c", "exec sleep 10"}, true);
     REQUIRE(r.ok());
-    auto &session = *r;
+    auto& session = *r;
     pid_t pid = session->pid();
     REQUIRE(wait_until([&] { return session->counters().exec_seen; }, 5s, session.get()));
     REQUIRE(session->threads() == std::vector<pid_t>{pid});
@@ -453,15 +437,14 @@ TEST_CASE("a stop request cuts the wait short and leaves nothing stopped",
         auto caps = session->snapshot({}, CaptureOptions{}, nullptr);
         pmprof::clear_stop_request();
         REQUIRE(caps.size() == 7);
-        for (const auto &c : caps)
+        for (const auto& c : caps)
             if (!c.ok)
                 CHECK(c.error == "stop requested before tid " + std::to_string(c.tid) + " stopped");
         CHECK(session->counters().stop_timeouts == 0);
         // Stops that arrive after the wait was abandoned are resumed by the dispatcher.
         REQUIRE(wait_until([&] { return t::stopped_threads(pid).empty(); }, 2s, session.get()));
         auto again = session->snapshot({}, CaptureOptions{}, nullptr);
-        for (const auto &c : again)
-            check_capture(c);
+        for (const auto& c : again) check_capture(c);
     }
     REQUIRE(t::left_running(pid) == "");
 }
@@ -487,8 +470,7 @@ TEST_CASE("seize refuses what it must not trace", "[integration][ptrace]") {
         std::string msg;
         char buf[512];
         ssize_t n;
-        while ((n = read(fds[0], buf, sizeof buf)) > 0)
-            msg.append(buf, static_cast<size_t>(n));
+        while ((n = read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
         close(fds[0]);
         waitpid(child, nullptr, 0);
         INFO(msg);
@@ -513,8 +495,7 @@ TEST_CASE("seize refuses what it must not trace", "[integration][ptrace]") {
     }
     SECTION("a zombie") {
         pid_t child = fork();
-        if (child == 0)
-            _exit(0);
+        if (child == 0) _exit(0);
         REQUIRE(wait_until([&] { return task_state(child, child) == 'Z'; }, 2s));
         auto r = TraceSession::seize(child);
         waitpid(child, nullptr, 0);
@@ -549,16 +530,14 @@ TEST_CASE("seize refuses what it must not trace", "[integration][ptrace]") {
                 std::string msg = r.ok() ? "seized" : r.error().message;
                 ssize_t n = write(fds[1], msg.data(), msg.size());
                 (void)n;
-                if (r.ok())
-                    r.value()->detach_all();
+                if (r.ok()) r.value()->detach_all();
                 _exit(0);
             }
             close(fds[1]);
             std::string msg;
             char buf[512];
             ssize_t n;
-            while ((n = read(fds[0], buf, sizeof buf)) > 0)
-                msg.append(buf, static_cast<size_t>(n));
+            while ((n = read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
             close(fds[0]);
             waitpid(child, nullptr, 0);
             CHECK(msg.rfind(expected, 0) == 0);
@@ -584,13 +563,13 @@ TEST_CASE("launch runs a program under trace and reports how it ended", "[integr
             bool signaled;
             int status;
         };
-        for (const Case &c : {Case{{"true"}, false, 0}, Case{{"false"}, false, 1},
+        for (const Case& c : {Case{{"true"}, false, 0}, Case{{"false"}, false, 1},
                               Case{{"sh", "-c", "exit 7"}, false, 7},
                               Case{{"sh", "-c", "kill -TERM $$"}, true, SIGTERM}}) {
             INFO(c.argv.back());
             auto r = TraceSession::launch(c.argv, true);
             REQUIRE(r.ok());
-            auto &session = *r;
+            auto& session = *r;
             REQUIRE(wait_until([&] { return session->process_exited(); }, 5s, session.get()));
             CHECK(session->exit_info().exited);
             CHECK(session->exit_info().signaled == c.signaled);
@@ -601,7 +580,7 @@ TEST_CASE("launch runs a program under trace and reports how it ended", "[integr
     SECTION("a launched program can be sampled") {
         auto r = TraceSession::launch({"sleep", "10"}, true);
         REQUIRE(r.ok());
-        auto &session = *r;
+        auto& session = *r;
         pid_t pid = session->pid();
         REQUIRE(session->threads() == std::vector<pid_t>{pid});
         // Past the dynamic loader (which sets up TLS, so fs_base) and asleep.
@@ -611,7 +590,7 @@ TEST_CASE("launch runs a program under trace and reports how it ended", "[integr
         REQUIRE(caps.size() == 1);
         check_capture(caps[0]);
         CHECK(pmprof::read_cmdline(pid) == "sleep 10");
-        session.reset(); // detaches; then we end what we started
+        session.reset();  // detaches; then we end what we started
         REQUIRE(t::left_running(pid) == "");
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);

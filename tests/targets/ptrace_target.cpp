@@ -35,10 +35,9 @@ volatile sig_atomic_t g_usr1 = 0;
 volatile sig_atomic_t g_rt = 0;
 
 // Async-signal-safe "<name> <n>\n" (signal-safety(7): write only).
-void write_counter(char *buf, size_t *len, const char *name, long n) {
+void write_counter(char* buf, size_t* len, const char* name, long n) {
     size_t l = *len;
-    for (const char *p = name; *p; ++p)
-        buf[l++] = *p;
+    for (const char* p = name; *p; ++p) buf[l++] = *p;
     buf[l++] = ' ';
     char digits[24];
     int d = 0;
@@ -46,8 +45,7 @@ void write_counter(char *buf, size_t *len, const char *name, long n) {
         digits[d++] = static_cast<char>('0' + n % 10);
         n /= 10;
     } while (n > 0);
-    while (d > 0)
-        buf[l++] = digits[--d];
+    while (d > 0) buf[l++] = digits[--d];
     *len = l;
 }
 
@@ -77,8 +75,7 @@ extern "C" void on_usr2(int) {
 TARGET_NOINLINE void spin() {
     volatile unsigned long x = 0;
     for (;;) {
-        for (int i = 0; i < 1000; ++i)
-            x = x + static_cast<unsigned long>(i);
+        for (int i = 0; i < 1000; ++i) x = x + static_cast<unsigned long>(i);
         target::escape(&x);
     }
 }
@@ -94,15 +91,13 @@ void worker(int index) {
     std::string name = (index % 2 == 0 ? "spin-" : "doze-") + std::to_string(index);
     target::name_thread(name.c_str());
     g_started.fetch_add(1);
-    if (index % 2 == 0)
-        spin();
+    if (index % 2 == 0) spin();
     doze();
 }
 
 TARGET_NOINLINE void short_life() {
     volatile unsigned long x = 0;
-    for (int i = 0; i < 20000; ++i)
-        x = x + static_cast<unsigned long>(i);
+    for (int i = 0; i < 20000; ++i) x = x + static_cast<unsigned long>(i);
 }
 
 void churn() {
@@ -151,27 +146,21 @@ void install(int sig, void (*handler)(int)) {
     sigaction(sig, &sa, nullptr);
 }
 
-} // namespace ptrace_target
+}  // namespace ptrace_target
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     using namespace ptrace_target;
     target::allow_any_tracer();
-    if (const char *fd = std::getenv("PMPROF_READY_FD"))
-        g_report_fd = std::atoi(fd);
+    if (const char* fd = std::getenv("PMPROF_READY_FD")) g_report_fd = std::atoi(fd);
     int threads = 0, expected = 0;
     bool signals = false, churn_mode = false, dstate = false, main_exits = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--threads" && i + 1 < argc)
-            threads = std::atoi(argv[++i]);
-        if (a == "--signals")
-            signals = true;
-        if (a == "--churn")
-            churn_mode = true;
-        if (a == "--dstate")
-            dstate = true;
-        if (a == "--main-exits")
-            main_exits = true;
+        if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+        if (a == "--signals") signals = true;
+        if (a == "--churn") churn_mode = true;
+        if (a == "--dstate") dstate = true;
+        if (a == "--main-exits") main_exits = true;
     }
     if (signals) {
         install(SIGUSR1, on_usr1);
@@ -179,18 +168,15 @@ int main(int argc, char **argv) {
         install(SIGRTMIN, on_rt);
     }
     std::vector<std::thread> pool;
-    for (int i = 0; i < threads; ++i)
-        pool.emplace_back(worker, i);
+    for (int i = 0; i < threads; ++i) pool.emplace_back(worker, i);
     expected += threads;
     if (churn_mode) {
         pool.emplace_back(churn);
         pool.emplace_back(churn);
         expected += 2;
     }
-    if (dstate)
-        pool.emplace_back(vfork_forever);
-    while (g_started.load() < expected)
-        std::this_thread::yield();
+    if (dstate) pool.emplace_back(vfork_forever);
+    while (g_started.load() < expected) std::this_thread::yield();
     std::string ready = "ready pid=" + std::to_string(getpid());
     if (dstate) {
         // Only report once the vfork parent is really in D state.
@@ -203,8 +189,7 @@ int main(int argc, char **argv) {
     target::name_thread("main");
     target::report(ready);
     if (main_exits) {
-        for (auto &t : pool)
-            t.detach();
+        for (auto& t : pool) t.detach();
         pthread_exit(nullptr);
     }
     main_wait();
