@@ -19,47 +19,45 @@ using namespace profile_proto;
 
 class StringTable {
   public:
-    StringTable() { index(""); } // profile.proto: string_table[0] must be ""
-    int64_t index(const std::string &s) {
+    StringTable() { index(""); }  // profile.proto: string_table[0] must be ""
+    int64_t index(const std::string& s) {
         auto [it, inserted] = ids_.try_emplace(s, static_cast<int64_t>(strings_.size()));
-        if (inserted)
-            strings_.push_back(s);
+        if (inserted) strings_.push_back(s);
         return it->second;
     }
-    const std::vector<std::string> &strings() const { return strings_; }
+    const std::vector<std::string>& strings() const { return strings_; }
 
   private:
     std::unordered_map<std::string, int64_t> ids_;
     std::vector<std::string> strings_;
 };
 
-wire::Writer encode_value_type(const ValueType &v, StringTable &st) {
+wire::Writer encode_value_type(const ValueType& v, StringTable& st) {
     wire::Writer w;
     w.int_field(vt::kType, st.index(v.type));
     w.int_field(vt::kUnit, st.index(v.unit));
     return w;
 }
 
-wire::Writer encode_sample(const Sample &s, StringTable &st) {
+wire::Writer encode_sample(const Sample& s, StringTable& st) {
     wire::Writer w;
     w.packed_uint(sm::kLocationId, s.location_ids);
     w.packed_int(sm::kValue, s.values);
-    for (const Label &l : s.labels) {
+    for (const Label& l : s.labels) {
         wire::Writer lw;
         lw.int_field(lb::kKey, st.index(l.key));
         if (!l.str.empty()) {
             lw.int_field(lb::kStr, st.index(l.str));
         } else {
             lw.int_field(lb::kNum, l.num);
-            if (!l.num_unit.empty())
-                lw.int_field(lb::kNumUnit, st.index(l.num_unit));
+            if (!l.num_unit.empty()) lw.int_field(lb::kNumUnit, st.index(l.num_unit));
         }
         w.message(sm::kLabel, lw);
     }
     return w;
 }
 
-wire::Writer encode_mapping(const Mapping &m, StringTable &st) {
+wire::Writer encode_mapping(const Mapping& m, StringTable& st) {
     wire::Writer w;
     w.uint_field(mp::kId, m.id);
     w.uint_field(mp::kMemoryStart, m.memory_start);
@@ -74,12 +72,12 @@ wire::Writer encode_mapping(const Mapping &m, StringTable &st) {
     return w;
 }
 
-wire::Writer encode_location(const Location &l) {
+wire::Writer encode_location(const Location& l) {
     wire::Writer w;
     w.uint_field(lc::kId, l.id);
     w.uint_field(lc::kMappingId, l.mapping_id);
     w.uint_field(lc::kAddress, l.address);
-    for (const Line &line : l.lines) {
+    for (const Line& line : l.lines) {
         wire::Writer lw;
         lw.uint_field(ln::kFunctionId, line.function_id);
         lw.int_field(ln::kLine, line.line);
@@ -88,7 +86,7 @@ wire::Writer encode_location(const Location &l) {
     return w;
 }
 
-wire::Writer encode_function(const Function &f, StringTable &st) {
+wire::Writer encode_function(const Function& f, StringTable& st) {
     wire::Writer w;
     w.uint_field(fn::kId, f.id);
     w.int_field(fn::kName, st.index(f.name));
@@ -98,23 +96,19 @@ wire::Writer encode_function(const Function &f, StringTable &st) {
     return w;
 }
 
-} // namespace
+}  // namespace
 
-std::string encode_pprof(const Profile &p) {
+std::string encode_pprof(const Profile& p) {
     // Strings are interned while the tables are encoded, so the fields that follow the string
     // table in field order (period_type, comments, ...) go to `tail` and are appended after it.
     StringTable st;
     wire::Writer head, tail;
-    for (const ValueType &v : p.sample_types)
+    for (const ValueType& v : p.sample_types)
         head.message(pf::kSampleType, encode_value_type(v, st));
-    for (const Sample &s : p.samples)
-        head.message(pf::kSample, encode_sample(s, st));
-    for (const Mapping &m : p.mappings)
-        head.message(pf::kMapping, encode_mapping(m, st));
-    for (const Location &l : p.locations)
-        head.message(pf::kLocation, encode_location(l));
-    for (const Function &f : p.functions)
-        head.message(pf::kFunction, encode_function(f, st));
+    for (const Sample& s : p.samples) head.message(pf::kSample, encode_sample(s, st));
+    for (const Mapping& m : p.mappings) head.message(pf::kMapping, encode_mapping(m, st));
+    for (const Location& l : p.locations) head.message(pf::kLocation, encode_location(l));
+    for (const Function& f : p.functions) head.message(pf::kFunction, encode_function(f, st));
 
     tail.int_field(pf::kTimeNanos, p.time_nanos);
     tail.int_field(pf::kDurationNanos, p.duration_nanos);
@@ -123,22 +117,20 @@ std::string encode_pprof(const Profile &p) {
     }
     tail.int_field(pf::kPeriod, p.period);
     std::vector<int64_t> comments;
-    for (const std::string &c : p.comments)
-        comments.push_back(st.index(c));
+    for (const std::string& c : p.comments) comments.push_back(st.index(c));
     tail.packed_int(pf::kComment, comments);
     if (!p.default_sample_type.empty()) {
         tail.int_field(pf::kDefaultSampleType, st.index(p.default_sample_type));
     }
 
     wire::Writer out = std::move(head);
-    for (const std::string &s : st.strings())
-        out.bytes_field(pf::kStringTable, s);
+    for (const std::string& s : st.strings()) out.bytes_field(pf::kStringTable, s);
     std::string bytes = out.take();
     bytes += tail.bytes();
     return bytes;
 }
 
-Result<std::string> encode_pprof_gzip(const Profile &profile) {
+Result<std::string> encode_pprof_gzip(const Profile& profile) {
     return gzip_compress(encode_pprof(profile));
 }
 
@@ -152,9 +144,9 @@ Result<std::string> gzip_compress(std::string_view raw) {
         return Error{"deflateInit2: " + std::string(zs.msg ? zs.msg : "failed")};
     }
     std::string out(deflateBound(&zs, raw.size()) + 32, '\0');
-    zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(raw.data()));
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
     zs.avail_in = static_cast<uInt>(raw.size());
-    zs.next_out = reinterpret_cast<Bytef *>(out.data());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
     zs.avail_out = static_cast<uInt>(out.size());
     int rc = deflate(&zs, Z_FINISH);
     size_t produced = zs.total_out;
@@ -170,14 +162,13 @@ Result<std::string> gzip_compress(std::string_view raw) {
 Result<std::string> gzip_decompress(std::string_view gz, size_t max_out) {
     z_stream zs{};
     // windowBits 15 + 32: accept gzip or zlib headers.
-    if (inflateInit2(&zs, 15 + 32) != Z_OK)
-        return Error{"inflateInit2 failed"};
+    if (inflateInit2(&zs, 15 + 32) != Z_OK) return Error{"inflateInit2 failed"};
     std::string out;
     char chunk[64 * 1024];
-    zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(gz.data()));
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
     zs.avail_in = static_cast<uInt>(std::min<size_t>(gz.size(), UINT32_MAX));
     for (;;) {
-        zs.next_out = reinterpret_cast<Bytef *>(chunk);
+        zs.next_out = reinterpret_cast<Bytef*>(chunk);
         zs.avail_out = sizeof chunk;
         int rc = inflate(&zs, Z_NO_FLUSH);
         out.append(chunk, sizeof chunk - zs.avail_out);
@@ -206,4 +197,4 @@ Result<std::string> gzip_decompress(std::string_view gz, size_t max_out) {
     return out;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -15,7 +15,7 @@ using namespace profile_proto;
 
 namespace {
 
-std::string wire_mismatch(const char *message, const wire::Field &f) {
+std::string wire_mismatch(const char* message, const wire::Field& f) {
     return std::string(message) + " field " + std::to_string(f.number) + ": unexpected wire type " +
            std::to_string(f.type);
 }
@@ -28,8 +28,8 @@ class Decoder {
 
   private:
     Result<void> collect_strings(std::string_view bytes);
-    Result<void> top_field(const wire::Field &f, Profile &p);
-    Result<std::string> str(uint64_t index, const char *what) const;
+    Result<void> top_field(const wire::Field& f, Profile& p);
+    Result<std::string> str(uint64_t index, const char* what) const;
     Result<ValueType> value_type(std::string_view bytes) const;
     Result<Sample> sample(std::string_view bytes) const;
     Result<Label> label(std::string_view bytes) const;
@@ -42,7 +42,7 @@ class Decoder {
     uint64_t default_sample_type_ = 0;
 };
 
-Result<std::string> Decoder::str(uint64_t index, const char *what) const {
+Result<std::string> Decoder::str(uint64_t index, const char* what) const {
     if (index >= strings_.size()) {
         return Error{std::string("pprof: ") + what + " string index " + std::to_string(index) +
                      " out of range (table has " + std::to_string(strings_.size()) + ")"};
@@ -54,12 +54,9 @@ Result<void> Decoder::collect_strings(std::string_view bytes) {
     wire::Reader r(bytes);
     while (!r.done()) {
         auto f = r.next();
-        if (!f)
-            return Error{"pprof: " + f.error().message};
-        if (f->number != pf::kStringTable)
-            continue;
-        if (f->type != wire::kLengthDelimited)
-            return Error{wire_mismatch("pprof: Profile", *f)};
+        if (!f) return Error{"pprof: " + f.error().message};
+        if (f->number != pf::kStringTable) continue;
+        if (f->type != wire::kLengthDelimited) return Error{wire_mismatch("pprof: Profile", *f)};
         strings_.push_back(f->bytes);
     }
     if (!strings_.empty() && !strings_[0].empty()) {
@@ -70,70 +67,55 @@ Result<void> Decoder::collect_strings(std::string_view bytes) {
 
 // Runs `on_field` for every field of the message in `bytes`; an Error names `message`.
 template <typename F>
-Result<void> for_fields(std::string_view bytes, const char *message, F &&on_field) {
+Result<void> for_fields(std::string_view bytes, const char* message, F&& on_field) {
     wire::Reader r(bytes);
     while (!r.done()) {
         auto f = r.next();
-        if (!f)
-            return Error{std::string("pprof: ") + message + ": " + f.error().message};
-        if (auto ok = on_field(*f); !ok)
-            return ok;
+        if (!f) return Error{std::string("pprof: ") + message + ": " + f.error().message};
+        if (auto ok = on_field(*f); !ok) return ok;
     }
     return {};
 }
 
-Result<void> expect_varint(const wire::Field &f, const char *message) {
-    if (f.type == wire::kVarint)
-        return {};
+Result<void> expect_varint(const wire::Field& f, const char* message) {
+    if (f.type == wire::kVarint) return {};
     return Error{"pprof: " + wire_mismatch(message, f)};
 }
 
 Result<ValueType> Decoder::value_type(std::string_view bytes) const {
     uint64_t type = 0, unit = 0;
-    auto ok = for_fields(bytes, "ValueType", [&](const wire::Field &f) -> Result<void> {
+    auto ok = for_fields(bytes, "ValueType", [&](const wire::Field& f) -> Result<void> {
         if (f.number == vt::kType || f.number == vt::kUnit) {
-            if (auto v = expect_varint(f, "ValueType"); !v)
-                return v;
+            if (auto v = expect_varint(f, "ValueType"); !v) return v;
             (f.number == vt::kType ? type : unit) = f.varint;
         }
         return {};
     });
-    if (!ok)
-        return ok.error();
+    if (!ok) return ok.error();
     auto t = str(type, "ValueType.type");
-    if (!t)
-        return t.error();
+    if (!t) return t.error();
     auto u = str(unit, "ValueType.unit");
-    if (!u)
-        return u.error();
+    if (!u) return u.error();
     return ValueType{*t, *u};
 }
 
 Result<Label> Decoder::label(std::string_view bytes) const {
     uint64_t key = 0, s = 0, unit = 0;
     Label l;
-    auto ok = for_fields(bytes, "Label", [&](const wire::Field &f) -> Result<void> {
-        if (f.number < lb::kKey || f.number > lb::kNumUnit)
-            return {};
-        if (auto v = expect_varint(f, "Label"); !v)
-            return v;
-        if (f.number == lb::kKey)
-            key = f.varint;
-        if (f.number == lb::kStr)
-            s = f.varint;
-        if (f.number == lb::kNum)
-            l.num = static_cast<int64_t>(f.varint);
-        if (f.number == lb::kNumUnit)
-            unit = f.varint;
+    auto ok = for_fields(bytes, "Label", [&](const wire::Field& f) -> Result<void> {
+        if (f.number < lb::kKey || f.number > lb::kNumUnit) return {};
+        if (auto v = expect_varint(f, "Label"); !v) return v;
+        if (f.number == lb::kKey) key = f.varint;
+        if (f.number == lb::kStr) s = f.varint;
+        if (f.number == lb::kNum) l.num = static_cast<int64_t>(f.varint);
+        if (f.number == lb::kNumUnit) unit = f.varint;
         return {};
     });
-    if (!ok)
-        return ok.error();
+    if (!ok) return ok.error();
     auto k = str(key, "Label.key");
     auto v = str(s, "Label.str");
     auto u = str(unit, "Label.num_unit");
-    if (!k || !v || !u)
-        return (!k ? k : !v ? v : u).error();
+    if (!k || !v || !u) return (!k ? k : !v ? v : u).error();
     l.key = *k;
     l.str = *v;
     l.num_unit = *u;
@@ -143,36 +125,28 @@ Result<Label> Decoder::label(std::string_view bytes) const {
 Result<Sample> Decoder::sample(std::string_view bytes) const {
     Sample s;
     std::vector<uint64_t> values;
-    auto ok = for_fields(bytes, "Sample", [&](const wire::Field &f) -> Result<void> {
-        if (f.number == sm::kLocationId)
-            return wire::append_repeated(f, s.location_ids);
-        if (f.number == sm::kValue)
-            return wire::append_repeated(f, values);
+    auto ok = for_fields(bytes, "Sample", [&](const wire::Field& f) -> Result<void> {
+        if (f.number == sm::kLocationId) return wire::append_repeated(f, s.location_ids);
+        if (f.number == sm::kValue) return wire::append_repeated(f, values);
         if (f.number == sm::kLabel) {
-            if (f.type != wire::kLengthDelimited)
-                return Error{wire_mismatch("pprof: Sample", f)};
+            if (f.type != wire::kLengthDelimited) return Error{wire_mismatch("pprof: Sample", f)};
             auto l = label(f.bytes);
-            if (!l)
-                return l.error();
+            if (!l) return l.error();
             s.labels.push_back(std::move(*l));
         }
         return {};
     });
-    if (!ok)
-        return ok.error();
-    for (uint64_t v : values)
-        s.values.push_back(static_cast<int64_t>(v));
+    if (!ok) return ok.error();
+    for (uint64_t v : values) s.values.push_back(static_cast<int64_t>(v));
     return s;
 }
 
 Result<Mapping> Decoder::mapping(std::string_view bytes) const {
     Mapping m;
     uint64_t filename = 0, build_id = 0;
-    auto ok = for_fields(bytes, "Mapping", [&](const wire::Field &f) -> Result<void> {
-        if (f.number < mp::kId || f.number > mp::kHasInlineFrames)
-            return {};
-        if (auto v = expect_varint(f, "Mapping"); !v)
-            return v;
+    auto ok = for_fields(bytes, "Mapping", [&](const wire::Field& f) -> Result<void> {
+        if (f.number < mp::kId || f.number > mp::kHasInlineFrames) return {};
+        if (auto v = expect_varint(f, "Mapping"); !v) return v;
         switch (f.number) {
         case mp::kId:
             m.id = f.varint;
@@ -207,14 +181,11 @@ Result<Mapping> Decoder::mapping(std::string_view bytes) const {
         }
         return {};
     });
-    if (!ok)
-        return ok.error();
+    if (!ok) return ok.error();
     auto file = str(filename, "Mapping.filename");
-    if (!file)
-        return file.error();
+    if (!file) return file.error();
     auto bid = str(build_id, "Mapping.build_id");
-    if (!bid)
-        return bid.error();
+    if (!bid) return bid.error();
     m.filename = *file;
     m.build_id = *bid;
     return m;
@@ -222,74 +193,55 @@ Result<Mapping> Decoder::mapping(std::string_view bytes) const {
 
 Result<Line> parse_line(std::string_view bytes) {
     Line line;
-    auto ok = for_fields(bytes, "Line", [&](const wire::Field &f) -> Result<void> {
-        if (f.number != ln::kFunctionId && f.number != ln::kLine)
-            return {};
-        if (auto v = expect_varint(f, "Line"); !v)
-            return v;
-        if (f.number == ln::kFunctionId)
-            line.function_id = f.varint;
-        if (f.number == ln::kLine)
-            line.line = static_cast<int64_t>(f.varint);
+    auto ok = for_fields(bytes, "Line", [&](const wire::Field& f) -> Result<void> {
+        if (f.number != ln::kFunctionId && f.number != ln::kLine) return {};
+        if (auto v = expect_varint(f, "Line"); !v) return v;
+        if (f.number == ln::kFunctionId) line.function_id = f.varint;
+        if (f.number == ln::kLine) line.line = static_cast<int64_t>(f.varint);
         return {};
     });
-    if (!ok)
-        return ok.error();
+    if (!ok) return ok.error();
     return line;
 }
 
 Result<Location> Decoder::location(std::string_view bytes) const {
     Location l;
-    auto ok = for_fields(bytes, "Location", [&](const wire::Field &f) -> Result<void> {
+    auto ok = for_fields(bytes, "Location", [&](const wire::Field& f) -> Result<void> {
         if (f.number == lc::kLine) {
-            if (f.type != wire::kLengthDelimited)
-                return Error{wire_mismatch("pprof: Location", f)};
+            if (f.type != wire::kLengthDelimited) return Error{wire_mismatch("pprof: Location", f)};
             auto line = parse_line(f.bytes);
-            if (!line)
-                return line.error();
+            if (!line) return line.error();
             l.lines.push_back(*line);
             return {};
         }
-        if (f.number < lc::kId || f.number > lc::kIsFolded)
-            return {};
-        if (auto v = expect_varint(f, "Location"); !v)
-            return v;
-        if (f.number == lc::kId)
-            l.id = f.varint;
-        if (f.number == lc::kMappingId)
-            l.mapping_id = f.varint;
-        if (f.number == lc::kAddress)
-            l.address = f.varint;
+        if (f.number < lc::kId || f.number > lc::kIsFolded) return {};
+        if (auto v = expect_varint(f, "Location"); !v) return v;
+        if (f.number == lc::kId) l.id = f.varint;
+        if (f.number == lc::kMappingId) l.mapping_id = f.varint;
+        if (f.number == lc::kAddress) l.address = f.varint;
         return {};
     });
-    if (!ok)
-        return ok.error();
+    if (!ok) return ok.error();
     return l;
 }
 
 Result<Function> Decoder::function(std::string_view bytes) const {
     Function fun;
-    uint64_t idx[3] = {0, 0, 0}; // name, system_name, filename
-    auto ok = for_fields(bytes, "Function", [&](const wire::Field &f) -> Result<void> {
-        if (f.number < fn::kId || f.number > fn::kStartLine)
-            return {};
-        if (auto v = expect_varint(f, "Function"); !v)
-            return v;
-        if (f.number == fn::kId)
-            fun.id = f.varint;
+    uint64_t idx[3] = {0, 0, 0};  // name, system_name, filename
+    auto ok = for_fields(bytes, "Function", [&](const wire::Field& f) -> Result<void> {
+        if (f.number < fn::kId || f.number > fn::kStartLine) return {};
+        if (auto v = expect_varint(f, "Function"); !v) return v;
+        if (f.number == fn::kId) fun.id = f.varint;
         if (f.number >= fn::kName && f.number <= fn::kFilename)
             idx[f.number - fn::kName] = f.varint;
-        if (f.number == fn::kStartLine)
-            fun.start_line = static_cast<int64_t>(f.varint);
+        if (f.number == fn::kStartLine) fun.start_line = static_cast<int64_t>(f.varint);
         return {};
     });
-    if (!ok)
-        return ok.error();
-    std::string *dst[3] = {&fun.name, &fun.system_name, &fun.filename};
+    if (!ok) return ok.error();
+    std::string* dst[3] = {&fun.name, &fun.system_name, &fun.filename};
     for (int i = 0; i < 3; ++i) {
         auto s = str(idx[i], "Function name/filename");
-        if (!s)
-            return s.error();
+        if (!s) return s.error();
         *dst[i] = std::move(*s);
     }
     return fun;
@@ -297,17 +249,15 @@ Result<Function> Decoder::function(std::string_view bytes) const {
 
 // Appends the parsed message in `f` to `out`.
 template <typename T, typename Parse>
-Result<void> append_message(const wire::Field &f, std::vector<T> &out, Parse &&parse) {
-    if (f.type != wire::kLengthDelimited)
-        return Error{wire_mismatch("pprof: Profile", f)};
+Result<void> append_message(const wire::Field& f, std::vector<T>& out, Parse&& parse) {
+    if (f.type != wire::kLengthDelimited) return Error{wire_mismatch("pprof: Profile", f)};
     Result<T> v = parse(f.bytes);
-    if (!v)
-        return v.error();
+    if (!v) return v.error();
     out.push_back(std::move(*v));
     return {};
 }
 
-Result<void> Decoder::top_field(const wire::Field &f, Profile &p) {
+Result<void> Decoder::top_field(const wire::Field& f, Profile& p) {
     switch (f.number) {
     case pf::kSampleType:
         return append_message(f, p.sample_types, [&](auto b) { return value_type(b); });
@@ -321,8 +271,7 @@ Result<void> Decoder::top_field(const wire::Field &f, Profile &p) {
         return append_message(f, p.functions, [&](auto b) { return function(b); });
     case pf::kPeriodType: {
         std::vector<ValueType> one;
-        if (auto ok = append_message(f, one, [&](auto b) { return value_type(b); }); !ok)
-            return ok;
+        if (auto ok = append_message(f, one, [&](auto b) { return value_type(b); }); !ok) return ok;
         p.period_type = one[0];
         return {};
     }
@@ -334,31 +283,25 @@ Result<void> Decoder::top_field(const wire::Field &f, Profile &p) {
     case pf::kDefaultSampleType:
     case pf::kDropFrames:
     case pf::kKeepFrames: {
-        if (auto ok = expect_varint(f, "Profile"); !ok)
-            return ok;
+        if (auto ok = expect_varint(f, "Profile"); !ok) return ok;
         auto v = static_cast<int64_t>(f.varint);
-        if (f.number == pf::kTimeNanos)
-            p.time_nanos = v;
-        if (f.number == pf::kDurationNanos)
-            p.duration_nanos = v;
-        if (f.number == pf::kPeriod)
-            p.period = v;
-        if (f.number == pf::kDefaultSampleType)
-            default_sample_type_ = f.varint;
+        if (f.number == pf::kTimeNanos) p.time_nanos = v;
+        if (f.number == pf::kDurationNanos) p.duration_nanos = v;
+        if (f.number == pf::kPeriod) p.period = v;
+        if (f.number == pf::kDefaultSampleType) default_sample_type_ = f.varint;
         return {};
     }
     default:
-        return {}; // string_table (read in the first pass) and unknown fields
+        return {};  // string_table (read in the first pass) and unknown fields
     }
 }
 
 // Ids must be non-zero and unique (profile.proto: "ID 0 is reserved").
 template <typename T>
-Result<void> check_ids(const std::vector<T> &items, const char *what,
-                       std::unordered_set<uint64_t> &ids) {
-    for (const T &item : items) {
-        if (item.id == 0)
-            return Error{std::string("pprof: ") + what + " with reserved id 0"};
+Result<void> check_ids(const std::vector<T>& items, const char* what,
+                       std::unordered_set<uint64_t>& ids) {
+    for (const T& item : items) {
+        if (item.id == 0) return Error{std::string("pprof: ") + what + " with reserved id 0"};
         if (!ids.insert(item.id).second) {
             return Error{std::string("pprof: duplicate ") + what + " id " +
                          std::to_string(item.id)};
@@ -368,20 +311,17 @@ Result<void> check_ids(const std::vector<T> &items, const char *what,
 }
 
 // The references CheckValid() checks, so writers can rely on every id resolving.
-Result<void> check_references(const Profile &p) {
+Result<void> check_references(const Profile& p) {
     std::unordered_set<uint64_t> mappings, locations, functions;
-    if (auto ok = check_ids(p.mappings, "mapping", mappings); !ok)
-        return ok;
-    if (auto ok = check_ids(p.locations, "location", locations); !ok)
-        return ok;
-    if (auto ok = check_ids(p.functions, "function", functions); !ok)
-        return ok;
-    for (const Location &l : p.locations) {
+    if (auto ok = check_ids(p.mappings, "mapping", mappings); !ok) return ok;
+    if (auto ok = check_ids(p.locations, "location", locations); !ok) return ok;
+    if (auto ok = check_ids(p.functions, "function", functions); !ok) return ok;
+    for (const Location& l : p.locations) {
         if (l.mapping_id != 0 && !mappings.count(l.mapping_id)) {
             return Error{"pprof: location " + std::to_string(l.id) + " refers to missing mapping " +
                          std::to_string(l.mapping_id)};
         }
-        for (const Line &line : l.lines) {
+        for (const Line& line : l.lines) {
             if (!functions.count(line.function_id)) {
                 return Error{"pprof: location " + std::to_string(l.id) +
                              " refers to missing function " + std::to_string(line.function_id)};
@@ -389,7 +329,7 @@ Result<void> check_references(const Profile &p) {
         }
     }
     for (size_t i = 0; i < p.samples.size(); ++i) {
-        const Sample &s = p.samples[i];
+        const Sample& s = p.samples[i];
         if (s.values.size() != p.sample_types.size()) {
             return Error{"pprof: sample " + std::to_string(i) + " has " +
                          std::to_string(s.values.size()) + " values for " +
@@ -406,46 +346,38 @@ Result<void> check_references(const Profile &p) {
 }
 
 Result<Profile> Decoder::run(std::string_view bytes) {
-    if (auto ok = collect_strings(bytes); !ok)
-        return ok.error();
+    if (auto ok = collect_strings(bytes); !ok) return ok.error();
     Profile p;
     wire::Reader r(bytes);
     while (!r.done()) {
         auto f = r.next();
-        if (!f)
-            return Error{"pprof: " + f.error().message};
-        if (auto ok = top_field(*f, p); !ok)
-            return ok.error();
+        if (!f) return Error{"pprof: " + f.error().message};
+        if (auto ok = top_field(*f, p); !ok) return ok.error();
     }
     for (uint64_t c : comments_) {
         auto s = str(c, "comment");
-        if (!s)
-            return s.error();
+        if (!s) return s.error();
         p.comments.push_back(std::move(*s));
     }
     auto dst = str(default_sample_type_, "default_sample_type");
-    if (!dst)
-        return dst.error();
+    if (!dst) return dst.error();
     p.default_sample_type = std::move(*dst);
-    if (auto ok = check_references(p); !ok)
-        return ok.error();
+    if (auto ok = check_references(p); !ok) return ok.error();
     return p;
 }
 
-} // namespace
+}  // namespace
 
 Result<Profile> decode_pprof(std::string_view bytes) {
-    if (bytes.empty())
-        return Error{"pprof: empty input"};
+    if (bytes.empty()) return Error{"pprof: empty input"};
     // gzip magic (RFC 1952 2.3.1); anything else is taken as raw profile.proto bytes.
     if (bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0x1f &&
         static_cast<uint8_t>(bytes[1]) == 0x8b) {
         auto raw = gzip_decompress(bytes);
-        if (!raw)
-            return raw.error();
+        if (!raw) return raw.error();
         return Decoder().run(*raw);
     }
     return Decoder().run(bytes);
 }
 
-} // namespace pmprof
+}  // namespace pmprof

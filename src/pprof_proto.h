@@ -22,7 +22,7 @@ enum : int {
     kComment = 13,
     kDefaultSampleType = 14,
 };
-} // namespace pf
+}  // namespace pf
 namespace vt {
 enum : int { kType = 1, kUnit = 2 };
 }
@@ -56,4 +56,4 @@ namespace fn {
 enum : int { kId = 1, kName = 2, kSystemName = 3, kFilename = 4, kStartLine = 5 };
 }
 
-} // namespace pmprof::profile_proto
+}  // namespace pmprof::profile_proto

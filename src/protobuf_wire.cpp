@@ -18,8 +18,7 @@ void Writer::key(int field, WireType type) {
 }
 
 void Writer::uint_field(int field, uint64_t v) {
-    if (v == 0)
-        return;
+    if (v == 0) return;
     key(field, kVarint);
     varint(v);
 }
@@ -30,52 +29,44 @@ void Writer::bytes_field(int field, std::string_view bytes) {
     out_.append(bytes);
 }
 
-void Writer::packed_uint(int field, const std::vector<uint64_t> &values) {
-    if (values.empty())
-        return;
+void Writer::packed_uint(int field, const std::vector<uint64_t>& values) {
+    if (values.empty()) return;
     Writer payload;
-    for (uint64_t v : values)
-        payload.varint(v);
+    for (uint64_t v : values) payload.varint(v);
     bytes_field(field, payload.bytes());
 }
 
-void Writer::packed_int(int field, const std::vector<int64_t> &values) {
-    if (values.empty())
-        return;
+void Writer::packed_int(int field, const std::vector<int64_t>& values) {
+    if (values.empty()) return;
     Writer payload;
-    for (int64_t v : values)
-        payload.varint(static_cast<uint64_t>(v));
+    for (int64_t v : values) payload.varint(static_cast<uint64_t>(v));
     bytes_field(field, payload.bytes());
 }
 
 namespace {
 
 // Decodes the varint at d[pos], advancing pos; bounds-checked against d only.
-Result<uint64_t> decode_varint(std::string_view d, size_t &pos) {
+Result<uint64_t> decode_varint(std::string_view d, size_t& pos) {
     uint64_t v = 0;
     // A varint is at most 10 bytes; the 10th may only contribute the top bit.
     for (int shift = 0; shift < 70; shift += 7) {
-        if (pos >= d.size())
-            return Error{"truncated varint at byte " + std::to_string(pos)};
+        if (pos >= d.size()) return Error{"truncated varint at byte " + std::to_string(pos)};
         auto b = static_cast<uint8_t>(d[pos++]);
-        if (shift == 63 && b > 1)
-            return Error{"varint overflow at byte " + std::to_string(pos)};
+        if (shift == 63 && b > 1) return Error{"varint overflow at byte " + std::to_string(pos)};
         v |= static_cast<uint64_t>(b & 0x7f) << shift;
-        if ((b & 0x80) == 0)
-            return v;
+        if ((b & 0x80) == 0) return v;
     }
     return Error{"varint longer than 10 bytes at byte " + std::to_string(pos)};
 }
 
-} // namespace
+}  // namespace
 
 Result<uint64_t> Reader::read_varint() { return decode_varint(data_, pos_); }
 
 Result<Field> Reader::next() {
     size_t start = pos_;
     auto key = read_varint();
-    if (!key)
-        return key.error();
+    if (!key) return key.error();
     Field f;
     uint64_t number = *key >> 3;
     if (number == 0 || number > (uint64_t{1} << 29) - 1) {
@@ -87,8 +78,7 @@ Result<Field> Reader::next() {
     case kVarint: {
         f.type = kVarint;
         auto v = read_varint();
-        if (!v)
-            return v.error();
+        if (!v) return v.error();
         f.varint = *v;
         return f;
     }
@@ -108,8 +98,7 @@ Result<Field> Reader::next() {
     case kLengthDelimited: {
         f.type = kLengthDelimited;
         auto len = read_varint();
-        if (!len)
-            return len.error();
+        if (!len) return len.error();
         if (*len > data_.size() - pos_) {
             return Error{"length " + std::to_string(*len) + " at byte " + std::to_string(start) +
                          " runs past the end (" + std::to_string(data_.size() - pos_) + " left)"};
@@ -124,7 +113,7 @@ Result<Field> Reader::next() {
     }
 }
 
-Result<void> append_repeated(const Field &f, std::vector<uint64_t> &out) {
+Result<void> append_repeated(const Field& f, std::vector<uint64_t>& out) {
     if (f.type == kVarint) {
         out.push_back(f.varint);
         return {};
@@ -136,11 +125,10 @@ Result<void> append_repeated(const Field &f, std::vector<uint64_t> &out) {
     size_t pos = 0;
     while (pos < f.bytes.size()) {
         auto v = decode_varint(f.bytes, pos);
-        if (!v)
-            return Error{"field " + std::to_string(f.number) + ": packed " + v.error().message};
+        if (!v) return Error{"field " + std::to_string(f.number) + ": packed " + v.error().message};
         out.push_back(*v);
     }
     return {};
 }
 
-} // namespace pmprof::wire
+}  // namespace pmprof::wire

@@ -29,11 +29,11 @@ class Writer {
     /// Always written, even when empty: the string table's first entry must be "".
     void bytes_field(int field, std::string_view bytes);
     /// Packed repeated fields; nothing is written for an empty list.
-    void packed_uint(int field, const std::vector<uint64_t> &values);
-    void packed_int(int field, const std::vector<int64_t> &values);
-    void message(int field, const Writer &sub) { bytes_field(field, sub.bytes()); }
+    void packed_uint(int field, const std::vector<uint64_t>& values);
+    void packed_int(int field, const std::vector<int64_t>& values);
+    void message(int field, const Writer& sub) { bytes_field(field, sub.bytes()); }
 
-    const std::string &bytes() const { return out_; }
+    const std::string& bytes() const { return out_; }
     std::string take() { return std::move(out_); }
 
   private:
@@ -64,6 +64,6 @@ class Reader {
 };
 
 /// Appends the values of a repeated scalar field, packed (wire type 2) or not (wire type 0).
-Result<void> append_repeated(const Field &f, std::vector<uint64_t> &out);
+Result<void> append_repeated(const Field& f, std::vector<uint64_t>& out);
 
-} // namespace pmprof::wire
+}  // namespace pmprof::wire

@@ -22,8 +22,8 @@ namespace {
 class FakeSymbolizer : public Symbolizer {
   public:
     std::map<uint64_t, SymbolizedPc> table;
-    const SymbolizedPc &symbolize(const RawFrame &frame) override {
-        SymbolizedPc &s = table[frame.lookup_pc()];
+    const SymbolizedPc& symbolize(const RawFrame& frame) override {
+        SymbolizedPc& s = table[frame.lookup_pc()];
         s.pc = frame.pc;
         return s;
     }
@@ -63,8 +63,7 @@ Profile built_profile() {
               {1, 10000000}, w1);
     for (int i = 0; i < 30; ++i)
         b.add({{{0x401200, true}, {0x401100, false}}, false, ""}, {1, 10000000}, w2);
-    for (int i = 0; i < 3; ++i)
-        b.add({{{0x401200, true}}, true, "max depth"}, {1, 10000000}, w2);
+    for (int i = 0; i < 3; ++i) b.add({{{0x401200, true}}, true, "max depth"}, {1, 10000000}, w2);
     b.add_synthetic({"[not captured: exited]"}, {1, 0}, {{"tid", "", 102, ""}});
     Profile p = b.build(sym, maps);
     p.default_sample_type = "cpu";
@@ -95,7 +94,7 @@ Profile top_profile() {
     return p;
 }
 
-std::string write_profile(const Profile &p, const std::string &name) {
+std::string write_profile(const Profile& p, const std::string& name) {
     auto gz = encode_pprof_gzip(p);
     REQUIRE(gz.ok());
     std::string path = temp_path(name);
@@ -119,7 +118,7 @@ std::vector<std::string> go_env() {
             "PPROF_BINARY_PATH=" + home};
 }
 
-RunResult go_pprof(const std::vector<std::string> &args) {
+RunResult go_pprof(const std::vector<std::string>& args) {
     std::vector<std::string> argv = go_env();
     argv.insert(argv.end(), {"go", "tool", "pprof"});
     argv.insert(argv.end(), args.begin(), args.end());
@@ -129,23 +128,22 @@ RunResult go_pprof(const std::vector<std::string> &args) {
     return r;
 }
 
-std::vector<std::string> split(const std::string &s, char sep) {
+std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> out;
     std::stringstream ss(s);
-    for (std::string item; std::getline(ss, item, sep);)
-        out.push_back(item);
+    for (std::string item; std::getline(ss, item, sep);) out.push_back(item);
     return out;
 }
 
 // The part of a -top report from "Showing nodes accounting for" on (pprof also prints Time and
 // Duration lines before it, which format_top leaves out).
-std::string from_showing(const std::string &report) {
+std::string from_showing(const std::string& report) {
     size_t at = report.find("Showing nodes accounting for");
     REQUIRE(at != std::string::npos);
     return report.substr(at);
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("pprofcheck accepts a built profile with the totals and flat/cum of compute_top",
           "[integration][pprof]") {
@@ -158,16 +156,14 @@ TEST_CASE("pprofcheck accepts a built profile with the totals and flat/cum of co
     std::map<std::string, std::pair<int64_t, int64_t>> go_funcs;
     std::map<std::string, std::string> fields;
     std::vector<int64_t> totals;
-    for (const std::string &line : split(r.out, '\n')) {
+    for (const std::string& line : split(r.out, '\n')) {
         auto f = split(line, '\t');
         // pprof drops nodes whose flat and cum are both 0, and so does compute_top.
         if (f[0] == "func" && (f[1] != "0" || f[2] != "0")) {
             go_funcs[f[3]] = {std::stoll(f[1]), std::stoll(f[2])};
         }
-        if (f[0] == "sample_type")
-            totals.push_back(std::stoll(f[3]));
-        if (f.size() == 2)
-            fields[f[0]] = f[1];
+        if (f[0] == "sample_type") totals.push_back(std::stoll(f[3]));
+        if (f.size() == 2) fields[f[0]] = f[1];
     }
     CHECK(fields["default"] == "cpu");
     CHECK(fields["samples"] == std::to_string(p.samples.size()));
@@ -181,7 +177,7 @@ TEST_CASE("pprofcheck accepts a built profile with the totals and flat/cum of co
 
     auto rows = compute_top(p, p.sample_index());
     REQUIRE(rows.size() == go_funcs.size());
-    for (const TopRow &row : rows) {
+    for (const TopRow& row : rows) {
         INFO(row.function);
         REQUIRE(go_funcs.count(row.function) == 1);
         CHECK(go_funcs[row.function].first == row.flat);
@@ -249,7 +245,7 @@ TEST_CASE("pprofcheck accepts the golden profile and rejects garbage", "[integra
 TEST_CASE("decode_pprof reads profiles written by Go's encoder", "[integration][pprof]") {
     // Legacy profiles shipped with google/pprof, converted to profile.proto by Go's own encoder.
     const std::string testdata = "/usr/share/gocode/src/github.com/google/pprof/profile/testdata/";
-    for (const char *name : {"gobench.cpu", "gobench.heap", "cppbench.cpu"}) {
+    for (const char* name : {"gobench.cpu", "gobench.heap", "cppbench.cpu"}) {
         INFO(name);
         const std::string converted = temp_path(std::string(name) + ".pb.gz");
         go_pprof({"-proto", "-symbolize=none", "-output", converted, testdata + name});
@@ -259,16 +255,14 @@ TEST_CASE("decode_pprof reads profiles written by Go's encoder", "[integration][
         RunResult check = run({build_dir() + "/pprofcheck", converted});
         REQUIRE(check.exit_code == 0);
         std::vector<int64_t> go_totals;
-        for (const std::string &line : split(check.out, '\n')) {
+        for (const std::string& line : split(check.out, '\n')) {
             auto f = split(line, '\t');
-            if (f[0] == "sample_type")
-                go_totals.push_back(std::stoll(f[3]));
+            if (f[0] == "sample_type") go_totals.push_back(std::stoll(f[3]));
         }
         REQUIRE(go_totals.size() == p->sample_types.size());
         for (size_t i = 0; i < go_totals.size(); ++i) {
             int64_t total = 0;
-            for (const Sample &s : p->samples)
-                total += s.values[i];
+            for (const Sample& s : p->samples) total += s.values[i];
             CHECK(total == go_totals[i]);
         }
         CHECK(check.out.find("locations\t" + std::to_string(p->locations.size()) + "\n") !=

@@ -19,8 +19,8 @@ Profile folded_profile() {
                    {4, "", "_Zbad", "", 0},
                    {5, "odd;name\nwith breaks", "", "", 0}};
     p.locations = {{1, 0, 0x10, {{1, 0}}},
-                   {2, 0, 0x20, {{3, 0}, {2, 0}}}, // inlined into outer
-                   {3, 1, 0x7f0000000234, {}},     // no lines: mapping + offset
+                   {2, 0, 0x20, {{3, 0}, {2, 0}}},  // inlined into outer
+                   {3, 1, 0x7f0000000234, {}},      // no lines: mapping + offset
                    {4, 0, 0x40, {{4, 0}}},
                    {5, 0, 0x50, {{5, 0}}}};
     const std::vector<Label> t1{{"thread_name", "worker-1", 0, ""}, {"tid", "", 11, ""}};
@@ -31,7 +31,7 @@ Profile folded_profile() {
     return p;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("folded: root first, inline expanded, merged and sorted", "[unit][folded]") {
     const std::string out = write_folded(folded_profile(), {});

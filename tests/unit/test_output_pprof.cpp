@@ -37,7 +37,7 @@ Profile sample_profile() {
         {5, "[truncated]", "[truncated]", "", 0},
     };
     p.locations = {
-        {1, 1, 0x401010, {{1, 11}, {2, 25}}}, // inner_inlined inlined into outer
+        {1, 1, 0x401010, {{1, 11}, {2, 25}}},  // inner_inlined inlined into outer
         {2, 1, 0x401100, {{3, 33}}},
         {3, 2, 0x7f0000001234, {{4, 0}}},
         {4, 0, 0, {{5, 0}}},
@@ -51,13 +51,13 @@ Profile sample_profile() {
     return p;
 }
 
-std::string golden_path(const std::string &name) {
+std::string golden_path(const std::string& name) {
     std::string here = __FILE__;
     return here.substr(0, here.rfind('/')) + "/../golden/" + name;
 }
 
-std::string to_hex(const std::string &bytes) {
-    static const char *digits = "0123456789abcdef";
+std::string to_hex(const std::string& bytes) {
+    static const char* digits = "0123456789abcdef";
     std::string out;
     for (size_t i = 0; i < bytes.size(); ++i) {
         auto b = static_cast<uint8_t>(bytes[i]);
@@ -65,27 +65,23 @@ std::string to_hex(const std::string &bytes) {
         out += digits[b & 15];
         out += (i % 32 == 31) ? '\n' : ' ';
     }
-    if (!out.empty() && out.back() == ' ')
-        out.back() = '\n';
+    if (!out.empty() && out.back() == ' ') out.back() = '\n';
     return out;
 }
 
 // Every id a decoded profile refers to must resolve; writers rely on it.
-void require_consistent(const Profile &p) {
-    for (const Sample &s : p.samples) {
+void require_consistent(const Profile& p) {
+    for (const Sample& s : p.samples) {
         REQUIRE(s.values.size() == p.sample_types.size());
-        for (uint64_t id : s.location_ids)
-            REQUIRE(p.location(id) != nullptr);
+        for (uint64_t id : s.location_ids) REQUIRE(p.location(id) != nullptr);
     }
-    for (const Location &l : p.locations) {
-        if (l.mapping_id != 0)
-            REQUIRE(p.mapping(l.mapping_id) != nullptr);
-        for (const Line &line : l.lines)
-            REQUIRE(p.function(line.function_id) != nullptr);
+    for (const Location& l : p.locations) {
+        if (l.mapping_id != 0) REQUIRE(p.mapping(l.mapping_id) != nullptr);
+        for (const Line& line : l.lines) REQUIRE(p.function(line.function_id) != nullptr);
     }
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("pprof round trip keeps every field", "[unit][pprof]") {
     const Profile p = sample_profile();
@@ -134,8 +130,7 @@ TEST_CASE("pprof wire layout: string table starts with empty string, packed fiel
     while (!r.done()) {
         auto f = r.next();
         REQUIRE(f.ok());
-        if (f->number == 6)
-            strings.emplace_back(f->bytes);
+        if (f->number == 6) strings.emplace_back(f->bytes);
         if (f->number == 2) {
             ++samples;
             wire::Reader s(f->bytes);
@@ -143,7 +138,7 @@ TEST_CASE("pprof wire layout: string table starts with empty string, packed fiel
             if (samples == 1) {
                 REQUIRE(first.ok());
                 CHECK(first->number == 1);
-                CHECK(first->type == wire::kLengthDelimited); // packed location ids
+                CHECK(first->type == wire::kLengthDelimited);  // packed location ids
             }
         }
     }
@@ -192,8 +187,7 @@ TEST_CASE("pprof gunzip limits its output", "[unit][pprof]") {
 TEST_CASE("pprof golden bytes for a small profile", "[unit][pprof]") {
     const std::string hex = to_hex(encode_pprof(sample_profile()));
     const std::string path = golden_path("sample_profile.pb.hex");
-    if (getenv("PMPROF_UPDATE_GOLDEN") != nullptr)
-        std::ofstream(path) << hex;
+    if (getenv("PMPROF_UPDATE_GOLDEN") != nullptr) std::ofstream(path) << hex;
     std::ifstream in(path);
     INFO("golden file " << path << " (regenerate with PMPROF_UPDATE_GOLDEN=1)");
     REQUIRE(in.good());
@@ -204,8 +198,8 @@ TEST_CASE("pprof golden bytes for a small profile", "[unit][pprof]") {
 
 TEST_CASE("pprof decoder accepts unpacked repeated fields", "[unit][pprof]") {
     wire::Writer sample;
-    sample.uint_field(1, 1); // location_id, unpacked
-    sample.uint_field(2, 7); // value, unpacked
+    sample.uint_field(1, 1);  // location_id, unpacked
+    sample.uint_field(2, 7);  // value, unpacked
     wire::Writer loc;
     loc.uint_field(1, 1);
     wire::Writer vt;
@@ -227,7 +221,7 @@ TEST_CASE("pprof decoder accepts unpacked repeated fields", "[unit][pprof]") {
 }
 
 TEST_CASE("pprof decoder rejects broken references and bad string indices", "[unit][pprof]") {
-    auto expect_error = [](Profile p, const std::string &what) {
+    auto expect_error = [](Profile p, const std::string& what) {
         auto d = decode_pprof(encode_pprof(p));
         REQUIRE_FALSE(d.ok());
         INFO(d.error().message);
@@ -253,7 +247,7 @@ TEST_CASE("pprof decoder rejects broken references and bad string indices", "[un
     p.samples[0].values.pop_back();
     expect_error(p, "has 1 values for 2 sample types");
 
-    wire::Writer w; // a function whose name index is past the string table
+    wire::Writer w;  // a function whose name index is past the string table
     wire::Writer f;
     f.uint_field(1, 1);
     f.uint_field(2, 5);
@@ -272,10 +266,10 @@ TEST_CASE("pprof decoder survives garbage, truncation and bit flips", "[unit][pp
     CHECK_FALSE(decode_pprof("").ok());
     CHECK(decode_pprof("").error().message == "pprof: empty input");
     CHECK_FALSE(decode_pprof("\x1f\x8b garbage that is no gzip").ok());
-    CHECK_FALSE(decode_pprof(std::string("\x0a\xff\xff\xff\xff\x0f", 6)).ok()); // huge length
-    CHECK_FALSE(decode_pprof(std::string(11, '\xff')).ok());                    // endless varint
-    CHECK_FALSE(decode_pprof(std::string("\x0b", 1)).ok());                     // group start
-    CHECK_FALSE(decode_pprof(std::string("\x00\x00", 2)).ok());                 // field 0
+    CHECK_FALSE(decode_pprof(std::string("\x0a\xff\xff\xff\xff\x0f", 6)).ok());  // huge length
+    CHECK_FALSE(decode_pprof(std::string(11, '\xff')).ok());                     // endless varint
+    CHECK_FALSE(decode_pprof(std::string("\x0b", 1)).ok());                      // group start
+    CHECK_FALSE(decode_pprof(std::string("\x00\x00", 2)).ok());                  // field 0
 
     const std::string good = encode_pprof(sample_profile());
     size_t truncated_errors = 0;
@@ -297,19 +291,15 @@ TEST_CASE("pprof decoder survives garbage, truncation and bit flips", "[unit][pp
             bytes[rng() % bytes.size()] ^= static_cast<char>(1 << (rng() % 8));
         }
         auto d = decode_pprof(bytes);
-        if (d.ok())
-            require_consistent(*d);
+        if (d.ok()) require_consistent(*d);
     }
     for (int i = 0; i < 2000; ++i) {
         std::string bytes(1 + rng() % 64, '\0');
-        for (char &c : bytes)
-            c = static_cast<char>(rng());
+        for (char& c : bytes) c = static_cast<char>(rng());
         auto d = decode_pprof(bytes);
-        if (d.ok())
-            require_consistent(*d);
+        if (d.ok()) require_consistent(*d);
     }
     auto gz = encode_pprof_gzip(sample_profile());
     REQUIRE(gz.ok());
-    for (size_t n = 2; n < gz->size(); n += 7)
-        CHECK_FALSE(decode_pprof(gz->substr(0, n)).ok());
+    for (size_t n = 2; n < gz->size(); n += 7) CHECK_FALSE(decode_pprof(gz->substr(0, n)).ok());
 }

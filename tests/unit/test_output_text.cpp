@@ -31,7 +31,7 @@ Profile top_profile() {
     return p;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("compute_top: flat on the leaf line, cum once per sample", "[unit][text]") {
     const Profile p = top_profile();

@@ -12,23 +12,23 @@ namespace {
 
 class FakeSymbolizer : public Symbolizer {
   public:
-    std::map<uint64_t, SymbolizedPc> by_lookup_pc; // keyed by RawFrame::lookup_pc()
-    std::map<uint64_t, int> calls;                 // lookups per pc
+    std::map<uint64_t, SymbolizedPc> by_lookup_pc;  // keyed by RawFrame::lookup_pc()
+    std::map<uint64_t, int> calls;                  // lookups per pc
 
-    const SymbolizedPc &symbolize(const RawFrame &frame) override {
+    const SymbolizedPc& symbolize(const RawFrame& frame) override {
         ++calls[frame.pc];
-        SymbolizedPc &s = by_lookup_pc[frame.lookup_pc()];
+        SymbolizedPc& s = by_lookup_pc[frame.lookup_pc()];
         s.pc = frame.pc;
         return s;
     }
 };
 
-constexpr uint64_t kLeafPc = 0x401010;       // inner_inlined inlined into outer(int), exact
-constexpr uint64_t kOuterRet = 0x401101;     // return address into main (looked up at -1)
-constexpr uint64_t kLibcPc = 0x7f0000001235; // in libc, no symbol
-constexpr uint64_t kJitPc = 0x10000010;      // anonymous executable memory, no module
+constexpr uint64_t kLeafPc = 0x401010;        // inner_inlined inlined into outer(int), exact
+constexpr uint64_t kOuterRet = 0x401101;      // return address into main (looked up at -1)
+constexpr uint64_t kLibcPc = 0x7f0000001235;  // in libc, no symbol
+constexpr uint64_t kJitPc = 0x10000010;       // anonymous executable memory, no module
 
-SourceFrame frame(const std::string &fn, const std::string &mangled, const std::string &file,
+SourceFrame frame(const std::string& fn, const std::string& mangled, const std::string& file,
                   int line, int start, bool inlined) {
     return SourceFrame{fn, mangled, file, line, start, inlined};
 }
@@ -65,13 +65,13 @@ RawStack stack(std::vector<RawFrame> frames, bool truncated = false) {
     return RawStack{std::move(frames), truncated, truncated ? "max depth" : ""};
 }
 
-const Function &fn_of(const Profile &p, const Location &l, size_t i) {
-    const Function *f = p.function(l.lines.at(i).function_id);
+const Function& fn_of(const Profile& p, const Location& l, size_t i) {
+    const Function* f = p.function(l.lines.at(i).function_id);
     REQUIRE(f != nullptr);
     return *f;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("builder interns stacks and sums values per (stack, labels)", "[unit][profile]") {
     ProfileBuilder b({{"samples", "count"}, {"cpu", "nanoseconds"}}, {"cpu", "nanoseconds"}, 1000);
@@ -100,8 +100,7 @@ TEST_CASE("builder interns stacks and sums values per (stack, labels)", "[unit][
     CHECK(p.locations.size() == 2);
     CHECK(sym.calls[kLeafPc] == 1);
     CHECK(sym.calls[kOuterRet] == 1);
-    for (size_t i = 0; i < p.locations.size(); ++i)
-        CHECK(p.locations[i].id == i + 1);
+    for (size_t i = 0; i < p.locations.size(); ++i) CHECK(p.locations[i].id == i + 1);
     CHECK(p.sample_index() == 1);
     CHECK(p.sample_index("samples") == 0);
     CHECK(p.sample_index("nope") == -1);
@@ -117,13 +116,13 @@ TEST_CASE("builder: inline chains, unknown pcs and mappings", "[unit][profile]")
     Profile p = b.build(sym, maps());
 
     REQUIRE(p.samples.size() == 2);
-    const Sample &s = p.samples[0];
+    const Sample& s = p.samples[0];
     REQUIRE(s.location_ids.size() == 3);
-    const Location *libc = p.location(s.location_ids[0]);
-    const Location *leaf = p.location(s.location_ids[1]);
+    const Location* libc = p.location(s.location_ids[0]);
+    const Location* leaf = p.location(s.location_ids[1]);
     REQUIRE((libc && leaf));
-    CHECK(leaf->address == kLeafPc);  // the raw pc, not the lookup pc
-    REQUIRE(leaf->lines.size() == 2); // inlinee first, the real function last
+    CHECK(leaf->address == kLeafPc);   // the raw pc, not the lookup pc
+    REQUIRE(leaf->lines.size() == 2);  // inlinee first, the real function last
     CHECK(fn_of(p, *leaf, 0).name == "inner_inlined");
     CHECK(fn_of(p, *leaf, 0).system_name == "_Z13inner_inlinedv");
     CHECK(fn_of(p, *leaf, 0).start_line == 10);
@@ -134,7 +133,7 @@ TEST_CASE("builder: inline chains, unknown pcs and mappings", "[unit][profile]")
     // No symbol: mapping kept, pseudo-function module+offset.
     REQUIRE(libc->lines.size() == 1);
     CHECK(fn_of(p, *libc, 0).name == "libc.so.6+0x1234");
-    const Mapping *libc_map = p.mapping(libc->mapping_id);
+    const Mapping* libc_map = p.mapping(libc->mapping_id);
     REQUIRE(libc_map != nullptr);
     CHECK(libc_map->filename == "/lib/libc.so.6");
     CHECK(libc_map->memory_start == 0x7f0000000000);
@@ -156,18 +155,16 @@ TEST_CASE("builder: inline chains, unknown pcs and mappings", "[unit][profile]")
     CHECK(libc->mapping_id == 2);
 
     // A pc in anonymous memory: no mapping, named by its address.
-    const Location *jit = p.location(p.samples[1].location_ids[0]);
+    const Location* jit = p.location(p.samples[1].location_ids[0]);
     REQUIRE(jit != nullptr);
     CHECK(jit->mapping_id == 0);
     CHECK(fn_of(p, *jit, 0).name == "0x10000010");
 
     // Functions are deduplicated: main appears in both samples once.
     int mains = 0;
-    for (const Function &f : p.functions)
-        mains += f.name == "main";
+    for (const Function& f : p.functions) mains += f.name == "main";
     CHECK(mains == 1);
-    for (size_t i = 0; i < p.functions.size(); ++i)
-        CHECK(p.functions[i].id == i + 1);
+    for (size_t i = 0; i < p.functions.size(); ++i) CHECK(p.functions[i].id == i + 1);
 }
 
 TEST_CASE("builder: truncated stacks get a [truncated] root, synthetic stacks no mapping",
@@ -184,9 +181,9 @@ TEST_CASE("builder: truncated stacks get a [truncated] root, synthetic stacks no
     FakeSymbolizer sym = make_symbolizer();
     Profile p = b.build(sym, maps());
     REQUIRE(p.samples.size() == 4);
-    const Sample &truncated = p.samples[0];
+    const Sample& truncated = p.samples[0];
     REQUIRE(truncated.location_ids.size() == 2);
-    const Location *root = p.location(truncated.location_ids[1]);
+    const Location* root = p.location(truncated.location_ids[1]);
     REQUIRE(root != nullptr);
     CHECK(root->mapping_id == 0);
     CHECK(root->address == 0);
@@ -194,12 +191,12 @@ TEST_CASE("builder: truncated stacks get a [truncated] root, synthetic stacks no
     CHECK(p.samples[1].location_ids.size() == 1);
     CHECK(p.samples[1].values == std::vector<int64_t>{1});
 
-    const Sample &heap = p.samples[2];
+    const Sample& heap = p.samples[2];
     CHECK(heap.values == std::vector<int64_t>{8});
     REQUIRE(heap.location_ids.size() == 3);
     std::vector<std::string> names;
     for (uint64_t id : heap.location_ids) {
-        const Location *l = p.location(id);
+        const Location* l = p.location(id);
         REQUIRE(l != nullptr);
         CHECK(l->mapping_id == 0);
         names.push_back(fn_of(p, *l, 0).name);
@@ -223,6 +220,6 @@ TEST_CASE("profile lookups by id work for sparse ids too", "[unit][profile]") {
     p.sample_types = {{"a", "count"}, {"b", "count"}};
     p.default_sample_type = "a";
     CHECK(p.sample_index() == 0);
-    p.default_sample_type = "zzz"; // unknown default: the last type, as pprof does
+    p.default_sample_type = "zzz";  // unknown default: the last type, as pprof does
     CHECK(p.sample_index() == 1);
 }
