@@ -10,7 +10,8 @@ GO       ?= go
 
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
                  zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils
-TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace
+TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
+                 libjemalloc2
 
 PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
@@ -161,3 +162,13 @@ fuzz: $(BUILD)/fuzz_decode_pprof
 	@mkdir -p tests/corpus/fuzz
 	$(BUILD)/fuzz_decode_pprof -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -rss_limit_mb=4096 -print_final_stats=1 tests/corpus/fuzz
+
+# ---- benchmark packages (owner: bench) ----------------------------------------------------
+# `make bench` (bench/run.sh) also needs perf (the comparison and the sched trace that measures
+# stop windows) and python3 (the driver and the report). A prerequisite-only rule adds the stamp
+# to the `bench` target above.
+BENCH_PACKAGES := linux-perf python3
+$(BUILD)/.bench-deps-ok: $(BUILD)/.test-deps-ok
+	$(call ensure_packages,$(BENCH_PACKAGES))
+	@touch $@
+bench: $(BUILD)/.bench-deps-ok

@@ -3,8 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
-#include <utility>
+#include <cstddef>
 #include <vector>
 
 #include "pmprof/memory.h"
@@ -26,7 +25,9 @@ class MapIndex {
     std::vector<MemoryMap> maps_;
 };
 
-/// Reads through 1 MiB blocks clamped to the mapping that holds them; a block is read once.
+/// Reads through 1 MiB blocks clamped to the mapping that holds them. A few blocks are kept
+/// (least recently loaded replaced) in buffers reused for the whole walk: the walk is
+/// sequential, and reusing buffers avoids faulting in a copy of the whole heap.
 class CachedReader final : public MemoryReader {
   public:
     static constexpr uint64_t kBlock = uint64_t{1} << 20;
@@ -42,14 +43,17 @@ class CachedReader final : public MemoryReader {
     }
 
   private:
+    static constexpr size_t kBlocks = 8;
     struct Block {
+        uint64_t map_start = 0, index = UINT64_MAX;  // key: (mapping start, address / kBlock)
         uint64_t start = 0;
         std::vector<uint8_t> bytes;
     };
     const Block* block_for(uint64_t address);
     MemoryReader& under_;
     const MapIndex& maps_;
-    std::map<std::pair<uint64_t, uint64_t>, Block> blocks_;  // (mapping start, address / kBlock)
+    std::vector<Block> blocks_ = std::vector<Block>(kBlocks);
+    size_t next_victim_ = 0;
     const Block* last_ = nullptr;
     uint64_t bytes_copied_ = 0;
 };

@@ -30,20 +30,21 @@ const CachedReader::Block* CachedReader::block_for(uint64_t address) {
     const MemoryMap* m = maps_.find(address);
     if (!m || !m->readable()) return nullptr;
     // Keyed by (mapping, block): two mappings sharing a 1 MiB block get separate blocks.
-    auto key = std::make_pair(m->start, address / kBlock);
-    auto it = blocks_.find(key);
-    if (it == blocks_.end()) {
-        Block b;
-        b.start = std::max(key.second * kBlock, m->start);
-        uint64_t end = std::min(key.second * kBlock + kBlock, m->end);
-        b.bytes.resize(end - b.start);
-        auto r = under_.read(b.start, b.bytes.data(), b.bytes.size());
-        b.bytes.resize(r.ok() ? *r : 0);
-        bytes_copied_ += b.bytes.size();
-        it = blocks_.emplace(key, std::move(b)).first;
-    }
-    last_ = &it->second;
-    return last_;
+    uint64_t index = address / kBlock;
+    for (const Block& b : blocks_)
+        if (b.map_start == m->start && b.index == index) return last_ = &b;
+    Block& b = blocks_[next_victim_];
+    next_victim_ = (next_victim_ + 1) % kBlocks;
+    b.map_start = m->start;
+    b.index = index;
+    b.start = std::max(index * kBlock, m->start);
+    uint64_t end = std::min(index * kBlock + kBlock, m->end);
+    if (b.bytes.capacity() < kBlock) b.bytes.reserve(kBlock);
+    b.bytes.resize(end - b.start);
+    auto r = under_.read(b.start, b.bytes.data(), b.bytes.size());
+    b.bytes.resize(r.ok() ? *r : 0);
+    bytes_copied_ += b.bytes.size();
+    return last_ = &b;
 }
 
 Result<size_t> CachedReader::read(uint64_t address, void* out, size_t len) {

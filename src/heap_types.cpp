@@ -159,15 +159,32 @@ std::string size_class_label(uint64_t chunk_size) {
     return fmt::format("[{}-{})", human_bytes(lo), human_bytes(lo * 2));
 }
 
+uint64_t group_key(const HeapChunk& c, bool types) {
+    if (types && c.type) return (uint64_t{1} << 63) | c.type;
+    return c.chunk_size <= 1024 ? c.chunk_size : std::bit_floor(c.chunk_size);
+}
+
+std::string group_name(const HeapSnapshot& snap, uint64_t key) {
+    if (key >> 63) return snap.type_names[key & 0xffffffff];
+    return size_class_label(key);
+}
+
 std::vector<HeapGroup> heap_by_type(const HeapSnapshot& snap, bool types) {
-    std::map<std::string, HeapGroup> groups;
+    // Integer keys first (one hash lookup per chunk), names once per group.
+    std::unordered_map<uint64_t, HeapGroup> by_key;
     for (const HeapChunk& c : snap.chunks) {
         if (c.internal) continue;
-        std::string name = types && c.type ? snap.type_names[c.type] : size_class_label(c.chunk_size);
-        HeapGroup& g = groups[name];
-        g.name = name;
+        HeapGroup& g = by_key[group_key(c, types)];
         g.objects += types ? c.objects : 1;
         g.bytes += static_cast<int64_t>(c.chunk_size);
+    }
+    std::map<std::string, HeapGroup> groups;
+    for (auto& [key, g] : by_key) {
+        g.name = group_name(snap, key);
+        HeapGroup& merged = groups[g.name];
+        merged.name = g.name;
+        merged.objects += g.objects;
+        merged.bytes += g.bytes;
     }
     return sorted_groups(groups);
 }

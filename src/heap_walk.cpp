@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "heap_internal.h"
@@ -95,7 +96,8 @@ class Walker {
     std::unordered_set<uint64_t> fast_, binned_, tcache_;
     std::vector<RawChunk> chunks_;
     std::vector<std::pair<uint64_t, uint64_t>> heap_regions_;  // non-main heaps (HEAP_MAX each)
-    std::unordered_set<uint64_t> internal_;  // tcache_perthread_struct chunks
+    std::unordered_set<uint64_t> internal_;
+    std::unordered_map<uint64_t, uint64_t> free_bk_;  // free chunk -> its bk, from the walk  // tcache_perthread_struct chunks
 };
 
 std::vector<uint64_t> Walker::list_arenas() {
@@ -155,7 +157,12 @@ void Walker::walk_bins(ArenaSummary& a, const std::vector<uint8_t>& st) {
             binned_.insert(p);
             ++a.bin_chunks;
             a.bin_bytes += size & kSizeMask;
-            if (!u64(p + 24, &p)) break;
+            // bk of a free chunk was saved by the sequential walk; lists jump around the heap.
+            auto saved = free_bk_.find(p);
+            if (saved != free_bk_.end())
+                p = saved->second;
+            else if (!u64(p + 24, &p))
+                break;
         }
     }
 }
@@ -188,6 +195,8 @@ void Walker::walk_region(ArenaSummary& a, uint64_t start, uint64_t end, uint64_t
         c.inuse = (next_field & kPrevInuse) != 0;
         c.first_in_heap = first;
         c.fencepost = size == 16;
+        uint64_t bk = 0;
+        if (!c.inuse && u64(p + 24, &bk)) free_bk_.emplace(p, bk);
         chunks_.push_back(c);
         first = false;
         p += size;

@@ -118,14 +118,15 @@ Profile heap_to_profile(const HeapSnapshot& snap, bool types) {
         }
         return it->second;
     };
-    std::map<std::pair<int, std::string>, size_t> sample_of;
+    std::map<std::pair<int, uint64_t>, size_t> sample_of;  // (arena, group key) -> sample
     for (const HeapChunk& c : snap.chunks) {
         if (c.internal) continue;
-        std::string leaf = types && c.type ? snap.type_names[c.type] : size_class_label(c.chunk_size);
-        auto [it, fresh] = sample_of.emplace(std::make_pair(c.arena, leaf), p.samples.size());
+        uint64_t key = group_key(c, types);
+        auto [it, fresh] = sample_of.emplace(std::make_pair(c.arena, key), p.samples.size());
         if (fresh) {
             Sample s;
-            s.location_ids = {location(leaf), location(arena_frame(c.arena)), location("[heap]")};
+            s.location_ids = {location(group_name(snap, key)), location(arena_frame(c.arena)),
+                              location("[heap]")};
             s.values = {0, 0};
             p.samples.push_back(std::move(s));
         }

@@ -129,6 +129,10 @@ std::vector<HeapGroup> heap_by_type(const HeapSnapshot& snap, bool types);
 std::vector<HeapGroup> heap_by_size(const HeapSnapshot& snap);
 /// Size-class label of a chunk size.
 std::string size_class_label(uint64_t chunk_size);
+/// Grouping key of a live chunk: its type (when `types` and known) or its size class.
+uint64_t group_key(const HeapChunk& c, bool types);
+/// The type name or size-class label of a group_key.
+std::string group_name(const HeapSnapshot& snap, uint64_t key);
 
 /// pprof heap profile: inuse_objects/count, inuse_space/bytes; frames [heap] -> [arena N] ->
 /// type (or size class when `types` is false or the type is unknown).
