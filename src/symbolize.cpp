@@ -186,7 +186,11 @@ SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
 
     SourceFrame outer;
     outer.mangled = symbol;
-    outer.function = demangle(symbol);
+    // Debug-file symbol tables spell versioned symbols "__libc_start_main@@GLIBC_2.34": the
+    // version is not part of the function's name (mangled keeps it).
+    std::string plain = symbol;
+    if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
+    outer.function = demangle(plain);
     if (opt_.source_lines) {
         if (Dwfl_Line* line = dwfl_module_getsrc(mod, lookup_pc)) {
             int lineno = 0;

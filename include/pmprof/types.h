@@ -85,8 +85,9 @@ struct ThreadCapture {
 /// One frame of an unwound stack.
 struct RawFrame {
     uint64_t pc = 0;
-    /// True when pc is the exact instruction (frame 0, or the frame a signal interrupted);
-    /// false for return addresses, which are symbolized at pc - 1.
+    /// True when pc is the exact instruction (frame 0, the frame a signal interrupted, or a
+    /// signal trampoline the handler returns to); false for return addresses, which are
+    /// symbolized at pc - 1.
     bool exact = false;
 
     uint64_t lookup_pc() const { return exact ? pc : pc - 1; }
