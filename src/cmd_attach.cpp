@@ -26,7 +26,7 @@ namespace {
 struct SampleArgs {
     std::string pid;
     std::vector<std::string> command;
-    std::string duration; // "" : attach 10s, record until CMD exits
+    std::string duration;  // "" : attach 10s, record until CMD exits
     double rate = 99;
     std::string mode = "wall";
     std::string output;
@@ -41,11 +41,10 @@ struct SampleArgs {
 };
 
 /// "5%", "5" (percent) or "0.05%"; the budget as a fraction of wall time.
-double parse_max_pause(const std::string &text) {
+double parse_max_pause(const std::string& text) {
     std::string number = text;
-    if (!number.empty() && number.back() == '%')
-        number.pop_back();
-    char *end = nullptr;
+    if (!number.empty() && number.back() == '%') number.pop_back();
+    char* end = nullptr;
     errno = 0;
     const double v = std::strtod(number.c_str(), &end);
     if (number.empty() || end != number.c_str() + number.size() || errno != 0 || !(v > 0) ||
@@ -65,16 +64,14 @@ std::string default_output(pid_t pid) {
     return "pmprof-" + std::to_string(pid) + "-" + stamp + ".pb.gz";
 }
 
-SamplerOptions sampler_options(const SampleArgs &a, int64_t default_duration_ns,
-                               const std::string &command_line) {
+SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
+                               const std::string& command_line) {
     SamplerOptions o;
     auto mode = parse_sample_mode(a.mode);
-    if (!mode.ok())
-        throw FatalError(mode.error().message, {}, kExitUsage);
+    if (!mode.ok()) throw FatalError(mode.error().message, {}, kExitUsage);
     o.mode = *mode;
     auto kind = parse_unwinder_kind(a.unwinder);
-    if (!kind.ok())
-        throw FatalError(kind.error().message, {}, kExitUsage);
+    if (!kind.ok()) throw FatalError(kind.error().message, {}, kExitUsage);
     o.unwinder = *kind;
     o.rate_hz = a.rate;
     o.duration_ns = a.duration.empty() ? default_duration_ns : parse_duration_ns(a.duration);
@@ -90,10 +87,9 @@ SamplerOptions sampler_options(const SampleArgs &a, int64_t default_duration_ns,
 }
 
 /// Writes the profile and the summary; returns false when the profile is empty.
-bool write_results(const SamplerResult &r, const std::string &output) {
+bool write_results(const SamplerResult& r, const std::string& output) {
     auto gz = encode_pprof_gzip(r.profile);
-    if (!gz.ok())
-        throw FatalError("encoding the profile: " + gz.error().message);
+    if (!gz.ok()) throw FatalError("encoding the profile: " + gz.error().message);
     write_output(output, *gz, true);
     if (log_level() >= LogLevel::Warn) {
         std::string summary = format_sampler_summary(r);
@@ -103,14 +99,13 @@ bool write_results(const SamplerResult &r, const std::string &output) {
     return r.stats.samples > 0;
 }
 
-std::string joined(const std::vector<std::string> &words) {
+std::string joined(const std::vector<std::string>& words) {
     std::string out;
-    for (const std::string &w : words)
-        out += (out.empty() ? "" : " ") + w;
+    for (const std::string& w : words) out += (out.empty() ? "" : " ") + w;
     return out;
 }
 
-int run_attach(const SampleArgs &a) {
+int run_attach(const SampleArgs& a) {
     const pid_t pid = parse_pid(a.pid);
     const std::string cmdline = read_cmdline(pid);
     SamplerOptions opt =
@@ -118,12 +113,10 @@ int run_attach(const SampleArgs &a) {
     const std::string output = a.output.empty() ? default_output(pid) : a.output;
 
     auto session = TraceSession::seize(pid);
-    if (!session.ok())
-        throw FatalError(session.error());
+    if (!session.ok()) throw FatalError(session.error());
     auto result = run_sampler(**session, opt);
-    (*session)->detach_all(); // before writing: the target runs untraced as soon as possible
-    if (!result.ok())
-        throw FatalError(result.error());
+    (*session)->detach_all();  // before writing: the target runs untraced as soon as possible
+    if (!result.ok()) throw FatalError(result.error());
     const bool any = write_results(*result, output);
     if (!any)
         log_warn("no samples were taken{}",
@@ -135,7 +128,7 @@ int run_attach(const SampleArgs &a) {
 }
 
 /// The shell's convention: the status, or 128 + the signal that killed it.
-int exit_code_of(const ExitInfo &e) { return e.signaled ? 128 + e.status : e.status; }
+int exit_code_of(const ExitInfo& e) { return e.signaled ? 128 + e.status : e.status; }
 
 /// After detaching, CMD is still our child: wait for it so its exit status becomes ours. A second
 /// SIGINT/SIGTERM stops waiting (CMD keeps running).
@@ -146,29 +139,24 @@ int wait_for_child(pid_t pid) {
         int status = 0;
         pid_t r = ::waitpid(pid, &status, 0);
         if (r == pid) {
-            if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-            if (WIFSIGNALED(status))
-                return 128 + WTERMSIG(status);
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
             continue;
         }
-        if (r < 0 && errno == EINTR && !stop_requested())
-            continue;
-        if (r < 0 && errno == ECHILD)
-            return kExitComplete; // reaped already
+        if (r < 0 && errno == EINTR && !stop_requested()) continue;
+        if (r < 0 && errno == ECHILD) return kExitComplete;  // reaped already
         log_warn("stopped waiting; pid {} keeps running", pid);
         return kExitComplete;
     }
 }
 
-int run_record(const SampleArgs &a) {
+int run_record(const SampleArgs& a) {
     if (a.command.empty())
         throw FatalError("record needs a command: pmprof record -- CMD ARGS...", {}, kExitUsage);
     // Parse everything before starting CMD, so a usage error never leaves a child behind.
     SamplerOptions opt = sampler_options(a, 0, "pmprof record: " + joined(a.command));
     auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
-    if (!session.ok())
-        throw FatalError(session.error());
+    if (!session.ok()) throw FatalError(session.error());
     const pid_t pid = (*session)->pid();
     const std::string output = a.output.empty() ? default_output(pid) : a.output;
     auto result = run_sampler(**session, opt);
@@ -178,14 +166,12 @@ int run_record(const SampleArgs &a) {
         return wait_for_child(pid);
     }
     write_results(*result, output);
-    if (result->end == SamplerEnd::TargetExited)
-        return exit_code_of(result->exit);
-    if ((*session)->process_exited())
-        return exit_code_of((*session)->exit_info());
+    if (result->end == SamplerEnd::TargetExited) return exit_code_of(result->exit);
+    if ((*session)->process_exited()) return exit_code_of((*session)->exit_info());
     return wait_for_child(pid);
 }
 
-void add_common_options(CLI::App *cmd, SampleArgs *a, const std::string &duration_help) {
+void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duration_help) {
     cmd->add_option("-d,--duration", a->duration, duration_help);
     cmd->add_option("-r,--rate", a->rate, "Samples per second per thread")
         ->check(CLI::Range(0.1, 10000.0))
@@ -220,18 +206,18 @@ void add_common_options(CLI::App *cmd, SampleArgs *a, const std::string &duratio
     cmd->add_flag("--no-progress", a->no_progress, "No progress line on stderr");
 }
 
-constexpr const char *kSamplingFooter =
+constexpr const char* kSamplingFooter =
     "\nEach tick reads every thread's state from /proc. A thread that has not run since its "
     "previous sample keeps its stack without being stopped; a blocked thread is unwound from "
     "/proc/PID/task/TID/syscall when possible; the others are stopped one at a time, only to copy "
     "registers and the top of the stack. Ctrl-C or SIGTERM stops sampling and writes what was "
     "collected. Read the profile with `go tool pprof -top FILE` (or -list, -traces, -http).\n";
 
-} // namespace
+}  // namespace
 
-void add_attach_command(CLI::App &app, CommandRunner *runner) {
+void add_attach_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<SampleArgs>();
-    CLI::App *cmd =
+    CLI::App* cmd =
         app.add_subcommand("attach", "Sample a running process's stacks and write a pprof profile");
     cmd->footer(std::string(kSamplingFooter) +
                 "If the target exits first, what was collected is written (exit code 1).\n" +
@@ -243,9 +229,9 @@ void add_attach_command(CLI::App &app, CommandRunner *runner) {
     cmd->callback([runner, args] { *runner = [args] { return run_attach(*args); }; });
 }
 
-void add_record_command(CLI::App &app, CommandRunner *runner) {
+void add_record_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<SampleArgs>();
-    CLI::App *cmd = app.add_subcommand(
+    CLI::App* cmd = app.add_subcommand(
         "record",
         "Start CMD under pmprof, sample it from its first instruction, exit with its status");
     cmd->footer(std::string(kSamplingFooter) +
@@ -259,4 +245,4 @@ void add_record_command(CLI::App &app, CommandRunner *runner) {
     cmd->callback([runner, args] { *runner = [args] { return run_record(*args); }; });
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -31,11 +31,11 @@ namespace pmprof {
 namespace {
 
 constexpr int64_t kMs = 1000000;
-constexpr int64_t kSlice = 20 * kMs;           // longest wait without polling tracee events
-constexpr int64_t kReloadMin = 100 * kMs;      // maps re-read at most this often...
-constexpr int64_t kReloadBackoff = 1000 * kMs; // ...and this often after a useless re-read
-constexpr uint64_t kRedZone = 128;             // x86_64 ABI: below sp, owned by the leaf
-constexpr size_t kMaxStopsListed = 4096;       // threads listed in the stops-per-thread comment
+constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling tracee events
+constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
+constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
+constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
+constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 
 int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -49,7 +49,7 @@ int64_t realtime_ns() {
     return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-uint64_t timeval_ns(const timeval &tv) {
+uint64_t timeval_ns(const timeval& tv) {
     return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
            static_cast<uint64_t>(tv.tv_usec) * 1000u;
 }
@@ -66,12 +66,12 @@ class ChildEventWaiter {
         pthread_sigmask(SIG_BLOCK, &set_, &old_);
     }
     ~ChildEventWaiter() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-    ChildEventWaiter(const ChildEventWaiter &) = delete;
-    ChildEventWaiter &operator=(const ChildEventWaiter &) = delete;
+    ChildEventWaiter(const ChildEventWaiter&) = delete;
+    ChildEventWaiter& operator=(const ChildEventWaiter&) = delete;
 
     void wait(int64_t ns) {
         timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-        sigtimedwait(&set_, nullptr, &ts); // SIGCHLD, timeout or EINTR: the caller re-checks
+        sigtimedwait(&set_, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
     }
 
   private:
@@ -96,31 +96,29 @@ struct ThreadSlot {
     RawStack stack;
     std::string stack_syscall;
     bool have_regs = false;
-    Registers regs; // from the last real stop: seeds the /proc/.../syscall fast path
+    Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
     uint64_t stops = 0, pause_ns = 0;
 };
 
-bool matches_filter(const ThreadSlot &t, const std::vector<std::string> &filter) {
-    if (filter.empty())
-        return true;
+bool matches_filter(const ThreadSlot& t, const std::vector<std::string>& filter) {
+    if (filter.empty()) return true;
     const std::string tid = std::to_string(t.tid);
     return std::any_of(filter.begin(), filter.end(),
-                       [&](const std::string &f) { return f == t.name || f == tid; });
+                       [&](const std::string& f) { return f == t.name || f == tid; });
 }
 
 /// Executable, file-backed mappings: what ProcessImage reports, and what dlopen changes.
 std::vector<std::tuple<uint64_t, uint64_t, uint64_t, std::string>>
-code_maps(const std::vector<MemoryMap> &maps) {
+code_maps(const std::vector<MemoryMap>& maps) {
     std::vector<std::tuple<uint64_t, uint64_t, uint64_t, std::string>> out;
-    for (const MemoryMap &m : maps)
-        if (m.executable())
-            out.emplace_back(m.start, m.end, m.file_offset, m.path);
+    for (const MemoryMap& m : maps)
+        if (m.executable()) out.emplace_back(m.start, m.end, m.file_offset, m.path);
     return out;
 }
 
 /// Functions where a complete unwind ends (glibc x86_64): a fast-path unwind that ends anywhere
 /// else probably followed a wrong frame pointer and is not trusted.
-bool is_root_function(const std::string &name) {
+bool is_root_function(const std::string& name) {
     static const std::set<std::string> kRoots = {"_start",
                                                  "clone",
                                                  "clone3",
@@ -136,41 +134,41 @@ bool is_root_function(const std::string &name) {
 }
 
 std::string signal_text(int sig) {
-    const char *abbrev = sigabbrev_np(sig);
+    const char* abbrev = sigabbrev_np(sig);
     return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
 }
 
 class Sampler {
   public:
-    Sampler(TraceSession &session, const SamplerOptions &opt);
+    Sampler(TraceSession& session, const SamplerOptions& opt);
     Result<SamplerResult> run();
 
   private:
     Result<void> open_image();
     void sync_threads(int64_t now);
-    void observe(ThreadSlot &t);
+    void observe(ThreadSlot& t);
     void tick(int64_t now);
-    void sample_thread(ThreadSlot &t, int64_t now);
-    bool try_fast_path(ThreadSlot &t, std::string *syscall, RawStack *out);
-    bool stop_and_unwind(ThreadSlot &t, RawStack *out);
-    RawStack unwind_capture(const ThreadCapture &cap);
+    void sample_thread(ThreadSlot& t, int64_t now);
+    bool try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out);
+    bool stop_and_unwind(ThreadSlot& t, RawStack* out);
+    RawStack unwind_capture(const ThreadCapture& cap);
     bool maybe_reload_image();
-    void add_sample(ThreadSlot &t, const RawStack &stack, const std::string &syscall,
+    void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
-    void retire(const ThreadSlot &t, int64_t now);
+    void retire(const ThreadSlot& t, int64_t now);
     double worst_pause_fraction(int64_t now) const;
     void wait_until(int64_t deadline);
     void show_progress(int64_t now, bool last);
     SamplerResult finish(SamplerEnd end, std::string message);
 
-    TraceSession &session_;
-    const SamplerOptions &opt_;
+    TraceSession& session_;
+    const SamplerOptions& opt_;
     const pid_t pid_;
     const int64_t nominal_ns_;
     ProcessMemory memory_;
     std::unique_ptr<ProcessImage> image_;
     std::unique_ptr<Unwinder> unwinder_;
-    std::unique_ptr<Symbolizer> root_symbols_; // function names only, for the root check
+    std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
     ProfileBuilder builder_;
     std::map<pid_t, ThreadSlot> threads_;
     ChildEventWaiter waiter_;
@@ -181,7 +179,7 @@ class Sampler {
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     bool announced_lowering_ = false;
-    bool first_sync_ = true; // threads present at the start get a cpu baseline, not a sample
+    bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
 };
 
 std::vector<ValueType> sample_types(SampleMode mode) {
@@ -192,7 +190,7 @@ int64_t nominal_interval(double rate_hz) {
     return static_cast<int64_t>(1e9 / std::clamp(rate_hz, 0.01, 100000.0));
 }
 
-Sampler::Sampler(TraceSession &session, const SamplerOptions &opt)
+Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
     : session_(session), opt_(opt), pid_(session.pid()), nominal_ns_(nominal_interval(opt.rate_hz)),
       memory_(session.pid()),
       builder_(sample_types(opt.mode),
@@ -204,11 +202,9 @@ Sampler::Sampler(TraceSession &session, const SamplerOptions &opt)
 
 Result<void> Sampler::open_image() {
     auto maps = read_maps(pid_);
-    if (!maps.ok())
-        return maps.error();
+    if (!maps.ok()) return maps.error();
     auto image = ProcessImage::open(pid_, std::move(*maps));
-    if (!image.ok())
-        return image.error();
+    if (!image.ok()) return image.error();
     unwinder_.reset();
     root_symbols_.reset();
     image_ = std::move(*image);
@@ -222,12 +218,10 @@ Result<void> Sampler::open_image() {
 /// otherwise re-read its maps every tick.
 bool Sampler::maybe_reload_image() {
     const int64_t now = now_ns();
-    if (now < next_reload_ns_)
-        return false;
+    if (now < next_reload_ns_) return false;
     next_reload_ns_ = now + kReloadBackoff;
     auto maps = read_maps(pid_);
-    if (!maps.ok() || code_maps(*maps) == code_maps(image_->maps()))
-        return false;
+    if (!maps.ok() || code_maps(*maps) == code_maps(image_->maps())) return false;
     auto image = ProcessImage::open(pid_, std::move(*maps));
     if (!image.ok()) {
         log_debug("re-reading the modules of pid {}: {}", pid_, image.error().message);
@@ -255,8 +249,7 @@ void Sampler::sync_threads(int64_t now) {
     }
     // A tid not in threads_ is a new thread (or a reused tid: also a new thread).
     for (pid_t tid : tids) {
-        if (threads_.count(tid))
-            continue;
+        if (threads_.count(tid)) continue;
         ThreadSlot t;
         t.tid = tid;
         t.first_seen_ns = now;
@@ -265,12 +258,10 @@ void Sampler::sync_threads(int64_t now) {
         auto stat = open_readonly(dir + "stat");
         auto sched = open_readonly(dir + "schedstat");
         auto sys = open_readonly(dir + "syscall");
-        if (!stat.ok() || !sched.ok())
-            continue; // exited already
+        if (!stat.ok() || !sched.ok()) continue;  // exited already
         t.stat_fd = std::move(*stat);
         t.schedstat_fd = std::move(*sched);
-        if (sys.ok())
-            t.syscall_fd = std::move(*sys);
+        if (sys.ok()) t.syscall_fd = std::move(*sys);
         // A thread born while we trace ran only under our watch: its whole cpu time counts.
         t.have_baseline = !first_sync_;
         threads_.emplace(tid, std::move(t));
@@ -279,7 +270,7 @@ void Sampler::sync_threads(int64_t now) {
     first_sync_ = false;
 }
 
-void Sampler::observe(ThreadSlot &t) {
+void Sampler::observe(ThreadSlot& t) {
     t.observed = false;
     auto stat_text = pread_all(t.stat_fd);
     auto stat = stat_text.ok() ? parse_stat(*stat_text) : Result<TaskStat>(stat_text.error());
@@ -287,7 +278,7 @@ void Sampler::observe(ThreadSlot &t) {
     auto sched =
         sched_text.ok() ? parse_schedstat(*sched_text) : Result<SchedStat>(sched_text.error());
     if (!stat.ok() || !sched.ok()) {
-        t.alive = false; // ESRCH: the thread exited; retired at the next sync
+        t.alive = false;  // ESRCH: the thread exited; retired at the next sync
         return;
     }
     t.name = stat->comm;
@@ -300,18 +291,15 @@ void Sampler::tick(int64_t now) {
     sync_threads(now);
     ++stats_.ticks;
     // All states first, so one tick describes one moment rather than a moment per stop.
-    for (auto &[tid, t] : threads_)
-        observe(t);
-    for (auto &[tid, t] : threads_) {
-        if (!t.observed || !matches_filter(t, opt_.thread_filter))
-            continue;
+    for (auto& [tid, t] : threads_) observe(t);
+    for (auto& [tid, t] : threads_) {
+        if (!t.observed || !matches_filter(t, opt_.thread_filter)) continue;
         sample_thread(t, now);
-        if (stop_requested())
-            break;
+        if (stop_requested()) break;
     }
 }
 
-void Sampler::sample_thread(ThreadSlot &t, int64_t now) {
+void Sampler::sample_thread(ThreadSlot& t, int64_t now) {
     ThreadObservation obs{t.state, t.sched, t.have_baseline, t.baseline, t.have_stack};
     const SampleAction action = choose_action(opt_.mode, obs);
     const int64_t weight =
@@ -345,16 +333,14 @@ void Sampler::sample_thread(ThreadSlot &t, int64_t now) {
     case SampleAction::Stop:
         break;
     }
-    if (!stop_and_unwind(t, &stack))
-        return;
+    if (!stop_and_unwind(t, &stack)) return;
     // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
     // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
     // keeps the pre-stop reading, so none of its cpu time goes uncounted.
     t.baseline = t.sched;
     if (is_blocked_state(t.state)) {
         if (auto s = pread_all(t.schedstat_fd); s.ok())
-            if (auto p = parse_schedstat(*s); p.ok())
-                t.baseline = *p;
+            if (auto p = parse_schedstat(*s); p.ok()) t.baseline = *p;
     }
     t.have_baseline = true;
     add_sample(t, stack, is_blocked_state(t.state) ? syscall : std::string(), weight, now);
@@ -364,17 +350,13 @@ void Sampler::sample_thread(ThreadSlot &t, int64_t now) {
 /// stack below sp cannot change while it stays blocked, and registers come from its last stop
 /// when sp and pc are the same (frame-pointer code needs rbp, FACTS.md). Trusted only if the
 /// thread did not run meanwhile and the unwind reaches a known root through code mappings.
-bool Sampler::try_fast_path(ThreadSlot &t, std::string *syscall, RawStack *out) {
-    if (!t.syscall_fd.valid())
-        return false;
+bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) {
+    if (!t.syscall_fd.valid()) return false;
     auto text = pread_all(t.syscall_fd);
-    if (!text.ok())
-        return false;
+    if (!text.ok()) return false;
     auto sc = parse_syscall(*text);
-    if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0)
-        return false;
-    if (sc->nr >= 0)
-        *syscall = syscall_name(sc->nr);
+    if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0) return false;
+    if (sc->nr >= 0) *syscall = syscall_name(sc->nr);
 
     ThreadCapture cap;
     cap.tid = t.tid;
@@ -385,40 +367,33 @@ bool Sampler::try_fast_path(ThreadSlot &t, std::string *syscall, RawStack *out) 
         cap.regs = Registers{};
         cap.regs.dwarf[Registers::kSp] = sc->sp;
         cap.regs.dwarf[Registers::kPc] = sc->pc;
-        if (t.have_regs)
-            cap.regs.fs_base = t.regs.fs_base;
+        if (t.have_regs) cap.regs.fs_base = t.regs.fs_base;
     }
     cap.stack.base = sc->sp - kRedZone;
     cap.stack.bytes.resize(opt_.capture.max_stack_bytes);
     auto n = memory_.read(cap.stack.base, cap.stack.bytes.data(), cap.stack.bytes.size());
-    if (!n.ok() || *n == 0)
-        return false;
+    if (!n.ok() || *n == 0) return false;
     cap.stack.bytes.resize(*n);
 
     // The copy is consistent only if the thread stayed blocked from the tick's reading until now.
     auto again = pread_all(t.schedstat_fd);
-    if (!again.ok())
-        return false;
+    if (!again.ok()) return false;
     auto sched_now = parse_schedstat(*again);
-    if (!sched_now.ok() || !has_not_run(*sched_now, t.sched))
-        return false;
+    if (!sched_now.ok() || !has_not_run(*sched_now, t.sched)) return false;
 
     RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
-    if (stack.truncated || stack.frames.size() < 2)
-        return false;
-    for (const RawFrame &f : stack.frames) {
-        const MemoryMap *m = image_->find_map(f.pc);
-        if (m == nullptr || !m->executable())
-            return false;
+    if (stack.truncated || stack.frames.size() < 2) return false;
+    for (const RawFrame& f : stack.frames) {
+        const MemoryMap* m = image_->find_map(f.pc);
+        if (m == nullptr || !m->executable()) return false;
     }
-    const SymbolizedPc &root = root_symbols_->symbolize(stack.frames.back());
-    if (root.frames.empty() || !is_root_function(root.frames.back().function))
-        return false;
+    const SymbolizedPc& root = root_symbols_->symbolize(stack.frames.back());
+    if (root.frames.empty() || !is_root_function(root.frames.back().function)) return false;
     *out = std::move(stack);
     return true;
 }
 
-bool Sampler::stop_and_unwind(ThreadSlot &t, RawStack *out) {
+bool Sampler::stop_and_unwind(ThreadSlot& t, RawStack* out) {
     ThreadCapture cap = session_.capture(t.tid, opt_.capture);
     ++stats_.stops;
     ++t.stops;
@@ -433,8 +408,7 @@ bool Sampler::stop_and_unwind(ThreadSlot &t, RawStack *out) {
         observe(t);
         const bool gone =
             !t.alive || t.state == ThreadState::Zombie || t.state == ThreadState::Dead;
-        if (!gone && !stop_requested())
-            ++stats_.capture_failures;
+        if (!gone && !stop_requested()) ++stats_.capture_failures;
         log_debug("tid {}: {}", t.tid, cap.error);
         return false;
     }
@@ -444,30 +418,27 @@ bool Sampler::stop_and_unwind(ThreadSlot &t, RawStack *out) {
     return true;
 }
 
-RawStack Sampler::unwind_capture(const ThreadCapture &cap) {
+RawStack Sampler::unwind_capture(const ThreadCapture& cap) {
     RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
     const bool unknown_pc =
         std::any_of(stack.frames.begin(), stack.frames.end(),
-                    [&](const RawFrame &f) { return image_->find_map(f.pc) == nullptr; });
+                    [&](const RawFrame& f) { return image_->find_map(f.pc) == nullptr; });
     if ((unknown_pc || stack.frames.empty()) && maybe_reload_image())
         stack = unwinder_->unwind(cap, opt_.max_depth);
-    if (stack.truncated)
-        ++stats_.unwind_failures;
+    if (stack.truncated) ++stats_.unwind_failures;
     return stack;
 }
 
-void Sampler::add_sample(ThreadSlot &t, const RawStack &stack, const std::string &syscall,
+void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                          int64_t weight, int64_t now) {
     std::vector<Label> labels{{"thread_name", t.name, 0, ""},
                               {"tid", "", t.tid, ""},
                               {"state", std::string(thread_state_name(t.state)), 0, ""}};
-    if (!syscall.empty())
-        labels.push_back({"syscall", syscall, 0, ""});
+    if (!syscall.empty()) labels.push_back({"syscall", syscall, 0, ""});
     builder_.add(stack, {1, std::max<int64_t>(0, weight)}, labels);
     ++stats_.samples;
     t.last_sample_ns = now;
-    if (&stack != &t.stack)
-        t.stack = stack;
+    if (&stack != &t.stack) t.stack = stack;
     t.stack_syscall = syscall;
     t.have_stack = true;
 }
@@ -476,7 +447,7 @@ void Sampler::add_sample(ThreadSlot &t, const RawStack &stack, const std::string
 /// young thread's single stop would read as a huge fraction).
 double Sampler::worst_pause_fraction(int64_t now) const {
     double worst = 0;
-    for (const auto &[tid, t] : threads_) {
+    for (const auto& [tid, t] : threads_) {
         const int64_t watched = now - t.first_seen_ns;
         if (t.pause_ns > 0 && watched >= 10 * nominal_ns_)
             worst = std::max(worst, static_cast<double>(t.pause_ns) / static_cast<double>(watched));
@@ -484,7 +455,7 @@ double Sampler::worst_pause_fraction(int64_t now) const {
     return worst;
 }
 
-void Sampler::retire(const ThreadSlot &t, int64_t now) {
+void Sampler::retire(const ThreadSlot& t, int64_t now) {
     // Bounded: a churning target would otherwise grow this list for the whole run.
     if (t.stops && retired_stops_.size() < kMaxStopsListed)
         retired_stops_.emplace_back(t.tid, t.stops);
@@ -502,19 +473,16 @@ void Sampler::retire(const ThreadSlot &t, int64_t now) {
 void Sampler::wait_until(int64_t deadline) {
     while (true) {
         session_.poll_events();
-        if (session_.process_exited() || session_.counters().exec_seen || stop_requested())
-            return;
+        if (session_.process_exited() || session_.counters().exec_seen || stop_requested()) return;
         const int64_t now = now_ns();
         show_progress(now, false);
-        if (now >= deadline)
-            return;
+        if (now >= deadline) return;
         waiter_.wait(std::min(deadline - now, kSlice));
     }
 }
 
 void Sampler::show_progress(int64_t now, bool last) {
-    if (!opt_.progress || (!last && now < next_progress_ns_))
-        return;
+    if (!opt_.progress || (!last && now < next_progress_ns_)) return;
     next_progress_ns_ = now + 250 * kMs;
     if (last) {
         std::fputs("\r\033[K", stderr);
@@ -534,15 +502,14 @@ Result<SamplerResult> Sampler::run() {
     start_ns_ = now_ns();
     start_realtime_ns_ = realtime_ns();
     getrusage(RUSAGE_SELF, &usage_start_);
-    if (auto r = open_image(); !r.ok())
-        return r.error();
+    if (auto r = open_image(); !r.ok()) return r.error();
     next_reload_ns_ = start_ns_;
     const int64_t deadline = opt_.duration_ns > 0 ? start_ns_ + opt_.duration_ns : INT64_MAX;
     int64_t next_tick = start_ns_;
     while (true) {
         session_.poll_events();
         if (session_.process_exited()) {
-            const ExitInfo &e = session_.exit_info();
+            const ExitInfo& e = session_.exit_info();
             return finish(SamplerEnd::TargetExited,
                           e.signaled ? "target killed by " + signal_text(e.status)
                                      : "target exited with status " + std::to_string(e.status));
@@ -555,14 +522,13 @@ Result<SamplerResult> Sampler::run() {
             return finish(SamplerEnd::StopRequested,
                           "stopped by " + signal_text(stop_signal() ? stop_signal() : SIGINT));
         int64_t now = now_ns();
-        if (now >= deadline)
-            return finish(SamplerEnd::Duration, "duration reached");
+        if (now >= deadline) return finish(SamplerEnd::Duration, "duration reached");
         tick(now);
         budget_.observe_worst_fraction(worst_pause_fraction(now_ns()));
         const int64_t interval = budget_.next_interval_ns();
         if (budget_.lowered() && !announced_lowering_) {
             announced_lowering_ = true;
-            show_progress(now_ns(), true); // the warning gets a line of its own
+            show_progress(now_ns(), true);  // the warning gets a line of its own
             log_warn("pause budget: lowering the rate below {:.0f} Hz to keep each thread stopped "
                      "under {:.1f}% of the time (--max-pause)",
                      opt_.rate_hz, opt_.max_pause_fraction * 100);
@@ -579,8 +545,7 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     r.end = end;
     r.end_message = std::move(message);
     r.exit = session_.exit_info();
-    for (const auto &[tid, t] : threads_)
-        retire(t, end_ns);
+    for (const auto& [tid, t] : threads_) retire(t, end_ns);
     stats_.wall_ns = static_cast<uint64_t>(end_ns - start_ns_);
     stats_.effective_rate_hz = stats_.wall_ns ? static_cast<double>(stats_.ticks) * 1e9 /
                                                     static_cast<double>(stats_.wall_ns)
@@ -603,18 +568,16 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     r.profile.time_nanos = start_realtime_ns_;
     r.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
     r.stats = stats_;
-    if (!opt_.command_line.empty())
-        r.profile.comments.push_back(opt_.command_line);
-    for (std::string &c : format_sampler_comments(r))
-        r.profile.comments.push_back(std::move(c));
+    if (!opt_.command_line.empty()) r.profile.comments.push_back(opt_.command_line);
+    for (std::string& c : format_sampler_comments(r)) r.profile.comments.push_back(std::move(c));
     return r;
 }
 
-} // namespace
+}  // namespace
 
-Result<SamplerResult> run_sampler(TraceSession &session, const SamplerOptions &opt) {
+Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt) {
     Sampler sampler(session, opt);
     return sampler.run();
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -8,10 +8,8 @@
 namespace pmprof {
 
 Result<SampleMode> parse_sample_mode(std::string_view name) {
-    if (name == "wall")
-        return SampleMode::Wall;
-    if (name == "cpu")
-        return SampleMode::Cpu;
+    if (name == "wall") return SampleMode::Wall;
+    if (name == "cpu") return SampleMode::Cpu;
     return Error{"unknown sampling mode '" + std::string(name) + "' (expected wall or cpu)"};
 }
 
@@ -28,11 +26,11 @@ bool is_blocked_state(ThreadState s) {
     }
 }
 
-bool has_not_run(const SchedStat &now, const SchedStat &baseline) {
+bool has_not_run(const SchedStat& now, const SchedStat& baseline) {
     return now.run_ns == baseline.run_ns && now.timeslices == baseline.timeslices;
 }
 
-SampleAction choose_action(SampleMode mode, const ThreadObservation &obs) {
+SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
     if (obs.state == ThreadState::Zombie || obs.state == ThreadState::Dead)
         return SampleAction::Skip;
     const bool blocked = is_blocked_state(obs.state);
@@ -40,27 +38,23 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation &obs) {
     if (mode == SampleMode::Cpu) {
         // cpu mode weights a sample by the cpu time since the previous one: without a baseline
         // there is no weight, and a thread that did not run has nothing to report.
-        if (!obs.have_baseline || idle_since)
-            return SampleAction::Skip;
+        if (!obs.have_baseline || idle_since) return SampleAction::Skip;
         return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
     }
-    if (blocked && idle_since && obs.have_stack)
-        return SampleAction::Reuse;
+    if (blocked && idle_since && obs.have_stack) return SampleAction::Reuse;
     return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
 }
 
 size_t PauseHistogram::bucket_of(uint64_t ns) {
-    if (ns < kLinear)
-        return static_cast<size_t>(ns);
-    const int msb = 63 - std::countl_zero(ns); // >= 7
-    const int shift = msb - 6;                 // keeps 7 significant bits: 64..127
+    if (ns < kLinear) return static_cast<size_t>(ns);
+    const int msb = 63 - std::countl_zero(ns);  // >= 7
+    const int shift = msb - 6;                  // keeps 7 significant bits: 64..127
     const uint64_t sub = (ns >> shift) - kSubBuckets;
     return kLinear + static_cast<size_t>(shift - 1) * kSubBuckets + static_cast<size_t>(sub);
 }
 
 uint64_t PauseHistogram::bucket_value(size_t b) {
-    if (b < kLinear)
-        return b;
+    if (b < kLinear) return b;
     const size_t k = b - kLinear;
     const int shift = static_cast<int>(k / kSubBuckets) + 1;
     const uint64_t lower = (k % kSubBuckets + kSubBuckets) << shift;
@@ -75,8 +69,7 @@ void PauseHistogram::add(uint64_t ns) {
 }
 
 uint64_t PauseHistogram::quantile(double q) const {
-    if (count_ == 0)
-        return 0;
+    if (count_ == 0) return 0;
     q = std::clamp(q, 0.0, 1.0);
     // The smallest value with at least ceil(q * count) values at or below it.
     const auto rank =
@@ -84,8 +77,7 @@ uint64_t PauseHistogram::quantile(double q) const {
     uint64_t seen = 0;
     for (size_t b = 0; b < kBuckets; ++b) {
         seen += counts_[b];
-        if (seen >= rank)
-            return std::min(bucket_value(b), max_);
+        if (seen >= rank) return std::min(bucket_value(b), max_);
     }
     return max_;
 }
@@ -105,15 +97,13 @@ void PauseBudget::record_stop(uint64_t pause_ns) {
 }
 
 int64_t PauseBudget::next_interval_ns() const {
-    if (max_fraction_ <= 0 || !seeded_)
-        return nominal_ns_;
+    if (max_fraction_ <= 0 || !seeded_) return nominal_ns_;
     const double nominal = static_cast<double>(nominal_ns_);
     const double needed =
         std::max(ewma_ns_ / max_fraction_, nominal * worst_fraction_ / max_fraction_);
-    if (needed <= nominal)
-        return nominal_ns_;
+    if (needed <= nominal) return nominal_ns_;
     lowered_ = true;
-    return static_cast<int64_t>(std::min(needed, 10e9)); // never slower than one tick per 10 s
+    return static_cast<int64_t>(std::min(needed, 10e9));  // never slower than one tick per 10 s
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -14,27 +14,27 @@ namespace pmprof {
 
 /// What one thread needs this tick.
 enum class SampleAction {
-    Skip,        // no sample: gone, or (cpu mode) did not run / no baseline yet
-    Reuse,       // blocked and has not run since the previous sample: same stack, no stop
-    TryFastPath, // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
-    Stop,        // running (or unknown): PTRACE_INTERRUPT, copy, resume
+    Skip,         // no sample: gone, or (cpu mode) did not run / no baseline yet
+    Reuse,        // blocked and has not run since the previous sample: same stack, no stop
+    TryFastPath,  // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
+    Stop,         // running (or unknown): PTRACE_INTERRUPT, copy, resume
 };
 
 /// What is known about a thread at the start of a tick.
 struct ThreadObservation {
     ThreadState state = ThreadState::Unknown;
-    SchedStat sched;            // now
-    bool have_baseline = false; // `baseline` was read at this thread's previous sample
+    SchedStat sched;             // now
+    bool have_baseline = false;  // `baseline` was read at this thread's previous sample
     SchedStat baseline;
-    bool have_stack = false; // a stack from an earlier sample is kept
+    bool have_stack = false;  // a stack from an earlier sample is kept
 };
 
 /// True for states in which the thread cannot be executing user code: S, D, T, t, I.
 bool is_blocked_state(ThreadState s);
 /// True when the thread has not been on a cpu since `baseline` (same run time, same timeslices).
-bool has_not_run(const SchedStat &now, const SchedStat &baseline);
+bool has_not_run(const SchedStat& now, const SchedStat& baseline);
 /// DESIGN.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
-SampleAction choose_action(SampleMode mode, const ThreadObservation &obs);
+SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
 
 /// Log-linear histogram of pause durations: exact below 128 ns, then 64 buckets per power of two
 /// (under 1.6 % error), so percentiles cost 30 KiB whatever the run length.
@@ -83,4 +83,4 @@ class PauseBudget {
     mutable bool lowered_ = false;
 };
 
-} // namespace pmprof
+}  // namespace pmprof

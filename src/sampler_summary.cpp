@@ -13,12 +13,12 @@ namespace {
 
 std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3); }
 
-const char *mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
+const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
 
-} // namespace
+}  // namespace
 
-std::vector<std::string> format_sampler_comments(const SamplerResult &r) {
-    const SamplerStats &s = r.stats;
+std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
+    const SamplerStats& s = r.stats;
     std::vector<std::string> out;
     out.push_back(fmt::format(
         "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
@@ -31,16 +31,15 @@ std::vector<std::string> format_sampler_comments(const SamplerResult &r) {
         s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
     std::string stops = "pmprof stops per thread (tid:stops):";
-    for (const auto &[tid, n] : s.stops_per_thread)
-        stops += fmt::format(" {}:{}", tid, n);
+    for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
     if (s.stops_per_thread_omitted)
         stops += fmt::format(" (and {} more threads)", s.stops_per_thread_omitted);
     out.push_back(std::move(stops));
     return out;
 }
 
-std::string format_sampler_summary(const SamplerResult &r, size_t top_n) {
-    const SamplerStats &s = r.stats;
+std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
+    const SamplerStats& s = r.stats;
     const double wall_s = static_cast<double>(s.wall_ns) / 1e9;
     std::string out;
     out += fmt::format("pmprof: {}\n", r.end_message);
@@ -62,9 +61,8 @@ std::string format_sampler_summary(const SamplerResult &r, size_t top_n) {
     out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
                        wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);
     const int index = r.profile.sample_index();
-    if (index >= 0 && !r.profile.samples.empty())
-        out += format_top(r.profile, index, top_n);
+    if (index >= 0 && !r.profile.samples.empty()) out += format_top(r.profile, index, top_n);
     return out;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -31,15 +31,15 @@ Result<SampleMode> parse_sample_mode(std::string_view name);
 struct SamplerOptions {
     SampleMode mode = SampleMode::Wall;
     double rate_hz = 99;
-    int64_t duration_ns = 0;                // 0: until the target exits or a stop is requested
-    double max_pause_fraction = 0.05;       // per thread: time stopped / wall time, upper bound
-    std::vector<std::string> thread_filter; // tids or names; empty: every thread
+    int64_t duration_ns = 0;                 // 0: until the target exits or a stop is requested
+    double max_pause_fraction = 0.05;        // per thread: time stopped / wall time, upper bound
+    std::vector<std::string> thread_filter;  // tids or names; empty: every thread
     UnwinderKind unwinder = UnwinderKind::Dwfl;
     size_t max_depth = 256;
     CaptureOptions capture;
     SymbolizeOptions symbolize;
-    bool progress = false;    // one-line progress display on stderr
-    std::string command_line; // for the profile comment
+    bool progress = false;     // one-line progress display on stderr
+    std::string command_line;  // for the profile comment
 };
 
 /// Why the loop ended.
@@ -48,43 +48,43 @@ enum class SamplerEnd { Duration, StopRequested, TargetExited, Exec };
 struct SamplerStats {
     SampleMode mode = SampleMode::Wall;
     uint64_t ticks = 0;
-    uint64_t samples = 0;          // thread-samples added to the profile
-    uint64_t stops = 0;            // thread stops (capture()) by the sampler
-    uint64_t stops_avoided = 0;    // samples taken without a stop (reuse + /proc fast path)
-    uint64_t reused = 0;           // of which: thread had not run, previous stack reused
-    uint64_t fast_path = 0;        // of which: blocked thread unwound from /proc/.../syscall
-    uint64_t capture_failures = 0; // stops that copied nothing (exited, not stopped in time)
-    uint64_t unwind_failures = 0;  // stacks that did not reach their root
+    uint64_t samples = 0;           // thread-samples added to the profile
+    uint64_t stops = 0;             // thread stops (capture()) by the sampler
+    uint64_t stops_avoided = 0;     // samples taken without a stop (reuse + /proc fast path)
+    uint64_t reused = 0;            // of which: thread had not run, previous stack reused
+    uint64_t fast_path = 0;         // of which: blocked thread unwound from /proc/.../syscall
+    uint64_t capture_failures = 0;  // stops that copied nothing (exited, not stopped in time)
+    uint64_t unwind_failures = 0;   // stacks that did not reach their root
     uint64_t threads_seen = 0;
-    uint64_t image_reloads = 0; // maps changed (dlopen, early start of `record`)
-    uint64_t wall_ns = 0;       // sampling time
+    uint64_t image_reloads = 0;  // maps changed (dlopen, early start of `record`)
+    uint64_t wall_ns = 0;        // sampling time
     double requested_rate_hz = 0;
-    double effective_rate_hz = 0; // ticks / wall time
-    bool rate_lowered = false;    // the pause budget lowered the rate
-    uint64_t pause_median_ns = 0, pause_p99_ns = 0, pause_max_ns = 0; // per thread stop
-    double max_thread_pause_fraction = 0; // the most-stopped thread: stopped time / wall time
-    uint64_t cpu_user_ns = 0, cpu_system_ns = 0;              // pmprof's own cpu during sampling
-    std::vector<std::pair<pid_t, uint64_t>> stops_per_thread; // tid, stops (threads with any)
-    uint64_t stops_per_thread_omitted = 0; // threads with stops left out of that list (bound)
+    double effective_rate_hz = 0;  // ticks / wall time
+    bool rate_lowered = false;     // the pause budget lowered the rate
+    uint64_t pause_median_ns = 0, pause_p99_ns = 0, pause_max_ns = 0;  // per thread stop
+    double max_thread_pause_fraction = 0;  // the most-stopped thread: stopped time / wall time
+    uint64_t cpu_user_ns = 0, cpu_system_ns = 0;               // pmprof's own cpu during sampling
+    std::vector<std::pair<pid_t, uint64_t>> stops_per_thread;  // tid, stops (threads with any)
+    uint64_t stops_per_thread_omitted = 0;  // threads with stops left out of that list (bound)
 };
 
 struct SamplerResult {
     Profile profile;
     SamplerStats stats;
     SamplerEnd end = SamplerEnd::Duration;
-    ExitInfo exit;           // valid when end == TargetExited
-    std::string end_message; // "duration reached", "target exited with status 3", ...
+    ExitInfo exit;            // valid when end == TargetExited
+    std::string end_message;  // "duration reached", "target exited with status 3", ...
 };
 
 /// Samples the process of `session` (created by the calling thread, which must stay the only one
 /// using it) until the duration ends, stop_requested(), the target exits or execs. Leaves the
 /// session attached (the caller detaches). Returns an Error only when nothing could be sampled
 /// (no thread matches the filter, the image cannot be opened).
-Result<SamplerResult> run_sampler(TraceSession &session, const SamplerOptions &opt);
+Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt);
 
 /// The statistics as profile comments: one summary line, one line of stops per thread.
-std::vector<std::string> format_sampler_comments(const SamplerResult &result);
+std::vector<std::string> format_sampler_comments(const SamplerResult& result);
 /// The summary printed at the end: how it ended, statistics, and the top-`top_n` table.
-std::string format_sampler_summary(const SamplerResult &result, size_t top_n = 10);
+std::string format_sampler_summary(const SamplerResult& result, size_t top_n = 10);
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -33,8 +33,8 @@
 
 namespace {
 
-constexpr int kDepth = 24;    // descend() frames above each work function
-constexpr long kUnit = 20000; // iterations per tenth of a round (a round: ~1-2 ms)
+constexpr int kDepth = 24;     // descend() frames above each work function
+constexpr long kUnit = 20000;  // iterations per tenth of a round (a round: ~1-2 ms)
 
 std::atomic<long> g_usr1{0}, g_rtmin{0};
 std::atomic<long> g_eintr_epoll{0}, g_eintr_read{0}, g_eintr_sleep{0}, g_eintr_futex{0};
@@ -54,17 +54,17 @@ pid_t gettid_() { return static_cast<pid_t>(syscall(SYS_gettid)); }
     }                                                                                              \
     return x
 
-} // namespace
+}  // namespace
 
 extern "C" {
-SPLIT_FRAME uint64_t work_seventy(long n) { SPLIT_SPIN(n, 7); } // @line:seventy
-SPLIT_FRAME uint64_t work_thirty(long n) { SPLIT_SPIN(n, 3); }  // @line:thirty
+SPLIT_FRAME uint64_t work_seventy(long n) { SPLIT_SPIN(n, 7); }  // @line:seventy
+SPLIT_FRAME uint64_t work_thirty(long n) { SPLIT_SPIN(n, 3); }   // @line:thirty
 }
 
 SPLIT_FRAME uint64_t descend(int depth, int which, long n) {
     uint64_t r =
         depth == 0 ? (which ? work_thirty(n) : work_seventy(n)) : descend(depth - 1, which, n);
-    asm volatile("" : "+r"(r)); // work after the call: no tail call, the frame stays
+    asm volatile("" : "+r"(r));  // work after the call: no tail call, the frame stays
     return r + 1;
 }
 
@@ -89,16 +89,14 @@ void idle_thread(int index) {
     target::name_thread(("idle-" + std::to_string(index)).c_str());
     ++g_started;
     std::unique_lock<std::mutex> lock(g_idle_mutex);
-    while (true)
-        g_idle_cv.wait(lock); // never notified
+    while (true) g_idle_cv.wait(lock);  // never notified
 }
 
 void epoll_thread() {
     target::name_thread("blk-epoll");
     g_tid_epoll = gettid_();
     int fds[2];
-    if (pipe(fds) != 0)
-        std::abort();
+    if (pipe(fds) != 0) std::abort();
     int ep = epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -106,8 +104,7 @@ void epoll_thread() {
     ++g_started;
     while (true) {
         epoll_event out{};
-        if (epoll_wait(ep, &out, 1, -1) < 0 && errno == EINTR)
-            ++g_eintr_epoll;
+        if (epoll_wait(ep, &out, 1, -1) < 0 && errno == EINTR) ++g_eintr_epoll;
     }
 }
 
@@ -115,13 +112,11 @@ void read_thread() {
     target::name_thread("blk-read");
     g_tid_read = gettid_();
     int fds[2];
-    if (pipe(fds) != 0)
-        std::abort();
+    if (pipe(fds) != 0) std::abort();
     ++g_started;
     char c;
     while (true)
-        if (read(fds[0], &c, 1) < 0 && errno == EINTR)
-            ++g_eintr_read;
+        if (read(fds[0], &c, 1) < 0 && errno == EINTR) ++g_eintr_read;
 }
 
 void sleep_thread() {
@@ -130,8 +125,7 @@ void sleep_thread() {
     ++g_started;
     while (true) {
         timespec t{3600, 0};
-        if (nanosleep(&t, &t) < 0 && errno == EINTR)
-            ++g_eintr_sleep;
+        if (nanosleep(&t, &t) < 0 && errno == EINTR) ++g_eintr_sleep;
     }
 }
 
@@ -152,15 +146,14 @@ void churn_thread() {
     ++g_started;
     while (true) {
         std::thread workers[4];
-        for (auto &w : workers)
+        for (auto& w : workers)
             w = std::thread([] {
                 target::name_thread("churn-w");
                 uint64_t v = churn_work();
                 target::escape(&v);
                 ++g_churned;
             });
-        for (auto &w : workers)
-            w.join();
+        for (auto& w : workers) w.join();
         usleep(2000);
     }
 }
@@ -178,17 +171,15 @@ std::string counts_line() {
     return buf;
 }
 
-double arg_double(int argc, char **argv, const char *name, double fallback) {
+double arg_double(int argc, char** argv, const char* name, double fallback) {
     for (int i = 1; i + 1 < argc; ++i)
-        if (std::strcmp(argv[i], name) == 0)
-            return std::atof(argv[i + 1]);
+        if (std::strcmp(argv[i], name) == 0) return std::atof(argv[i + 1]);
     return fallback;
 }
 
-bool arg_flag(int argc, char **argv, const char *name) {
+bool arg_flag(int argc, char** argv, const char* name) {
     for (int i = 1; i < argc; ++i)
-        if (std::strcmp(argv[i], name) == 0)
-            return true;
+        if (std::strcmp(argv[i], name) == 0) return true;
     return false;
 }
 
@@ -213,14 +204,11 @@ bool serve_commands(double deadline_s) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         double left = deadline_s - (static_cast<double>(now.tv_sec - start.tv_sec) +
                                     static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9);
-        if (deadline_s > 0 && left <= 0)
-            return true;
+        if (deadline_s > 0 && left <= 0) return true;
         timespec wait{1, 0};
-        if (deadline_s > 0 && left < 1)
-            wait = {0, static_cast<long>(left * 1e9)};
-        int sig = sigtimedwait(&cmds, nullptr, &wait); // EINTR (a handler, a ptrace stop): retry
-        if (sig == SIGUSR2)
-            target::report(counts_line());
+        if (deadline_s > 0 && left < 1) wait = {0, static_cast<long>(left * 1e9)};
+        int sig = sigtimedwait(&cmds, nullptr, &wait);  // EINTR (a handler, a ptrace stop): retry
+        if (sig == SIGUSR2) target::report(counts_line());
         if (sig == SIGTERM) {
             target::report(counts_line());
             _exit(0);
@@ -228,9 +216,9 @@ bool serve_commands(double deadline_s) {
     }
 }
 
-} // namespace
+}  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     const int busy = static_cast<int>(arg_double(argc, argv, "--busy", 2));
     const int idle = static_cast<int>(arg_double(argc, argv, "--idle", 4));
     const double exit_after = arg_double(argc, argv, "--exit-after", 0);
@@ -254,22 +242,19 @@ int main(int argc, char **argv) {
     std::vector<std::thread> threads;
     int expected = busy + 4;
     pthread_sigmask(SIG_BLOCK, &quiet, nullptr);
-    for (int i = 0; i < idle; ++i)
-        threads.emplace_back(idle_thread, i);
+    for (int i = 0; i < idle; ++i) threads.emplace_back(idle_thread, i);
     threads.emplace_back(epoll_thread);
     threads.emplace_back(read_thread);
     threads.emplace_back(sleep_thread);
     threads.emplace_back(futex_thread);
     expected += idle;
     pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    for (int i = 0; i < busy; ++i)
-        threads.emplace_back(busy_thread, i);
+    for (int i = 0; i < busy; ++i) threads.emplace_back(busy_thread, i);
     if (arg_flag(argc, argv, "--churn")) {
         threads.emplace_back(churn_thread);
         ++expected;
     }
-    while (g_started.load() < expected)
-        usleep(1000);
+    while (g_started.load() < expected) usleep(1000);
 
     target::report("ready pid=" + std::to_string(getpid()) +
                    " epoll=" + std::to_string(g_tid_epoll.load()) +
@@ -278,8 +263,8 @@ int main(int argc, char **argv) {
                    " futex=" + std::to_string(g_tid_futex.load()));
     if (exec_after > 0) {
         serve_commands(exec_after);
-        pthread_sigmask(SIG_UNBLOCK, &mask, nullptr); // the new program starts with a clean mask
-        execl("/bin/sleep", "sleep", "30", static_cast<char *>(nullptr));
+        pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);  // the new program starts with a clean mask
+        execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
         _exit(127);
     }
     if (serve_commands(exit_after)) {

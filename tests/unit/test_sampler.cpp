@@ -16,7 +16,7 @@ ThreadObservation obs(ThreadState state, SchedStat now, bool baseline, SchedStat
     return ThreadObservation{state, now, baseline, base, stack};
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("choose_action: wall mode reuses only threads that have not run", "[unit][sampler]") {
     const SchedStat a{1000, 5, 10}, b{2000, 5, 11};
@@ -47,9 +47,9 @@ TEST_CASE("choose_action: wall mode reuses only threads that have not run", "[un
 TEST_CASE("choose_action: cpu mode samples only threads that ran", "[unit][sampler]") {
     const SchedStat a{1000, 5, 10}, b{2000, 5, 11};
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Running, b, false, {}, false)) ==
-          SampleAction::Skip); // no baseline: no weight yet
+          SampleAction::Skip);  // no baseline: no weight yet
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Sleeping, a, true, a, true)) ==
-          SampleAction::Skip); // idle: absent from cpu profiles
+          SampleAction::Skip);  // idle: absent from cpu profiles
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Running, b, true, a, true)) ==
           SampleAction::Stop);
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Sleeping, b, true, a, true)) ==
@@ -61,7 +61,7 @@ TEST_CASE("is_blocked_state and has_not_run", "[unit][sampler]") {
     CHECK(is_blocked_state(ThreadState::TracingStop));
     CHECK_FALSE(is_blocked_state(ThreadState::Running));
     CHECK_FALSE(is_blocked_state(ThreadState::Unknown));
-    CHECK(has_not_run({5, 1, 2}, {5, 9, 2})); // waiting time may change without running
+    CHECK(has_not_run({5, 1, 2}, {5, 9, 2}));  // waiting time may change without running
     CHECK_FALSE(has_not_run({6, 1, 2}, {5, 1, 2}));
 }
 
@@ -77,8 +77,7 @@ TEST_CASE("parse_sample_mode", "[unit][sampler]") {
 TEST_CASE("PauseHistogram: exact small values, ~1.6% above, exact max", "[unit][sampler]") {
     PauseHistogram h;
     CHECK(h.quantile(0.5) == 0);
-    for (uint64_t v = 1; v <= 100; ++v)
-        h.add(v);
+    for (uint64_t v = 1; v <= 100; ++v) h.add(v);
     CHECK(h.count() == 100);
     CHECK(h.quantile(0.5) == 50);
     CHECK(h.quantile(0.99) == 99);
@@ -90,11 +89,11 @@ TEST_CASE("PauseHistogram: exact small values, ~1.6% above, exact max", "[unit][
     std::mt19937_64 rng(42);
     std::vector<uint64_t> values;
     for (int i = 0; i < 10000; ++i) {
-        uint64_t v = 1000 + rng() % 10'000'000; // 1 us .. 10 ms
+        uint64_t v = 1000 + rng() % 10'000'000;  // 1 us .. 10 ms
         values.push_back(v);
         big.add(v);
     }
-    big.add(uint64_t{1} << 62); // an absurd outlier must not break the buckets
+    big.add(uint64_t{1} << 62);  // an absurd outlier must not break the buckets
     values.push_back(uint64_t{1} << 62);
     std::sort(values.begin(), values.end());
     for (double q : {0.5, 0.9, 0.99}) {
@@ -108,28 +107,25 @@ TEST_CASE("PauseHistogram: exact small values, ~1.6% above, exact max", "[unit][
 
 TEST_CASE("PauseBudget lowers the rate only when pauses would exceed the budget",
           "[unit][sampler]") {
-    const int64_t nominal = 10'000'000; // 100 Hz
+    const int64_t nominal = 10'000'000;  // 100 Hz
     PauseBudget fresh(nominal, 0.05);
     CHECK(fresh.next_interval_ns() == nominal);
     CHECK_FALSE(fresh.lowered());
 
     PauseBudget cheap(nominal, 0.05);
-    for (int i = 0; i < 50; ++i)
-        cheap.record_stop(100'000); // 100 us: 1% at 100 Hz
+    for (int i = 0; i < 50; ++i) cheap.record_stop(100'000);  // 100 us: 1% at 100 Hz
     CHECK(cheap.next_interval_ns() == nominal);
     CHECK_FALSE(cheap.lowered());
 
     PauseBudget costly(nominal, 0.05);
-    for (int i = 0; i < 50; ++i)
-        costly.record_stop(1'000'000); // 1 ms: 10% at 100 Hz
+    for (int i = 0; i < 50; ++i) costly.record_stop(1'000'000);  // 1 ms: 10% at 100 Hz
     const int64_t stretched = costly.next_interval_ns();
-    CHECK(stretched == Approx(20'000'000).epsilon(0.01)); // 1 ms / 5% = 20 ms: 50 Hz
+    CHECK(stretched == Approx(20'000'000).epsilon(0.01));  // 1 ms / 5% = 20 ms: 50 Hz
     CHECK(costly.lowered());
 
     // One outlier moves the average by a tenth, not all the way.
     PauseBudget outlier(nominal, 0.05);
-    for (int i = 0; i < 50; ++i)
-        outlier.record_stop(100'000);
+    for (int i = 0; i < 50; ++i) outlier.record_stop(100'000);
     outlier.record_stop(10'000'000);
     CHECK(outlier.ewma_pause_ns() == Approx(1'090'000).epsilon(0.01));
 
@@ -178,7 +174,7 @@ TEST_CASE("sampler summary and comments carry the statistics and the top table",
     CHECK(summary.find("cpu mode") != std::string::npos);
     CHECK(summary.find("median 120 us, p99 450 us, max 900 us") != std::string::npos);
     CHECK(summary.find("stops avoided: 900") != std::string::npos);
-    CHECK(summary.find("hot_function") != std::string::npos); // the top table
+    CHECK(summary.find("hot_function") != std::string::npos);  // the top table
     CHECK(summary.find("flat%") != std::string::npos);
 
     const std::vector<std::string> comments = format_sampler_comments(r);
