@@ -11,7 +11,7 @@ GO       ?= go
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
                  zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
-                 libjemalloc2
+                 libjemalloc2 chromium
 
 PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2

@@ -29,40 +29,34 @@ struct ReportArgs {
 };
 
 // A file that is not a profile is fatal (exit 2) with one line naming it: never a crash.
-Profile load(const std::string &path) {
+Profile load(const std::string& path) {
     auto p = read_profile_file(path);
-    if (!p.ok())
-        throw FatalError(p.error().message);
+    if (!p.ok()) throw FatalError(p.error().message);
     return std::move(*p);
 }
 
-Profile prepare(const ReportArgs &a) {
+Profile prepare(const ReportArgs& a) {
     Profile profile = load(a.file);
     if (!a.base.empty()) {
         auto diff = subtract_profile(profile, load(a.base));
-        if (!diff.ok())
-            throw FatalError(diff.error().message);
+        if (!diff.ok()) throw FatalError(diff.error().message);
         profile = std::move(*diff);
     }
-    for (const std::string &f : a.tagfocus) {
+    for (const std::string& f : a.tagfocus) {
         auto kept = tag_focus(profile, f);
-        if (!kept.ok())
-            throw FatalError(kept.error().message, {}, kExitUsage);
+        if (!kept.ok()) throw FatalError(kept.error().message, {}, kExitUsage);
         profile = std::move(*kept);
     }
     return profile;
 }
 
-int run_report(const ReportArgs &a) {
+int run_report(const ReportArgs& a) {
     std::string format = a.format;
-    if (format.empty())
-        format = format_from_filename(a.output);
-    if (format.empty())
-        format = "text";
+    if (format.empty()) format = format_from_filename(a.output);
+    if (format.empty()) format = "text";
     Profile profile = prepare(a);
     auto si = resolve_sample_type(profile, a.sample_index);
-    if (!si.ok())
-        throw FatalError(si.error().message, {}, kExitUsage);
+    if (!si.ok()) throw FatalError(si.error().message, {}, kExitUsage);
 
     std::string data;
     if (format == "text") {
@@ -72,8 +66,7 @@ int run_report(const ReportArgs &a) {
         if (!a.list.empty()) {
             ListOptions lo{a.list, a.sample_index, a.source_paths};
             auto listing = format_list(profile, lo);
-            if (!listing.ok())
-                throw FatalError(listing.error().message);
+            if (!listing.ok()) throw FatalError(listing.error().message);
             data += *listing;
         }
     } else {
@@ -82,19 +75,18 @@ int run_report(const ReportArgs &a) {
         ro.per_thread = a.per_thread;
         ro.title = "pmprof: " + a.file;
         auto rendered = render_profile(profile, format, ro);
-        if (!rendered.ok())
-            throw FatalError(rendered.error().message);
+        if (!rendered.ok()) throw FatalError(rendered.error().message);
         data = std::move(*rendered);
     }
     write_output(a.output, data, format_is_binary(format));
     return kExitComplete;
 }
 
-} // namespace
+}  // namespace
 
-void add_report_command(CLI::App &app, CommandRunner *runner) {
+void add_report_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<ReportArgs>();
-    CLI::App *cmd = app.add_subcommand(
+    CLI::App* cmd = app.add_subcommand(
         "report",
         "Read a pprof profile (pmprof's or Go's, gzipped or not): top, list, diff, convert");
     cmd->footer(
@@ -104,13 +96,15 @@ void add_report_command(CLI::App &app, CommandRunner *runner) {
         kExitCodesHelp);
     cmd->add_option("file", args->file, "pprof file to read")->required();
     cmd->add_option("--top", args->top, "Print the top N functions (0: all)")
-        ->each([args](const std::string &) { args->top_given = true; });
+        ->each([args](const std::string&) { args->top_given = true; });
     cmd->add_option("--list", args->list,
                     "Print the source of functions matching REGEX with per-line flat and cum");
     cmd->add_option("--tagfocus", args->tagfocus,
                     "Keep samples whose label KEY matches VALUE (regex; numbers: N or LO:HI); "
                     "repeatable")
-        ->type_name("KEY=VALUE");
+        ->type_name("KEY=VALUE")
+        ->take_all()
+        ->allow_extra_args(false);  // one value per occurrence: the file stays positional
     cmd->add_option("--sample-index", args->sample_index,
                     "Sample type to report (name or index; default: the profile's default)");
     cmd->add_option("--base", args->base, "Subtract this older profile (leak hunting)")
@@ -119,9 +113,11 @@ void add_report_command(CLI::App &app, CommandRunner *runner) {
         ->check(CLI::IsMember(kProfileFormats));
     cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
     cmd->add_option("--source-path", args->source_paths,
-                    "Directory to search for source files for --list (repeatable)");
+                    "Directory to search for source files for --list (repeatable)")
+        ->take_all()
+        ->allow_extra_args(false);  // one value per occurrence: the file stays positional
     cmd->add_flag("--per-thread", args->per_thread, "folded: thread name as the root frame");
     cmd->callback([runner, args] { *runner = [args] { return run_report(*args); }; });
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -13,17 +13,17 @@
 
 namespace pmprof {
 
-extern const char *const kFlameCss;
-extern const char *const kFlameScript;
+extern const char* const kFlameCss;
+extern const char* const kFlameScript;
 
 namespace {
 
 constexpr double kFrameHeight = 16;
 constexpr double kPad = 10;
-constexpr double kTop = 60;         // title, buttons
-constexpr double kBottom = 30;      // details line
-constexpr double kMinWidth = 0.1;   // px; narrower frames are not drawn (flamegraph.pl's minwidth)
-constexpr double kCharWidth = 7.08; // 12px Verdana, 0.59 em as flamegraph.pl assumes
+constexpr double kTop = 60;          // title, buttons
+constexpr double kBottom = 30;       // details line
+constexpr double kMinWidth = 0.1;    // px; narrower frames are not drawn (flamegraph.pl's minwidth)
+constexpr double kCharWidth = 7.08;  // 12px Verdana, 0.59 em as flamegraph.pl assumes
 
 struct Node {
     std::string_view name, module;
@@ -36,18 +36,18 @@ class Tree {
   public:
     Tree() { nodes_.push_back(Node{"all", {}, 0, -1, {}}); }
 
-    void add(const std::vector<FrameView> &leaf_first, int64_t value) {
+    void add(const std::vector<FrameView>& leaf_first, int64_t value) {
         uint32_t cur = 0;
-        nodes_[0].value += value;
+        nodes_[0].value = saturating_add(nodes_[0].value, value);
         for (auto it = leaf_first.rbegin(); it != leaf_first.rend(); ++it) {
             cur = child(cur, *it);
-            nodes_[cur].value += value;
+            nodes_[cur].value = saturating_add(nodes_[cur].value, value);
         }
     }
-    std::vector<Node> &nodes() { return nodes_; }
+    std::vector<Node>& nodes() { return nodes_; }
 
   private:
-    uint32_t child(uint32_t parent, const FrameView &f) {
+    uint32_t child(uint32_t parent, const FrameView& f) {
         std::string key = fmt::format("{}\x1f{}\x1f{}", parent, f.name, f.module);
         auto [it, fresh] = index_.emplace(std::move(key), static_cast<uint32_t>(nodes_.size()));
         if (fresh) {
@@ -102,8 +102,7 @@ std::string xml_escape(std::string_view s) {
 
 uint32_t fnv1a(std::string_view s) {
     uint32_t h = 2166136261u;
-    for (char c : s)
-        h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
     return h;
 }
 
@@ -117,11 +116,10 @@ std::string_view basename_of(std::string_view path) {
 // function name so neighbours stay distinguishable. Frames without a module are grey.
 class Palette {
   public:
-    explicit Palette(const Profile &p) {
-        for (const Mapping &m : p.mappings)
-            hue_of(m.filename);
+    explicit Palette(const Profile& p) {
+        for (const Mapping& m : p.mappings) hue_of(m.filename);
     }
-    std::string color(const Node &n) {
+    std::string color(const Node& n) {
         uint32_t hn = fnv1a(n.name);
         if (n.module.empty()) {
             int g = 170 + static_cast<int>(hn % 40);
@@ -142,39 +140,35 @@ class Palette {
     std::unordered_map<std::string, int> hues_;
 };
 
-std::string format_value(int64_t v, const ValueType &t) {
-    if (t.unit == "nanoseconds")
-        return fmt::format("{:.2f} ms", static_cast<double>(v) / 1e6);
-    if (t.unit == "bytes")
-        return fmt::format("{} bytes", v);
+std::string format_value(int64_t v, const ValueType& t) {
+    if (t.unit == "nanoseconds") return fmt::format("{:.2f} ms", static_cast<double>(v) / 1e6);
+    if (t.unit == "bytes") return fmt::format("{} bytes", v);
     return fmt::format("{} {}", v, t.type.empty() ? "samples" : t.type);
 }
 
 std::string label_text(std::string_view name, double width) {
     auto chars = static_cast<long>(std::floor((width - 6) / kCharWidth));
-    if (chars < 3)
-        return {};
-    if (static_cast<long>(name.size()) <= chars)
-        return std::string(name);
+    if (chars < 3) return {};
+    if (static_cast<long>(name.size()) <= chars) return std::string(name);
     return std::string(name.substr(0, static_cast<size_t>(chars - 2))) + "..";
 }
 
 struct Layout {
     double width;
-    double scale; // px per unit of value
+    double scale;  // px per unit of value
     double height = 0;
     std::string body;
 };
 
 // Pre-order walk without recursion (stacks in untrusted files can be arbitrarily deep).
-void lay_out(std::vector<Node> &nodes, const ValueType &type, Palette &palette, Layout &lay) {
+void lay_out(std::vector<Node>& nodes, const ValueType& type, Palette& palette, Layout& lay) {
     struct Item {
         uint32_t node;
-        int32_t parent_index; // index of the emitted parent frame
+        int32_t parent_index;  // index of the emitted parent frame
         int depth;
         double x;
     };
-    for (Node &n : nodes)
+    for (Node& n : nodes)
         std::sort(n.children.begin(), n.children.end(), [&](uint32_t a, uint32_t b) {
             return std::tie(nodes[a].name, nodes[a].module) <
                    std::tie(nodes[b].name, nodes[b].module);
@@ -185,10 +179,9 @@ void lay_out(std::vector<Node> &nodes, const ValueType &type, Palette &palette, 
     while (!stack.empty()) {
         Item it = stack.back();
         stack.pop_back();
-        const Node &n = nodes[it.node];
+        const Node& n = nodes[it.node];
         double w = static_cast<double>(n.value) * lay.scale;
-        if (it.node != 0 && w < kMinWidth)
-            continue;
+        if (it.node != 0 && w < kMinWidth) continue;
         int index = emitted++;
         std::string name = xml_escape(n.name);
         std::string hover = xml_escape(fmt::format(
@@ -216,7 +209,7 @@ void lay_out(std::vector<Node> &nodes, const ValueType &type, Palette &palette, 
 
 // The depth of the deepest frame wide enough to be drawn; nodes are created after their parent,
 // so one forward pass computes depths.
-int drawn_depth(const std::vector<Node> &nodes, double scale) {
+int drawn_depth(const std::vector<Node>& nodes, double scale) {
     std::vector<int> depth(nodes.size(), 0);
     int max_depth = 0;
     for (size_t i = 1; i < nodes.size(); ++i) {
@@ -227,9 +220,9 @@ int drawn_depth(const std::vector<Node> &nodes, double scale) {
     return max_depth;
 }
 
-} // namespace
+}  // namespace
 
-std::string write_flamegraph_svg(const Profile &profile, const SvgOptions &opt) {
+std::string write_flamegraph_svg(const Profile& profile, const SvgOptions& opt) {
     ProfileIndex index(profile);
     int si = opt.sample_index >= 0 ? opt.sample_index : index.resolve_sample_index({});
     ValueType type = si >= 0 && static_cast<size_t>(si) < profile.sample_types.size()
@@ -237,10 +230,9 @@ std::string write_flamegraph_svg(const Profile &profile, const SvgOptions &opt) 
                          : ValueType{"samples", "count"};
     Tree tree;
     std::vector<FrameView> frames;
-    for (const Sample &s : profile.samples) {
+    for (const Sample& s : profile.samples) {
         int64_t v = sample_value(s, si);
-        if (v <= 0)
-            continue;
+        if (v <= 0) continue;
         frames.clear();
         index.expand(s, frames);
         tree.add(frames, v);
@@ -279,4 +271,4 @@ std::string write_flamegraph_svg(const Profile &profile, const SvgOptions &opt) 
     return out;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -5,10 +5,10 @@
 // hover line), a <rect> and a <text>; the root <svg> carries data-w (width) and data-pad.
 namespace pmprof {
 
-extern const char *const kFlameCss;
-extern const char *const kFlameScript;
+extern const char* const kFlameCss;
+extern const char* const kFlameScript;
 
-const char *const kFlameCss = R"CSS(
+const char* const kFlameCss = R"CSS(
 text { font-family: Verdana, sans-serif; font-size: 12px; fill: #000; }
 #title { font-size: 17px; }
 .f text { pointer-events: none; }
@@ -20,7 +20,7 @@ text { font-family: Verdana, sans-serif; font-size: 12px; fill: #000; }
 )CSS";
 
 // The script never contains the sequence that ends a CDATA section.
-const char *const kFlameScript = R"JS(
+const char* const kFlameScript = R"JS(
 "use strict";
 (function () {
   var svg = document.getElementById("pmprof-flame");
@@ -146,4 +146,4 @@ const char *const kFlameScript = R"JS(
 })();
 )JS";
 
-} // namespace pmprof
+}  // namespace pmprof

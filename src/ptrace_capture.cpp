@@ -127,7 +127,7 @@ void StopRound::wait(SteadyClock::time_point deadline,
     }
 }
 
-void StopRound::resume_all() {
+void StopRound::resume_all(bool detach) {
     if (resumed_) return;
     resumed_ = true;
     for (Member& m : members_) {
@@ -136,7 +136,10 @@ void StopRound::resume_all() {
         if (it == impl_.threads.end()) continue;
         it->second.want_stop = false;
         if (it->second.state != TraceState::Trapped) continue;
-        impl_.resume(m.tid, it->second);
+        if (detach)
+            impl_.detach_now(m.tid, it->second);
+        else
+            impl_.resume(m.tid, it->second);
         m.resume_ns = monotonic_ns();
         last_resume_ns_ = std::max(last_resume_ns_, m.resume_ns);
     }
@@ -215,7 +218,8 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
     StopRound round(impl, tids);
     round.wait(SteadyClock::now() + opt.stop_timeout,
                [&](size_t i) { copy_thread(impl, out[i], opt); });
-    round.resume_all();
+    round.resume_all(opt.detach);
+    if (opt.detach) impl.drop_detached();
 
     size_t captured = 0;
     for (size_t i = 0; i < out.size(); ++i) {

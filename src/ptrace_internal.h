@@ -122,8 +122,8 @@ class StopRound {
     /// `honor_stop_request`: a ^C (stop_requested()) ends the wait early.
     void wait(SteadyClock::time_point deadline, const std::function<void(size_t)>& on_stopped,
               bool honor_stop_request = true);
-    /// Resumes every member still held. Idempotent.
-    void resume_all();
+    /// Resumes every member still held (by PTRACE_DETACH when `detach`). Idempotent.
+    void resume_all(bool detach = false);
 
     std::vector<Member>& members() { return members_; }
     uint64_t first_interrupt_ns() const { return first_interrupt_ns_; }

@@ -52,6 +52,34 @@ int attr_int(Dwarf_Die* die, int name) {
     return static_cast<int>(value);
 }
 
+/// "ns::Class::" for the namespaces and classes enclosing `die`'s declaration (following
+/// DW_AT_abstract_origin / DW_AT_specification to it), "" at file scope.
+std::string qualified_scope(Dwarf_Die* die) {
+    Dwarf_Die decl = *die;
+    for (int hop = 0; hop < 4; ++hop) {  // origin -> specification chains are short
+        Dwarf_Attribute attr;
+        Dwarf_Die next;
+        if ((dwarf_attr(&decl, DW_AT_abstract_origin, &attr) == nullptr &&
+             dwarf_attr(&decl, DW_AT_specification, &attr) == nullptr) ||
+            dwarf_formref_die(&attr, &next) == nullptr)
+            break;
+        decl = next;
+    }
+    Dwarf_Die* scopes = nullptr;
+    int n = dwarf_getscopes_die(&decl, &scopes);
+    std::string prefix;
+    for (int i = 1; i < n; ++i) {  // scopes[0] is the DIE itself
+        int tag = dwarf_tag(&scopes[i]);
+        if (tag != DW_TAG_namespace && tag != DW_TAG_class_type && tag != DW_TAG_structure_type &&
+            tag != DW_TAG_union_type)
+            continue;
+        const char* name = dwarf_diename(&scopes[i]);
+        prefix = std::string(name != nullptr ? name : "(anonymous namespace)") + "::" + prefix;
+    }
+    free(scopes);
+    return prefix;
+}
+
 /// Function name of a subprogram or inlined-subroutine DIE: the linkage name demangled (so C++
 /// qualifiers and parameters show), else DW_AT_name.
 void name_from_die(Dwarf_Die* die, SourceFrame& f) {
@@ -62,7 +90,11 @@ void name_from_die(Dwarf_Die* die, SourceFrame& f) {
         f.function = demangle(linkage);
         return;
     }
-    f.function = f.mangled = attr_string(die, DW_AT_name);
+    // No linkage name (a static or always_inline function that was never emitted out of line):
+    // qualify DW_AT_name with the namespaces and classes around its declaration, so it reads
+    // like the demangled names around it ("ns::helper", not "helper").
+    f.mangled = attr_string(die, DW_AT_name);
+    f.function = qualified_scope(die) + f.mangled;
 }
 
 int decl_line(Dwarf_Die* die) {

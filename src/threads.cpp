@@ -115,7 +115,9 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     dump.maps = std::move(*maps);
 
     dump.time_nanos = realtime_ns();
-    std::vector<ThreadCapture> captures = ts.snapshot(wanted, opt.capture, &dump.stats);
+    CaptureOptions capture = opt.capture;
+    capture.detach = true;  // one stop per thread: the snapshot's resume is the detach
+    std::vector<ThreadCapture> captures = ts.snapshot(wanted, capture, &dump.stats);
     ts.detach_all();
 
     // Everything below runs with the target running again.

@@ -10,11 +10,11 @@
 namespace pmprof {
 
 struct CallgrindOptions {
-    std::string command; // "cmd:" header line (the profiled command), omitted when empty
+    std::string command;  // "cmd:" header line (the profiled command), omitted when empty
 };
 
 /// The callgrind text for `profile`. Precondition: no negative sample values (callgrind costs
 /// are unsigned; render_profile refuses diffs). Dangling ids become "[unknown ...]" frames.
-std::string write_callgrind(const Profile &profile, const CallgrindOptions &opt = {});
+std::string write_callgrind(const Profile& profile, const CallgrindOptions& opt = {});
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -25,6 +25,9 @@ struct CaptureOptions {
     size_t max_stack_bytes = 64 * 1024;  // copied from sp - 128 (red zone) upwards
     std::chrono::milliseconds stop_timeout{100};  // a thread not stopped by then is skipped
     bool copy_stack = true;
+    /// Resume each captured thread with PTRACE_DETACH instead of PTRACE_CONT: for one-shot
+    /// snapshots, one stop per thread instead of a second one just to detach.
+    bool detach = false;
 };
 
 struct SnapshotStats {

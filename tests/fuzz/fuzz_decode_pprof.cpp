@@ -8,12 +8,11 @@
 #include "pmprof/output_pprof.h"
 #include "pmprof/report.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    std::string_view bytes(reinterpret_cast<const char *>(data), size);
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    std::string_view bytes(reinterpret_cast<const char*>(data), size);
     auto profile = pmprof::decode_pprof(bytes);
-    if (!profile.ok())
-        return 0;
-    for (const std::string &format : pmprof::kProfileFormats) {
+    if (!profile.ok()) return 0;
+    for (const std::string& format : pmprof::kProfileFormats) {
         auto out = pmprof::render_profile(*profile, format);
         (void)out;
     }

@@ -41,24 +41,22 @@ RunResult pmprof_report(std::vector<std::string> args) {
 }
 
 // The rows of a -top table: "flat flat% sum% cum cum% name", everything after the header.
-std::vector<std::string> top_rows(const std::string &text) {
+std::vector<std::string> top_rows(const std::string& text) {
     std::vector<std::string> rows;
     std::istringstream in(text);
     bool table = false;
     for (std::string l; std::getline(in, l);) {
-        if (table)
-            rows.push_back(l);
-        if (l.find("flat  flat%   sum%") != std::string::npos)
-            table = true;
+        if (table) rows.push_back(l);
+        if (l.find("flat  flat%   sum%") != std::string::npos) table = true;
     }
     return rows;
 }
 
 // "flat cum name" of each -top row (the percentage columns dropped).
-std::vector<std::string> values_only(const std::vector<std::string> &rows) {
+std::vector<std::string> values_only(const std::vector<std::string>& rows) {
     std::vector<std::string> out;
     std::regex row(R"(^\s*(\S+)\s+\S+\s+\S+\s+(\S+)\s+\S+\s+(.*)$)");
-    for (const std::string &r : rows) {
+    for (const std::string& r : rows) {
         std::smatch m;
         if (std::regex_match(r, m, row))
             out.push_back(m[1].str() + " " + m[2].str() + " " + m[3].str());
@@ -66,17 +64,16 @@ std::vector<std::string> values_only(const std::vector<std::string> &rows) {
     return out;
 }
 
-std::string line_with(const std::string &text, const std::string &prefix) {
+std::string line_with(const std::string& text, const std::string& prefix) {
     std::istringstream in(text);
     for (std::string l; std::getline(in, l);)
-        if (l.starts_with(prefix))
-            return l;
+        if (l.starts_with(prefix)) return l;
     return {};
 }
 
 // The value-bearing lines of a -list output ("  flat  cum  lineno:"), without the source text,
 // which depends on where the source is found.
-std::vector<std::string> list_values(const std::string &text) {
+std::vector<std::string> list_values(const std::string& text) {
     std::vector<std::string> out;
     std::regex row(R"(^\s*(\S+)\s+(\S+)\s+(\d+):)");
     std::istringstream in(text);
@@ -88,7 +85,7 @@ std::vector<std::string> list_values(const std::string &text) {
     return out;
 }
 
-std::string write_fixture(const std::string &name, const Profile &p) {
+std::string write_fixture(const std::string& name, const Profile& p) {
     auto gz = encode_pprof_gzip(p);
     REQUIRE(gz.ok());
     std::string path = temp_path(name);
@@ -96,7 +93,7 @@ std::string write_fixture(const std::string &name, const Profile &p) {
     return path;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("report --top prints go tool pprof -top's numbers for a Go CPU profile",
           "[integration][report]") {
@@ -120,12 +117,12 @@ TEST_CASE("report --top agrees with go tool pprof on pmprof's own profile, with 
           "[integration][report]") {
     std::string cur_path = write_fixture("cur.pb.gz", fixture_profile());
     Profile base = fixture_profile();
-    base.samples[0].values = {1, 10000000}; // helper grew by 20 ms since the base
-    base.samples.pop_back();                // the recursion is new
+    base.samples[0].values = {1, 10000000};  // helper grew by 20 ms since the base
+    base.samples.pop_back();                 // the recursion is new
     std::string base_path = write_fixture("base.pb.gz", base);
 
     RunResult go = go_pprof({"-top", cur_path});
-    RunResult ours = pmprof_report({cur_path}); // top is the default
+    RunResult ours = pmprof_report({cur_path});  // top is the default
     REQUIRE(go.exit_code == 0);
     REQUIRE(ours.exit_code == 0);
     INFO("go:\n" << go.out << "\npmprof:\n" << ours.out);
@@ -172,7 +169,7 @@ TEST_CASE("report --list shows the same per-line values as go tool pprof -list",
 TEST_CASE("report converts to callgrind whose totals callgrind_annotate confirms",
           "[integration][report][callgrind]") {
     std::string out = temp_path("callgrind.out.go");
-    RunResult conv = pmprof_report({go_profile(), "-o", out}); // format from the file name
+    RunResult conv = pmprof_report({go_profile(), "-o", out});  // format from the file name
     INFO(conv.err);
     REQUIRE(conv.exit_code == 0);
     RunResult ann = run({"callgrind_annotate", out});
@@ -218,7 +215,7 @@ TEST_CASE("report --format writes svg, folded and pprof that read back", "[integ
     RunResult orig = pmprof_report({go_profile()});
     REQUIRE(again.exit_code == 0);
     CHECK(top_rows(again.out) == top_rows(orig.out));
-    RunResult go = go_pprof({"-top", pb}); // Go reads the converted copy too
+    RunResult go = go_pprof({"-top", pb});  // Go reads the converted copy too
     REQUIRE(go.exit_code == 0);
     CHECK(top_rows(go.out) == top_rows(orig.out));
 }
@@ -233,7 +230,7 @@ TEST_CASE("report on garbage, truncated, empty or missing files: one line, exit 
         {"truncated.pb.gz", gz.substr(0, gz.size() / 2)},
         {"zeros.pb.gz", std::string(4096, '\0')},
     };
-    for (const auto &[name, data] : inputs) {
+    for (const auto& [name, data] : inputs) {
         std::string path = temp_path(name);
         std::ofstream(path, std::ios::binary) << data;
         RunResult r = pmprof_report({path});
@@ -251,4 +248,19 @@ TEST_CASE("report on garbage, truncated, empty or missing files: one line, exit 
     CHECK(bad_index.err.find("no sample type 'bogus'") != std::string::npos);
     RunResult bad_format = pmprof_report({go_profile(), "--format", "dot"});
     CHECK(bad_format.exit_code == 64);
+}
+
+TEST_CASE("report's repeatable options take one value each, the file stays positional",
+          "[integration][report]") {
+    std::string src = source_dir() + "/tests/corpus";
+    RunResult r = pmprof_report(
+        {"--source-path", "/nonexistent", "--source-path", src, go_profile(), "--list", "hotLoop"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("func hotLoop(n int) uint64 {") != std::string::npos);
+    RunResult t = pmprof_report(
+        {"--tagfocus", "no_such=x", "--tagfocus", "other=y", go_profile(), "--top", "3"});
+    INFO(t.err);
+    REQUIRE(t.exit_code == 0);
+    CHECK(t.out.find("Showing nodes accounting for 0, 0% of 0 total") != std::string::npos);
 }

@@ -14,15 +14,14 @@ using namespace pmprof::test;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string &text) {
+std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> out;
     std::istringstream in(text);
-    for (std::string l; std::getline(in, l);)
-        out.push_back(l);
+    for (std::string l; std::getline(in, l);) out.push_back(l);
     return out;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("callgrind output matches the golden file", "[unit][callgrind]") {
     std::string out = write_callgrind(fixture_profile(), CallgrindOptions{"app --flag"});
@@ -37,7 +36,7 @@ TEST_CASE("callgrind header declares one event per sample type and the totals",
     CHECK(out.find("\nevents: samples cpu\n") != std::string::npos);
     CHECK(out.find("\nsummary: 9 90000000\n") != std::string::npos);
     CHECK(out.ends_with("\ntotals: 9 90000000\n"));
-    CHECK(out.find("cmd:") == std::string::npos); // no command given
+    CHECK(out.find("cmd:") == std::string::npos);  // no command given
 }
 
 TEST_CASE("callgrind names are compressed: defined once, then referenced by id",
@@ -46,21 +45,20 @@ TEST_CASE("callgrind names are compressed: defined once, then referenced by id",
     std::regex def(R"(^c?fn=\((\d+)\) (.+)$)"), ref(R"(^c?fn=\((\d+)\)$)");
     std::map<std::string, std::string> defined;
     size_t refs = 0;
-    for (const std::string &l : lines_of(out)) {
+    for (const std::string& l : lines_of(out)) {
         std::smatch m;
         if (std::regex_match(l, m, def)) {
             INFO(l);
-            CHECK(defined.emplace(m[1], m[2]).second); // each id defined exactly once
+            CHECK(defined.emplace(m[1], m[2]).second);  // each id defined exactly once
         } else if (std::regex_match(l, m, ref)) {
             INFO(l);
-            CHECK(defined.count(m[1]) == 1); // referenced only after its definition
+            CHECK(defined.count(m[1]) == 1);  // referenced only after its definition
             ++refs;
         }
     }
     CHECK(refs > 0);
     std::set<std::string> names;
-    for (const auto &[id, name] : defined)
-        names.insert(name);
+    for (const auto& [id, name] : defined) names.insert(name);
     CHECK(names ==
           std::set<std::string>{"main", "compute(int)", "helper<int>", "memcpy", "app+0x1040"});
 }
@@ -87,7 +85,7 @@ TEST_CASE("callgrind writes unknown objects and files as ??? and no newline in n
     p.sample_types = {{"samples", "count"}};
     p.functions = {Function{1, "evil\nname", "", "", 0}};
     p.locations = {Location{1, 0, 0x10, {Line{1, 3}}}, Location{2, 0, 0x20, {Line{99, 1}}}};
-    p.samples = {Sample{{1, 2, 77}, {5}, {}}}; // 2 names a missing function, 77 nothing
+    p.samples = {Sample{{1, 2, 77}, {5}, {}}};  // 2 names a missing function, 77 nothing
     std::string out = write_callgrind(p);
     CHECK(std::regex_search(out, std::regex(R"(fn=\(\d+\) evil name\n)")));
     CHECK(out.find("ob=(1) ???\n") != std::string::npos);

@@ -33,10 +33,10 @@ std::string unescape(std::string s) {
 }
 
 // The frames of an SVG, as the writer emits them or as a browser serializes its DOM.
-std::vector<Frame> frames_of(const std::string &svg) {
-    std::regex g(
-        R"re(<g class="(f[^"]*)" data-i="\d+" data-p="-?\d+" data-d="(\d+)" data-n="([^"]*)"[^>]*>)re"
-        R"re(<title>[^<]*</title><rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)")re");
+std::vector<Frame> frames_of(const std::string& svg) {
+    std::regex g(R"re(<g class="(f[^"]*)" data-i="\d+" data-p="-?\d+" )re"
+                 R"re(data-d="(\d+)" data-n="([^"]*)"[^>]*>)re"
+                 R"re(<title>[^<]*</title><rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)")re");
     std::vector<Frame> out;
     for (std::sregex_iterator it(svg.begin(), svg.end(), g), end; it != end; ++it)
         out.push_back(Frame{unescape((*it)[3]), std::stod((*it)[4]), std::stod((*it)[5]),
@@ -44,15 +44,14 @@ std::vector<Frame> frames_of(const std::string &svg) {
     return out;
 }
 
-const Frame *find(const std::vector<Frame> &frames, const std::string &name, int depth) {
-    for (const Frame &f : frames)
-        if (f.name == name && f.depth == depth)
-            return &f;
+const Frame* find(const std::vector<Frame>& frames, const std::string& name, int depth) {
+    for (const Frame& f : frames)
+        if (f.name == name && f.depth == depth) return &f;
     return nullptr;
 }
 
 // Chromium's serialized DOM of `url` after its scripts ran.
-RunResult dump_dom(const std::string &url) {
+RunResult dump_dom(const std::string& url) {
     std::string profile_dir = temp_path("chromium-profile");
     return run({"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -60,7 +59,7 @@ RunResult dump_dom(const std::string &url) {
                std::chrono::seconds(90));
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("flame graph SVG matches the golden file", "[unit][svg]") {
     std::string out = write_flamegraph_svg(fixture_profile());
@@ -73,19 +72,19 @@ TEST_CASE("flame graph widths are proportional to values, children from the left
     opt.width = 1000;
     std::string out = write_flamegraph_svg(fixture_profile(), opt);
     auto frames = frames_of(out);
-    const Frame *all = find(frames, "all", 0);
-    const Frame *main = find(frames, "main", 1);
-    const Frame *compute = find(frames, "compute(int)", 2);
-    const Frame *helper = find(frames, "helper<int>", 3);
-    const Frame *memcpy = find(frames, "memcpy", 3);
+    const Frame* all = find(frames, "all", 0);
+    const Frame* main = find(frames, "main", 1);
+    const Frame* compute = find(frames, "compute(int)", 2);
+    const Frame* helper = find(frames, "helper<int>", 3);
+    const Frame* memcpy = find(frames, "memcpy", 3);
     REQUIRE(all);
     REQUIRE(main);
     REQUIRE(compute);
     REQUIRE(helper);
     REQUIRE(memcpy);
-    CHECK(all->width == Approx(980)); // 1000 - 2 * 10 padding
+    CHECK(all->width == Approx(980));  // 1000 - 2 * 10 padding
     CHECK(main->width == Approx(980));
-    CHECK(compute->width == Approx(980.0 * 8 / 9)); // default type cpu: 80 of 90 ms
+    CHECK(compute->width == Approx(980.0 * 8 / 9));  // default type cpu: 80 of 90 ms
     CHECK(helper->width == Approx(980.0 * 3 / 9));
     CHECK(memcpy->width == Approx(980.0 * 2 / 9));
     // Alphabetical: app+0x1040 first at the left edge, then compute(int).
@@ -106,8 +105,8 @@ TEST_CASE("flame graph selects the sample type and colors frames by module", "[u
     std::map<std::string, std::string> hue;
     for (std::sregex_iterator it(out.begin(), out.end(), fill), end; it != end; ++it)
         hue[(*it)[1]] = (*it)[2];
-    CHECK(hue["main"] == hue["compute(int)"]); // both in /usr/bin/app
-    CHECK(hue["memcpy"] != hue["main"]);       // libc
+    CHECK(hue["main"] == hue["compute(int)"]);  // both in /usr/bin/app
+    CHECK(hue["memcpy"] != hue["main"]);        // libc
 }
 
 TEST_CASE("flame graph escapes names and survives invalid UTF-8 and empty profiles",
@@ -121,7 +120,7 @@ TEST_CASE("flame graph escapes names and survives invalid UTF-8 and empty profil
     CHECK(out.find("a&lt;b&gt;&amp;&quot;c&quot; ]]&gt; ???") != std::string::npos);
     CHECK(out.find("\x01") == std::string::npos);
     auto frames = frames_of(out);
-    REQUIRE(frames.size() == 2); // all + the one function; negative and zero samples left out
+    REQUIRE(frames.size() == 2);  // all + the one function; negative and zero samples left out
     CHECK(out.find("total 4 samples") != std::string::npos);
 
     std::string empty = write_flamegraph_svg(Profile{});
@@ -143,28 +142,27 @@ TEST_CASE("flame graph frames narrower than 0.1 px are not drawn", "[unit][svg]"
 TEST_CASE("flame graph renders in headless Chromium: frames in the DOM, script ran, zoom and "
           "search work",
           "[integration][svg]") {
-    REQUIRE(access("/usr/bin/chromium", X_OK) == 0); // Debian package chromium (TEST_PACKAGES)
+    REQUIRE(access("/usr/bin/chromium", X_OK) == 0);  // Debian package chromium (TEST_PACKAGES)
     std::string path = temp_path("fixture.svg");
     std::ofstream(path) << write_flamegraph_svg(fixture_profile());
 
     RunResult plain = dump_dom("file://" + path);
     REQUIRE(plain.exit_code == 0);
     INFO(plain.out.substr(0, 2000));
-    CHECK(plain.out.find("data-ready=\"1\"") != std::string::npos); // the script ran to the end
+    CHECK(plain.out.find("data-ready=\"1\"") != std::string::npos);  // the script ran to the end
     auto frames = frames_of(plain.out);
     std::set<std::string> names;
-    for (const Frame &f : frames)
-        names.insert(f.name);
+    for (const Frame& f : frames) names.insert(f.name);
     CHECK(names == std::set<std::string>{"all", "main", "compute(int)", "helper<int>", "memcpy",
                                          "app+0x1040"});
-    CHECK(plain.out.find(">helper&lt;int&gt;</text>") != std::string::npos); // labels fitted
+    CHECK(plain.out.find(">helper&lt;int&gt;</text>") != std::string::npos);  // labels fitted
 
     // #z=3 zooms to the first compute(int) frame: it spans the full width, main is a dimmed
     // parent, app+0x1040 (a sibling) is hidden.
     RunResult zoomed = dump_dom("file://" + path + "#z=3");
     REQUIRE(zoomed.exit_code == 0);
     auto zf = frames_of(zoomed.out);
-    const Frame *compute = find(zf, "compute(int)", 2);
+    const Frame* compute = find(zf, "compute(int)", 2);
     REQUIRE(compute);
     CHECK(compute->x == Approx(10));
     CHECK(compute->width == Approx(1180));

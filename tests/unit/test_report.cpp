@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "../support/harness.h"
+#include "pmprof/output_callgrind.h"
 #include "pmprof/output_pprof.h"
 #include "pmprof/output_text.h"
 #include "pmprof/report.h"
@@ -15,27 +16,32 @@ using namespace pmprof::test;
 
 namespace {
 
-int64_t total(const Profile &p, size_t type) {
+int64_t total(const Profile& p, size_t type) {
     int64_t t = 0;
-    for (const Sample &s : p.samples)
-        t += s.values.at(type);
+    for (const Sample& s : p.samples) t += s.values.at(type);
     return t;
 }
 
-std::map<std::string, std::pair<int64_t, int64_t>> top_map(const Profile &p, int index) {
+std::map<std::string, std::pair<int64_t, int64_t>> top_map(const Profile& p, int index) {
     std::map<std::string, std::pair<int64_t, int64_t>> out;
-    for (const TopRow &r : compute_top(p, index))
-        out[r.function] = {r.flat, r.cum};
+    for (const TopRow& r : compute_top(p, index)) out[r.function] = {r.flat, r.cum};
     return out;
 }
 
-std::string write_temp(const std::string &name, const std::string &data) {
+// The value of the callgrind "totals:" line of `p` with one sample type.
+std::string write_callgrind_totals(const Profile& p) {
+    std::string out = write_callgrind(p);
+    size_t at = out.rfind("totals: ");
+    return at == std::string::npos ? "" : out.substr(at + 8, out.size() - at - 9);
+}
+
+std::string write_temp(const std::string& name, const std::string& data) {
     std::string path = temp_path(name);
     std::ofstream(path, std::ios::binary) << data;
     return path;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("format_from_filename follows the conventions of each consumer", "[unit][report]") {
     CHECK(format_from_filename("callgrind.out.1234") == "callgrind");
@@ -49,12 +55,12 @@ TEST_CASE("format_from_filename follows the conventions of each consumer", "[uni
     CHECK(format_from_filename("cpu.pprof") == "pprof");
     CHECK(format_from_filename("profile").empty());
     CHECK(format_from_filename("").empty());
-    CHECK(format_from_filename("svg/notes").empty()); // the directory does not count
+    CHECK(format_from_filename("svg/notes").empty());  // the directory does not count
 }
 
 TEST_CASE("render_profile maps every format name to its writer", "[unit][report]") {
     Profile p = fixture_profile();
-    for (const std::string &f : kProfileFormats) {
+    for (const std::string& f : kProfileFormats) {
         INFO(f);
         auto r = render_profile(p, f);
         REQUIRE(r.ok());
@@ -65,7 +71,7 @@ TEST_CASE("render_profile maps every format name to its writer", "[unit][report]
     CHECK(render_profile(p, "text")->find("flat%") != std::string::npos);
     auto gz = render_profile(p, "pprof");
     REQUIRE(gz.ok());
-    CHECK(static_cast<unsigned char>((*gz)[0]) == 0x1f); // gzip magic
+    CHECK(static_cast<unsigned char>((*gz)[0]) == 0x1f);  // gzip magic
     auto back = decode_pprof(*gz);
     REQUIRE(back.ok());
     CHECK(back->samples.size() == p.samples.size());
@@ -112,9 +118,9 @@ TEST_CASE("read_profile_file refuses missing, empty, garbage and truncated files
     REQUIRE(gz.ok());
     std::vector<std::string> bad = {
         "hello, this is not a profile\n",
-        gz->substr(0, gz->size() / 2),                 // truncated gzip
-        encode_pprof(fixture_profile()).substr(0, 40), // truncated protobuf
-        std::string("\x1f\x8b\x08\x00garbage", 11),    // gzip magic, garbage after
+        gz->substr(0, gz->size() / 2),                  // truncated gzip
+        encode_pprof(fixture_profile()).substr(0, 40),  // truncated protobuf
+        std::string("\x1f\x8b\x08\x00garbage", 11),     // gzip magic, garbage after
         std::string(1000, '\xff'),
     };
     for (size_t i = 0; i < bad.size(); ++i) {
@@ -135,14 +141,13 @@ TEST_CASE("subtract_profile nets samples by symbol across relocated mappings", "
     Profile base = fixture_profile();
     Profile cur = fixture_profile();
     // The current run loaded the binary elsewhere (ASLR) and spent 5 more samples in memcpy.
-    for (Mapping &m : cur.mappings)
-        m.memory_start += 0x10000, m.memory_limit += 0x10000;
-    for (Location &l : cur.locations)
+    for (Mapping& m : cur.mappings) m.memory_start += 0x10000, m.memory_limit += 0x10000;
+    for (Location& l : cur.locations)
         l.address += l.mapping_id == 1 || l.mapping_id == 2 ? 0x10000 : 0;
     cur.samples[1].values = {7, 70000000};
     auto diff = subtract_profile(cur, base);
     REQUIRE(diff.ok());
-    REQUIRE(diff->samples.size() == 1); // everything else nets to zero and is dropped
+    REQUIRE(diff->samples.size() == 1);  // everything else nets to zero and is dropped
     CHECK(diff->samples[0].values == std::vector<int64_t>{5, 50000000});
     auto top = top_map(*diff, 1);
     CHECK(top["memcpy"] == std::pair<int64_t, int64_t>{50000000, 50000000});
@@ -166,7 +171,7 @@ TEST_CASE("subtract_profile output is a valid profile for every writer", "[unit]
     auto diff = subtract_profile(fixture_profile(), base);
     REQUIRE(diff.ok());
     CHECK(diff->samples.size() == 1);
-    for (const std::string &f : {"pprof", "folded", "svg", "text", "callgrind"}) {
+    for (const char* f : {"pprof", "folded", "svg", "text", "callgrind"}) {
         INFO(f);
         CHECK(render_profile(*diff, f).ok());
     }
@@ -210,8 +215,7 @@ TEST_CASE("format_list prints source lines with per-line flat and cum", "[unit][
     REQUIRE(system(("mkdir -p " + dir + "/src").c_str()) == 0);
     {
         std::ofstream f(dir + "/src/app.cpp");
-        for (int i = 1; i <= 40; ++i)
-            f << "line " << i << "\n";
+        for (int i = 1; i <= 40; ++i) f << "line " << i << "\n";
     }
     ListOptions opt{"^compute", "cpu", {dir}};
     auto out = format_list(fixture_profile(), opt);
@@ -222,10 +226,10 @@ TEST_CASE("format_list prints source lines with per-line flat and cum", "[unit][
           std::string::npos);
     // flat 30ms (lines 25), cum: line 22 30ms + line 25 50ms (recursion counted once).
     CHECK(out->find("      30ms       80ms (flat, cum) 88.89% of Total\n") != std::string::npos);
-    CHECK(out->find("         .          .     20:line 20\n") != std::string::npos); // start line
+    CHECK(out->find("         .          .     20:line 20\n") != std::string::npos);  // start line
     CHECK(out->find("         .       30ms     22:line 22\n") != std::string::npos);
     CHECK(out->find("      30ms       50ms     25:line 25\n") != std::string::npos);
-    CHECK(out->find("     30:line 30\n") != std::string::npos); // 5 lines of margin
+    CHECK(out->find("     30:line 30\n") != std::string::npos);  // 5 lines of margin
     CHECK(out->find("     31:") == std::string::npos);
     CHECK(out->find("main") == std::string::npos);
 
@@ -246,4 +250,24 @@ TEST_CASE("format_scaled_value scales like pprof", "[unit][report]") {
     CHECK(format_scaled_value(1572864, "bytes") == "1.50MB");
     CHECK(format_scaled_value(-2048, "bytes") == "-2kB");
     CHECK(format_scaled_value(42, "count") == "42");
+}
+
+TEST_CASE("writers and report operations saturate instead of overflowing on extreme values",
+          "[unit][report]") {
+    Profile p;
+    p.sample_types = {{"samples", "count"}};
+    p.functions = {Function{1, "f", "", "/x.c", 0}};
+    p.locations = {Location{1, 0, 0x10, {Line{1, INT64_MAX}}},
+                   Location{2, 0, 0x20, {Line{1, INT64_MIN}}}};
+    p.samples = {Sample{{1}, {INT64_MAX}, {}}, Sample{{1}, {INT64_MAX}, {}},
+                 Sample{{2}, {INT64_MIN}, {}}};
+    // MAX + MAX saturates at MAX (not a wrapped negative), then + MIN gives -1.
+    CHECK(write_callgrind_totals(p) == "-1");
+    p.samples.pop_back();
+    CHECK(write_callgrind_totals(p) == std::to_string(INT64_MAX));
+    auto listed = format_list(p, ListOptions{"f", "", {}});
+    CHECK(listed.ok());
+    auto diff = subtract_profile(p, p);
+    REQUIRE(diff.ok());
+    CHECK(render_profile(*diff, "svg").ok());
 }

@@ -32,12 +32,12 @@ inline Profile fixture_profile() {
     };
     p.locations = {
         Location{1, 1, 0x401010, {Line{1, 12}}},
-        Location{2, 1, 0x401020, {Line{3, 6}, Line{2, 22}}}, // helper inlined into compute
+        Location{2, 1, 0x401020, {Line{3, 6}, Line{2, 22}}},  // helper inlined into compute
         Location{3, 2, 0x7f0000000700, {Line{4, 0}}},
         Location{4, 1, 0x401030, {Line{2, 25}}},
-        Location{5, 1, 0x401040, {}}, // no symbol
+        Location{5, 1, 0x401040, {}},  // no symbol
     };
-    auto thread = [](const char *name) {
+    auto thread = [](const char* name) {
         return std::vector<Label>{Label{"thread_name", name, 0, ""}};
     };
     p.samples = {
@@ -45,18 +45,18 @@ inline Profile fixture_profile() {
         Sample{{3, 4, 1}, {2, 20000000}, thread("worker")},
         Sample{{4, 1}, {1, 10000000}, thread("main")},
         Sample{{5, 1}, {1, 10000000}, thread("worker")},
-        Sample{{4, 4, 1}, {2, 20000000}, thread("main")}, // compute -> compute (recursion)
+        Sample{{4, 4, 1}, {2, 20000000}, thread("main")},  // compute -> compute (recursion)
     };
     return p;
 }
 
 /// Compares `actual` with tests/golden/NAME; with PMPROF_UPDATE_GOLDEN=1 rewrites the file.
-inline std::string golden(const std::string &name, const std::string &actual) {
+inline std::string golden(const std::string& name, const std::string& actual) {
     std::string path = source_dir() + "/tests/golden/" + name;
-    if (const char *u = std::getenv("PMPROF_UPDATE_GOLDEN"); u && std::string(u) == "1") {
+    if (const char* u = std::getenv("PMPROF_UPDATE_GOLDEN"); u && std::string(u) == "1") {
         std::ofstream(path, std::ios::binary) << actual;
     }
     return slurp(path);
 }
 
-} // namespace pmprof::test
+}  // namespace pmprof::test
