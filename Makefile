@@ -108,12 +108,12 @@ $(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
 
 TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
 test: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory $(TEST_BINS)
+	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
 unit: $(BUILD)/pmprof-tests
 	$(BUILD)/pmprof-tests '[unit]'
 integration: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory $(TEST_BINS)
+	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
 
 # ---- demo, bench, install -----------------------------------------------------------------

@@ -223,7 +223,12 @@ SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
     std::string plain = symbol;
     if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
     outer.function = demangle(plain);
-    if (opt_.source_lines) {
+    // dwfl_module_getsrc answers with the nearest line row even for code no CU covers (_start,
+    // from crt1.o without DWARF): use it only when the CU's ranges hold the pc.
+    Dwarf_Addr cu_bias = 0;
+    Dwarf_Die* cu = dwfl_module_addrdie(mod, lookup_pc, &cu_bias);
+    const bool cu_covers = cu != nullptr && dwarf_haspc(cu, lookup_pc - cu_bias) > 0;
+    if (opt_.source_lines && cu_covers) {
         if (Dwfl_Line* line = dwfl_module_getsrc(mod, lookup_pc)) {
             int lineno = 0;
             const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
@@ -231,7 +236,7 @@ SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
             outer.line = lineno;
         }
     }
-    if (opt_.inlines) add_inline_chain(mod, lookup_pc, outer, s.frames);
+    if (opt_.inlines && cu_covers) add_inline_chain(mod, lookup_pc, outer, s.frames);
     s.frames.push_back(std::move(outer));
     return s;
 }
