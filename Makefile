@@ -13,7 +13,7 @@ DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
                  libjemalloc2 chromium
 
-PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib
+PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib cpp-httplib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
 ifneq ($(CI),)
 WERROR   ?= 1

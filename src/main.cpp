@@ -39,6 +39,7 @@ int run(int argc, char** argv) {
     pmprof::add_record_command(app, &runner);
     pmprof::add_heap_command(app, &runner);
     pmprof::add_report_command(app, &runner);
+    pmprof::add_serve_command(app, &runner);
 
     try {
         app.parse(argc, argv);
