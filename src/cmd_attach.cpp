@@ -17,6 +17,7 @@
 #include "pmprof/output_pprof.h"
 #include "pmprof/procfs.h"
 #include "pmprof/ptrace.h"
+#include "pmprof/report.h"
 #include "pmprof/sampler.h"
 #include "pmprof/signals.h"
 
@@ -30,6 +31,7 @@ struct SampleArgs {
     double rate = 99;
     std::string mode = "wall";
     std::string output;
+    std::string format;  // "" : from the output's file name, else pprof
     std::vector<std::string> threads;
     std::string max_pause = "5%";
     std::string unwinder = "dwfl";
@@ -86,11 +88,16 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     return o;
 }
 
-/// Writes the profile and the summary; returns false when the profile is empty.
-bool write_results(const SamplerResult& r, const std::string& output) {
-    auto gz = encode_pprof_gzip(r.profile);
-    if (!gz.ok()) throw FatalError("encoding the profile: " + gz.error().message);
-    write_output(output, *gz, true);
+/// Writes the profile (pprof unless --format or the file name says otherwise) and the summary;
+/// returns false when the profile is empty.
+bool write_results(const SamplerResult& r, const std::string& output, const std::string& format) {
+    std::string fmt_name = format.empty() ? format_from_filename(output) : format;
+    if (fmt_name.empty()) fmt_name = "pprof";
+    RenderOptions ro;
+    ro.command = r.profile.comments.empty() ? "" : r.profile.comments.front();
+    auto data = render_profile(r.profile, fmt_name, ro);
+    if (!data.ok()) throw FatalError("writing the profile: " + data.error().message);
+    write_output(output, *data, format_is_binary(fmt_name));
     if (log_level() >= LogLevel::Warn) {
         std::string summary = format_sampler_summary(r);
         summary += fmt::format("pmprof: wrote {}\n", output == "-" ? "stdout" : output);
@@ -117,7 +124,7 @@ int run_attach(const SampleArgs& a) {
     auto result = run_sampler(**session, opt);
     (*session)->detach_all();  // before writing: the target runs untraced as soon as possible
     if (!result.ok()) throw FatalError(result.error());
-    const bool any = write_results(*result, output);
+    const bool any = write_results(*result, output, a.format);
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
@@ -165,7 +172,7 @@ int run_record(const SampleArgs& a) {
         log_warn("{}", result.error().message);
         return wait_for_child(pid);
     }
-    write_results(*result, output);
+    write_results(*result, output, a.format);
     if (result->end == SamplerEnd::TargetExited) return exit_code_of(result->exit);
     if ((*session)->process_exited()) return exit_code_of((*session)->exit_info());
     return wait_for_child(pid);
@@ -184,6 +191,10 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
     cmd->add_option("-o,--output", a->output,
                     "Profile file (gzipped pprof; '-' for stdout); default "
                     "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz");
+    cmd->add_option("-f,--format", a->format,
+                    "Output format: pprof, callgrind, folded, svg or text (default: from -o's "
+                    "name, else pprof)")
+        ->check(CLI::IsMember(kProfileFormats));
     cmd->add_option("-t,--threads", a->threads,
                     "Only these threads: tids or names, comma-separated")
         ->delimiter(',');

@@ -9,8 +9,8 @@
 #include "pmprof/error.h"
 #include "pmprof/log.h"
 #include "pmprof/output_folded.h"
-#include "pmprof/output_pprof.h"
 #include "pmprof/output_threads.h"
+#include "pmprof/report.h"
 #include "pmprof/threads.h"
 
 namespace pmprof {
@@ -54,11 +54,13 @@ int run_stacks(const StacksArgs& a) {
         FoldedOptions fo;
         fo.per_thread = true;
         data = write_folded(thread_dump_to_profile(*dump), fo);
-    } else {  // pprof
-        auto gz = encode_pprof_gzip(thread_dump_to_profile(*dump));
-        if (!gz.ok()) throw FatalError(gz.error().message);
-        data = std::move(*gz);
-        binary = true;
+    } else {  // pprof, callgrind, svg: the threads/count profile through the shared writers
+        RenderOptions ro;
+        ro.title = "Threads of " + std::to_string(pid);
+        auto rendered = render_profile(thread_dump_to_profile(*dump), a.format, ro);
+        if (!rendered.ok()) throw FatalError(rendered.error().message);
+        data = std::move(*rendered);
+        binary = format_is_binary(a.format);
     }
     write_output(a.output, data, binary);
 
@@ -82,7 +84,7 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
                 kExitCodesHelp);
     cmd->add_option("pid", args->pid, "Process id of the target")->required();
     cmd->add_option("-f,--format", args->format, "Output format")
-        ->check(CLI::IsMember({"text", "json", "folded", "pprof"}))
+        ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}))
         ->capture_default_str();
     cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
     cmd->add_flag("--no-group", args->no_group, "Print every thread separately");
