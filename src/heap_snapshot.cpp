@@ -1,12 +1,15 @@
 // take_heap_snapshot: the live path. Checks the allocator and glibc version before touching the
 // target, stops every thread once (TraceSession::with_all_stopped), walks inside the stop through
 // a block cache (the heap is copied with few process_vm_readv calls), resumes, and only then
-// attributes types (ELF symbols, RTTI of read-only data that does not change).
+// attributes types (ELF symbols, RTTI of read-only data that does not change). With reach, the
+// live chunks and the roots are copied in the same stop and analysed after the resume; registers
+// come from one more, register-only stop (see register_roots).
 #include <fmt/format.h>
 
 #include <chrono>
 #include <optional>
 
+#include "heap_internal.h"
 #include "heap_symbols.h"
 #include "pmprof/heap.h"
 #include "pmprof/log.h"
@@ -44,6 +47,24 @@ Result<Preflight> preflight(pid_t pid) {
     return p;
 }
 
+/// Registers of every thread, from a register-only stop right after the walk's stop.
+///
+/// Why a second stop: only the ptrace module may call ptrace, and with_all_stopped() offers no
+/// register access inside its window. A thread blocked in a system call (most threads of a
+/// service) has the same registers in both stops; a running thread may have moved a pointer
+/// between a register and memory in between, which can make that one chunk look leaked (a
+/// "possibly leaked" report is heuristic anyway). The syscall argument registers of the first
+/// stop are roots as well (copy_for_reach).
+void register_roots(TraceSession& session, ReachInput& in, ReachStats& st) {
+    CaptureOptions opt;
+    opt.copy_stack = false;
+    SnapshotStats stats;
+    for (const ThreadCapture& c : session.snapshot({}, opt, &stats))
+        if (c.ok)
+            in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
+    st.register_stop_ns = stats.stop_window_ns;
+}
+
 }  // namespace
 
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
@@ -56,6 +77,12 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     std::vector<MemoryMap> maps = pre->maps;
     std::optional<MallocRoots> roots = pre->roots;
     std::optional<Error> failure;
+    std::optional<heap_detail::ReachCopy> reach;
+    if (opt.reach) {
+        reach.emplace();
+        reach->contents.reserve(
+            heap_detail::estimate_heap_bytes(pre->maps, pre->layout.heap_max, opt.reach_max_bytes));
+    }
     for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
         failure.reset();
         auto window = (*session)->with_all_stopped(
@@ -73,18 +100,24 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
                     roots = *scanned;
                 }
                 snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
-                log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
-                          std::chrono::duration<double, std::milli>(
-                              std::chrono::steady_clock::now() - t0).count(),
-                          static_cast<double>(snap.walk_ns) / 1e6);
+                if (reach)
+                    heap_detail::copy_for_reach(*reach, pid, mem, maps, snap, (*session)->threads(),
+                                                opt.reach_max_bytes);
+                log_debug(
+                    "heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count(),
+                    static_cast<double>(snap.walk_ns) / 1e6);
             },
             opt.stop_timeout);
         if (!window.ok()) return window.error();
         if (failure) return *failure;
         snap.stop_window_ns = *window;
         if (snap.locked_arenas == 0) break;
-        log_info("attempt {}: {} arena locks held; stopping again", attempt + 1, snap.locked_arenas);
+        log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+                 snap.locked_arenas);
     }
+    if (reach && reach->skipped.empty()) register_roots(**session, reach->input, snap.reach);
     (*session)->detach_all();
     session->reset();
 
@@ -93,6 +126,12 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     if (opt.types) {
         ProcessMemory mem(pid);
         attribute_types(snap, heap_detail::load_vtables(pid, maps), &mem, maps);
+    }
+    if (reach && !reach->skipped.empty()) {
+        snap.problems.push_back(reach->skipped);
+    } else if (reach) {
+        analyze_reach(snap, reach->contents, reach->input);
+        snap.reach.copy_ns = reach->copy_ns;
     }
     return snap;
 }

@@ -29,7 +29,8 @@ std::string first_template_arg(const std::string& name, const std::string& prefi
         char c = name[i];
         if (c == '<' || c == '(') ++depth;
         if (c == '>' || c == ')') --depth;
-        if ((c == ',' && depth == 0) || depth < 0) return name.substr(prefix.size(), i - prefix.size());
+        if ((c == ',' && depth == 0) || depth < 0)
+            return name.substr(prefix.size(), i - prefix.size());
     }
     return {};
 }
@@ -46,7 +47,8 @@ std::string display_type(const std::string& type) {
 bool mangled_type_chars(const std::string& s) {
     if (s.empty()) return false;
     return std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
     });
 }
 
@@ -82,7 +84,8 @@ class TypeLookup {
         if (vptr < 16 || !rtti_->read_value(vptr - 16, &head) || head[0] != 0) return {};
         const MemoryMap* tm = maps_.find(head[1]);
         uint64_t ti[2] = {0, 0};  // type_info vptr, name
-        if (!tm || !tm->file_backed() || (head[1] & 7) || !rtti_->read_value(head[1], &ti)) return {};
+        if (!tm || !tm->file_backed() || (head[1] & 7) || !rtti_->read_value(head[1], &ti))
+            return {};
         // The type_info's own vptr must be one of libstdc++'s __cxxabiv1 classes.
         if (!from_symbols(ti[0]).starts_with("__cxxabiv1::")) return {};
         char name[256] = {};
@@ -190,5 +193,41 @@ std::vector<HeapGroup> heap_by_type(const HeapSnapshot& snap, bool types) {
 }
 
 std::vector<HeapGroup> heap_by_size(const HeapSnapshot& snap) { return heap_by_type(snap, false); }
+
+namespace {
+
+/// Groups the chunks `pick` selects by group name plus " owned by OWNER" when they have one.
+template <typename Pick>
+std::vector<HeapGroup> owner_groups(const HeapSnapshot& snap, bool types, Pick&& pick) {
+    std::map<std::pair<uint64_t, uint32_t>, HeapGroup> by_key;
+    for (const HeapChunk& c : snap.chunks) {
+        if (c.internal || !pick(c)) continue;
+        HeapGroup& g = by_key[{group_key(c, types), types ? c.owner : 0}];
+        g.objects += types ? c.objects : 1;
+        g.bytes += static_cast<int64_t>(c.chunk_size);
+    }
+    std::map<std::string, HeapGroup> groups;
+    for (auto& [key, g] : by_key) {
+        std::string name = group_name(snap, key.first);
+        if (key.second) name += " owned by " + snap.type_names[key.second];
+        HeapGroup& merged = groups[name];
+        merged.name = name;
+        merged.objects += g.objects;
+        merged.bytes += g.bytes;
+    }
+    return sorted_groups(groups);
+}
+
+}  // namespace
+
+std::vector<HeapGroup> heap_leaked(const HeapSnapshot& snap, bool types) {
+    return owner_groups(snap, types, [](const HeapChunk& c) {
+        return c.reach == ChunkReach::Leaked || c.reach == ChunkReach::LeakedIndirect;
+    });
+}
+
+std::vector<HeapGroup> heap_owned(const HeapSnapshot& snap) {
+    return owner_groups(snap, true, [](const HeapChunk& c) { return c.owner != 0 && c.type == 0; });
+}
 
 }  // namespace pmprof

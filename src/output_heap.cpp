@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 #include <unordered_map>
 
 #include "pmprof/heap.h"
@@ -80,6 +81,71 @@ void append_group_json(std::string& out, const char* key, const std::vector<Heap
     out += "\n  ]";
 }
 
+/// Untyped chunks owned by each type name, by size class: the "owned by" rows of the type table.
+std::map<std::string, std::vector<HeapGroup>> owned_by_owner(const HeapSnapshot& s) {
+    std::map<std::pair<uint32_t, uint64_t>, HeapGroup> by_key;
+    for (const HeapChunk& c : s.chunks) {
+        if (c.internal || c.type != 0 || c.owner == 0) continue;
+        HeapGroup& g = by_key[{c.owner, group_key(c, false)}];
+        ++g.objects;
+        g.bytes += static_cast<int64_t>(c.chunk_size);
+    }
+    std::map<std::string, std::vector<HeapGroup>> out;
+    for (auto& [key, g] : by_key) {
+        g.name = group_name(s, key.second) + " owned by " + s.type_names[key.first];
+        out[s.type_names[key.first]].push_back(g);
+    }
+    for (auto& [name, rows] : out)
+        std::stable_sort(rows.begin(), rows.end(),
+                         [](const HeapGroup& a, const HeapGroup& b) { return a.bytes > b.bytes; });
+    return out;
+}
+
+/// The type table with, under each type, up to three rows of what it owns.
+void append_types_with_owned(std::string& out, const HeapSnapshot& s, size_t top_n) {
+    std::vector<HeapGroup> groups = heap_by_type(s, true);
+    auto owned = owned_by_owner(s);
+    out += fmt::format("\n{}\n  {:>10} {:>14}  {}\n",
+                       "top types (unknown types by size class; + rows: untyped chunks reachable "
+                       "only through that type)",
+                       "objects", "bytes", "name");
+    for (size_t i = 0; i < groups.size() && i < top_n; ++i) {
+        out += fmt::format("  {:>10} {:>14}  {}\n", groups[i].objects, groups[i].bytes,
+                           groups[i].name);
+        auto it = owned.find(groups[i].name);
+        if (it == owned.end()) continue;
+        for (size_t k = 0; k < it->second.size() && k < 3; ++k)
+            out += fmt::format("  {:>10} {:>14}    + {}\n", it->second[k].objects,
+                               it->second[k].bytes, it->second[k].name);
+    }
+    if (groups.size() > top_n) out += fmt::format("  ... {} more\n", groups.size() - top_n);
+}
+
+void append_reach_text(std::string& out, const HeapSnapshot& s, bool types, size_t top_n) {
+    const ReachStats& r = s.reach;
+    uint64_t direct = 0, typed = 0, owned_only = 0, neither = 0;
+    for (const HeapChunk& c : s.chunks) {
+        if (c.internal) continue;
+        direct += c.reach == ChunkReach::Leaked ? 1 : 0;
+        typed += c.type ? 1 : 0;
+        owned_only += !c.type && c.owner ? 1 : 0;
+        neither += !c.type && !c.owner ? 1 : 0;
+    }
+    out += fmt::format(
+        "\nreachability (conservative scan of {} root ranges, {:.1f} MB, and {} registers; "
+        "copied {:.1f} MB in the stop in {:.2f} ms, analysed in {:.2f} ms, {} pointers)\n"
+        "  reachable {} chunks; attributed: {} to a type, {} more to one owner type, {} to "
+        "neither\n",
+        r.root_ranges, static_cast<double>(r.root_bytes) / 1e6, r.root_words,
+        static_cast<double>(r.chunk_bytes + r.root_bytes) / 1e6,
+        static_cast<double>(r.copy_ns) / 1e6, static_cast<double>(r.scan_ns) / 1e6, r.edges,
+        r.reachable_chunks, typed, owned_only, neither);
+    out += fmt::format("possibly leaked: {} chunks, {} bytes ({} with no pointer to them, {} "
+                       "pointed to only from leaked chunks)\n",
+                       r.leaked_chunks, r.leaked_bytes, direct, r.leaked_chunks - direct);
+    if (r.leaked_chunks) append_groups(out, "top possibly leaked", heap_leaked(s, types), top_n);
+}
+
 /// Per leaf function name: {objects, bytes} summed over samples.
 std::map<std::string, std::pair<int64_t, int64_t>> by_leaf(const Profile& p) {
     std::map<std::string, std::pair<int64_t, int64_t>> out;
@@ -118,16 +184,23 @@ Profile heap_to_profile(const HeapSnapshot& snap, bool types) {
         }
         return it->second;
     };
-    std::map<std::pair<int, uint64_t>, size_t> sample_of;  // (arena, group key) -> sample
+    // (arena, group key, reach, owner) -> sample. Labels reach=leaked|reachable and owner=TYPE
+    // let `go tool pprof -tagfocus=reach=leaked` or `-tagfocus=owner=Session` select chunks.
+    std::map<std::tuple<int, uint64_t, int, uint32_t>, size_t> sample_of;
     for (const HeapChunk& c : snap.chunks) {
         if (c.internal) continue;
         uint64_t key = group_key(c, types);
-        auto [it, fresh] = sample_of.emplace(std::make_pair(c.arena, key), p.samples.size());
+        int reach = c.reach == ChunkReach::Unknown ? 0 : c.reach == ChunkReach::Reachable ? 1 : 2;
+        uint32_t owner = types ? c.owner : 0;
+        auto [it, fresh] =
+            sample_of.emplace(std::make_tuple(c.arena, key, reach, owner), p.samples.size());
         if (fresh) {
             Sample s;
             s.location_ids = {location(group_name(snap, key)), location(arena_frame(c.arena)),
                               location("[heap]")};
             s.values = {0, 0};
+            if (reach) s.labels.push_back({"reach", reach == 1 ? "reachable" : "leaked", 0, ""});
+            if (owner) s.labels.push_back({"owner", snap.type_names[owner], 0, ""});
             p.samples.push_back(std::move(s));
         }
         p.samples[it->second].values[0] += types ? c.objects : 1;
@@ -162,7 +235,8 @@ std::string format_heap_text(const HeapSnapshot& s, bool types, size_t top_n) {
         "  fragmentation {:>13.1f}%  (free outside top / arena bytes)\n",
         m.arena, m.uordblks, t.live_bytes - s.mmapped_bytes, t.live_chunks - s.mmapped_chunks,
         t.tcache_bytes, t.internal_bytes,
-        m.uordblks - std::min(m.uordblks, t.live_bytes - s.mmapped_bytes + t.tcache_bytes + t.internal_bytes),
+        m.uordblks - std::min(m.uordblks,
+                              t.live_bytes - s.mmapped_bytes + t.tcache_bytes + t.internal_bytes),
         m.fordblks, t.top_bytes, t.bin_bytes, t.fast_bytes, m.hblkhd, m.hblks,
         percent(free_not_top, m.arena));
     out += fmt::format("\narenas\n  {:>3} {:>18} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10}\n",
@@ -174,9 +248,11 @@ std::string format_heap_text(const HeapSnapshot& s, bool types, size_t top_n) {
                            a.bin_bytes + a.fast_bytes, a.tcache_bytes, a.top_size,
                            a.skipped ? "  SKIPPED" : "");
     if (types) {
-        out += fmt::format("\nlive chunks with a C++ type: {} of {}\n", t.typed_chunks, t.live_chunks);
-        append_groups(out, "top types (unknown types by size class)", heap_by_type(s, true), top_n);
+        out +=
+            fmt::format("\nlive chunks with a C++ type: {} of {}\n", t.typed_chunks, t.live_chunks);
+        append_types_with_owned(out, s, top_n);
     }
+    if (s.reach.done) append_reach_text(out, s, types, top_n);
     append_groups(out, "top size classes (chunk size)", heap_by_size(s), top_n);
     for (const std::string& p : s.problems) out += "problem: " + p + "\n";
     return out;
@@ -196,8 +272,7 @@ std::string format_heap_json(const HeapSnapshot& s, bool types) {
         s.pid, json_escape(s.glibc_version), json_escape(s.roots.found_by), s.time_nanos,
         s.stop_window_ns, s.walk_ns, s.bytes_walked, s.partial() ? "true" : "false", m.arena,
         m.ordblks, m.smblks, m.hblks, m.hblkhd, m.usmblks, m.fsmblks, m.uordblks, m.fordblks,
-        m.keepcost, t.live_chunks, t.live_bytes, t.typed_chunks, s.mmapped_chunks,
-        s.mmapped_bytes);
+        m.keepcost, t.live_chunks, t.live_bytes, t.typed_chunks, s.mmapped_chunks, s.mmapped_bytes);
     out += ",\n  \"arenas\": [";
     for (size_t i = 0; i < s.arenas.size(); ++i) {
         const ArenaSummary& a = s.arenas[i];
@@ -215,6 +290,19 @@ std::string format_heap_json(const HeapSnapshot& s, bool types) {
     out += "\n  ]";
     if (types) append_group_json(out, "types", heap_by_type(s, true));
     append_group_json(out, "sizes", heap_by_size(s));
+    if (s.reach.done) {
+        const ReachStats& r = s.reach;
+        out += fmt::format(
+            ",\n  \"reach\": {{\"root_ranges\": {}, \"root_bytes\": {}, \"root_words\": {}, "
+            "\"chunk_bytes\": {}, \"copy_ns\": {}, \"scan_ns\": {}, \"register_stop_ns\": {}, "
+            "\"edges\": {}, \"reachable_chunks\": {}, \"owned_chunks\": {}, "
+            "\"leaked_chunks\": {}, \"leaked_bytes\": {}}}",
+            r.root_ranges, r.root_bytes, r.root_words, r.chunk_bytes, r.copy_ns, r.scan_ns,
+            r.register_stop_ns, r.edges, r.reachable_chunks, r.owned_chunks, r.leaked_chunks,
+            r.leaked_bytes);
+        append_group_json(out, "leaked", heap_leaked(s, types));
+        if (types) append_group_json(out, "owned", heap_owned(s));
+    }
     out += ",\n  \"problems\": [";
     for (size_t i = 0; i < s.problems.size(); ++i)
         out += fmt::format("{}\"{}\"", i ? ", " : "", json_escape(s.problems[i]));
@@ -232,7 +320,8 @@ std::vector<HeapGrowth> heap_growth(const Profile& base, const Profile& now) {
     }
     for (const auto& [name, v] : b)
         if (!n.count(name)) rows.push_back({name, -v.first, -v.second, 0, 0});
-    std::erase_if(rows, [](const HeapGrowth& r) { return r.bytes_delta == 0 && r.objects_delta == 0; });
+    std::erase_if(rows,
+                  [](const HeapGrowth& r) { return r.bytes_delta == 0 && r.objects_delta == 0; });
     std::stable_sort(rows.begin(), rows.end(), [](const HeapGrowth& a, const HeapGrowth& b2) {
         return a.bytes_delta > b2.bytes_delta;
     });
@@ -243,9 +332,9 @@ std::string format_heap_growth(const std::vector<HeapGrowth>& rows, size_t top_n
     std::string out = fmt::format("{:>12} {:>14} {:>10} {:>14}  {}\n", "+objects", "+bytes",
                                   "objects", "bytes", "name");
     for (size_t i = 0; i < rows.size() && i < top_n; ++i)
-        out += fmt::format("{:>+12} {:>+14} {:>10} {:>14}  {}\n", rows[i].objects_delta,
-                           rows[i].bytes_delta, rows[i].objects_now, rows[i].bytes_now,
-                           rows[i].name);
+        out +=
+            fmt::format("{:>+12} {:>+14} {:>10} {:>14}  {}\n", rows[i].objects_delta,
+                        rows[i].bytes_delta, rows[i].objects_now, rows[i].bytes_now, rows[i].name);
     if (rows.empty()) out += "  (no change)\n";
     return out;
 }

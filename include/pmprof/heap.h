@@ -47,30 +47,40 @@ Result<GlibcMallocLayout> glibc_layout_for(const std::string& version);
 /// Where the allocator's roots are in the target.
 struct MallocRoots {
     uint64_t main_arena = 0;
-    uint64_t mp = 0;          // &mp_
-    std::string found_by;     // "symbols (<file>)" or "scan of libc data"
+    uint64_t mp = 0;       // &mp_
+    std::string found_by;  // "symbols (<file>)" or "scan of libc data"
+};
+
+/// Whether a pointer from the roots reaches a chunk (analyze_reach).
+enum class ChunkReach : uint8_t {
+    Unknown = 0,  // not analysed (--no-reach, internal chunks, or the analysis was skipped)
+    Reachable = 1,
+    Leaked = 2,          // no pointer from the roots or another chunk ("definitely lost")
+    LeakedIndirect = 3,  // pointed to only from leaked chunks ("indirectly lost")
 };
 
 /// One in-use chunk: handed to the program (live) or held by libc itself (internal).
 struct HeapChunk {
-    uint64_t chunk_address = 0;  // user pointer = chunk_address + 16
-    uint64_t chunk_size = 0;     // whole chunk, header included
-    int32_t arena = 0;           // index into HeapSnapshot::arenas; -1 for mmapped chunks
-    bool internal = false;       // libc's own (tcache_perthread_struct, fencepost)
+    uint64_t chunk_address = 0;     // user pointer = chunk_address + 16
+    uint64_t chunk_size = 0;        // whole chunk, header included
+    int32_t arena = 0;              // index into HeapSnapshot::arenas; -1 for mmapped chunks
+    bool internal = false;          // libc's own (tcache_perthread_struct, fencepost)
     uint64_t word0 = 0, word1 = 0;  // first two words of user data (type attribution)
-    uint32_t type = 0;           // index into HeapSnapshot::type_names; 0 = unknown
-    uint32_t objects = 1;        // objects in the chunk (array new with a cookie: n)
+    uint32_t type = 0;              // index into HeapSnapshot::type_names; 0 = unknown
+    uint32_t objects = 1;           // objects in the chunk (array new with a cookie: n)
+    uint32_t owner = 0;             // type_names index of the one typed chunk type that owns it
+    ChunkReach reach = ChunkReach::Unknown;
 };
 
 struct ArenaSummary {
-    int index = 0;               // 0 = main_arena, then in `next` order
+    int index = 0;  // 0 = main_arena, then in `next` order
     uint64_t address = 0;
     size_t heaps = 0;
-    bool skipped = false;        // lock held or unreadable: numbers below are incomplete
+    bool skipped = false;  // lock held or unreadable: numbers below are incomplete
     uint64_t system_mem = 0;
     uint64_t top_size = 0;
-    uint64_t bin_chunks = 0, bin_bytes = 0;      // regular/unsorted bins, top excluded
-    uint64_t fast_chunks = 0, fast_bytes = 0;    // fastbins
+    uint64_t bin_chunks = 0, bin_bytes = 0;        // regular/unsorted bins, top excluded
+    uint64_t fast_chunks = 0, fast_bytes = 0;      // fastbins
     uint64_t tcache_chunks = 0, tcache_bytes = 0;  // chunks of this arena cached in a tcache
     uint64_t live_chunks = 0, live_bytes = 0;
     uint64_t internal_chunks = 0, internal_bytes = 0;
@@ -82,6 +92,19 @@ struct MallInfo2 {
     uint64_t arena = 0, ordblks = 0, smblks = 0, hblks = 0, hblkhd = 0, usmblks = 0, fsmblks = 0,
              uordblks = 0, fordblks = 0, keepcost = 0;
     bool operator==(const MallInfo2&) const = default;
+};
+
+/// What the reachability analysis saw and cost (all zero when it did not run).
+struct ReachStats {
+    bool done = false;
+    uint64_t root_bytes = 0, root_ranges = 0, root_words = 0;  // scanned roots
+    uint64_t chunk_bytes = 0;  // chunk contents copied inside the stop and scanned
+    uint64_t copy_ns = 0;      // copying roots and chunks inside the stop
+    uint64_t scan_ns = 0;      // edges, marking and owners, after the resume
+    uint64_t edges = 0;        // distinct chunk -> chunk pointers
+    uint64_t reachable_chunks = 0, leaked_chunks = 0, leaked_bytes = 0;
+    uint64_t owned_chunks = 0;      // chunks with exactly one owning type
+    uint64_t register_stop_ns = 0;  // the extra register-only stop
 };
 
 struct HeapSnapshot {
@@ -97,6 +120,7 @@ struct HeapSnapshot {
     size_t locked_arenas = 0;                        // skipped because their lock was held
     int64_t time_nanos = 0;
     uint64_t stop_window_ns = 0, walk_ns = 0, bytes_walked = 0;
+    ReachStats reach;
 
     bool partial() const { return !problems.empty(); }
 };
@@ -118,6 +142,25 @@ struct VtableRange {
 void attribute_types(HeapSnapshot& snap, std::vector<VtableRange> vtables, MemoryReader* rtti,
                      const std::vector<MemoryMap>& maps);
 
+/// Copied target memory: the roots of the reachability analysis (a stack from sp up, module
+/// data, TLS, other writable memory) and the contents of the in-use chunks.
+struct MemoryCopy {
+    uint64_t address = 0;
+    std::vector<uint8_t> bytes;
+};
+struct ReachInput {
+    std::vector<MemoryCopy> roots;
+    std::vector<uint64_t> root_words;  // registers of every thread
+};
+
+/// Marks every live chunk reachable or leaked by a conservative scan (any aligned word equal to
+/// an address inside a chunk's user bytes is a pointer), and sets `owner` where exactly one type
+/// of typed chunk points to the chunk, directly or through at most kOwnerChain untyped chunks.
+/// `contents` must hold every live chunk's bytes (a copy from the same stop as the walk).
+/// Run after attribute_types.
+void analyze_reach(HeapSnapshot& snap, MemoryReader& contents, const ReachInput& in);
+inline constexpr int kOwnerChain = 3;
+
 /// One group of live chunks (by type, or by size class).
 struct HeapGroup {
     std::string name;
@@ -125,6 +168,11 @@ struct HeapGroup {
 };
 /// Live chunks grouped by type name (unknown types by size class), largest bytes first.
 std::vector<HeapGroup> heap_by_type(const HeapSnapshot& snap, bool types);
+/// Chunks that no pointer reaches (leaked and indirectly leaked) by type (or size class), with
+/// the owning type in the name ("[48 B] owned by Session"), largest bytes first.
+std::vector<HeapGroup> heap_leaked(const HeapSnapshot& snap, bool types);
+/// Untyped live chunks with one owner type, as "[48 B] owned by Session", largest bytes first.
+std::vector<HeapGroup> heap_owned(const HeapSnapshot& snap);
 /// Live chunks by size class ("[48 B]", "[4 KiB-8 KiB)"), largest bytes first.
 std::vector<HeapGroup> heap_by_size(const HeapSnapshot& snap);
 /// Size-class label of a chunk size.
@@ -153,6 +201,11 @@ struct HeapOptions {
     bool types = true;
     std::chrono::milliseconds stop_timeout{1000};
     int lock_retries = 3;  // re-stop when an arena lock is held (a thread was inside malloc)
+    /// Reachability and ownership: copies the roots and every live chunk inside the stop (the
+    /// stop grows by about the copy time, and pmprof holds a copy of the live heap), then one
+    /// more register-only stop. --no-reach skips all of it.
+    bool reach = true;
+    uint64_t reach_max_bytes = uint64_t{2} << 30;  // roots + chunk copy beyond this: skipped
 };
 
 /// Seizes `pid`, stops every thread, walks the heap, resumes, attributes types. The Error says

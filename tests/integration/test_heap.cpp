@@ -27,7 +27,8 @@ long long json_number(const std::string& text, const std::string& key, size_t fr
 }
 
 /// "objects" of the group named `name` in the JSON array `array` ("types" or "sizes").
-long long group_objects(const std::string& json, const std::string& array, const std::string& name) {
+long long group_objects(const std::string& json, const std::string& array,
+                        const std::string& name) {
     size_t start = json.find("\"" + array + "\": [");
     if (start == std::string::npos) return -1;
     size_t at = json.find("{\"name\": \"" + name + "\", ", start);
@@ -43,13 +44,16 @@ std::map<std::string, std::string> fields(const std::string& line) {
         size_t end = line.find(' ', pos);
         if (end == std::string::npos) end = line.size();
         std::string word = line.substr(pos, end - pos);
-        if (auto eq = word.find('='); eq != std::string::npos) out[word.substr(0, eq)] = word.substr(eq + 1);
+        if (auto eq = word.find('='); eq != std::string::npos)
+            out[word.substr(0, eq)] = word.substr(eq + 1);
         pos = end + 1;
     }
     return out;
 }
 
-uint64_t chunk_size_for(uint64_t request) { return std::max<uint64_t>(32, (request + 8 + 15) & ~15ULL); }
+uint64_t chunk_size_for(uint64_t request) {
+    return std::max<uint64_t>(32, (request + 8 + 15) & ~15ULL);
+}
 
 }  // namespace
 
@@ -76,7 +80,8 @@ TEST_CASE("heap: totals match the target's own mallinfo2 on five arenas", "[inte
     std::string live = want["live"];
     for (size_t pos = 0; pos < live.size();) {
         size_t comma = live.find(',', pos);
-        std::string item = live.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        std::string item =
+            live.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         uint64_t request = std::stoull(item.substr(0, item.find(':')));
         long long count = std::stoll(item.substr(item.find(':') + 1));
         std::string label = "[" + std::to_string(chunk_size_for(request)) + " B]";
@@ -141,8 +146,8 @@ TEST_CASE("heap: jemalloc is named and refused with exit 2", "[integration][heap
     const char* lib = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
     INFO("libjemalloc2 is a test package (apt-get install libjemalloc2)");
     REQUIRE(access(lib, R_OK) == 0);
-    auto t = Target::start({"/usr/bin/env", std::string("LD_PRELOAD=") + lib,
-                            target_bin("heap_types", true)});
+    auto t = Target::start(
+        {"/usr/bin/env", std::string("LD_PRELOAD=") + lib, target_bin("heap_types", true)});
     REQUIRE(t);
     RunResult r = run({pmprof_bin(), "heap", std::to_string(t->pid())});
     CHECK(r.exit_code == 2);
@@ -182,4 +187,65 @@ TEST_CASE("heap: main_arena and mp_ found without symbols equal the symbols'",
     REQUIRE(scanned.ok());
     CHECK(scanned->main_arena == sym->main_arena);
     CHECK(scanned->mp == sym->mp);
+}
+
+TEST_CASE("heap: dropped objects are possibly leaked, held ones are not, buffers have owners",
+          "[integration][heap][reach]") {
+    for (bool fp : {true, false}) {
+        auto t = Target::start({target_bin("heap_leaks", fp)});
+        REQUIRE(t);
+        auto want = fields(t->ready_line());
+        long long held = std::atoll(want["held"].c_str()),
+                  leaked = std::atoll(want["leaked"].c_str());
+        REQUIRE(leaked > 0);
+        std::string pid = std::to_string(t->pid());
+        RunResult r = run({pmprof_bin(), "heap", pid, "--format", "json"});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        // Each LeakedWidget and its std::string buffer (101 bytes: a 112-byte chunk).
+        CHECK(group_objects(r.out, "leaked", "hl::LeakedWidget") == leaked);
+        CHECK(group_objects(r.out, "leaked", "[112 B] owned by hl::LeakedWidget") == leaked);
+        CHECK(json_number(r.out, "leaked_chunks") == 2 * leaked);
+        // Held through a global vector, a worker's stack, a thread_local: never leaked.
+        for (const char* type :
+             {"hl::Session", "[112 B] owned by hl::Session", "hl::StackHeld", "hl::TlsHeld"}) {
+            INFO(type);
+            CHECK(group_objects(r.out, "leaked", type) == 0);
+        }
+        CHECK(group_objects(r.out, "types", "hl::StackHeld") == 1);
+        CHECK(group_objects(r.out, "types", "hl::TlsHeld") == 1);
+        // std::string owned by Session.
+        CHECK(group_objects(r.out, "owned", "[112 B] owned by hl::Session") == held);
+
+        RunResult text = run({pmprof_bin(), "heap", pid});
+        REQUIRE(text.exit_code == 0);
+        CHECK(text.out.find("possibly leaked: " + std::to_string(2 * leaked) + " chunks") !=
+              std::string::npos);
+        CHECK(text.out.find("+ [112 B] owned by hl::Session") != std::string::npos);
+
+        RunResult off = run({pmprof_bin(), "heap", pid, "--no-reach", "--format", "json"});
+        REQUIRE(off.exit_code == 0);
+        CHECK(off.out.find("\"reach\"") == std::string::npos);
+        CHECK(left_running(t->pid()) == "");
+    }
+}
+
+TEST_CASE("heap: go tool pprof -tagfocus selects the leaked chunks", "[integration][heap][reach]") {
+    REQUIRE(access("/usr/bin/go", X_OK) == 0);
+    auto t = Target::start({target_bin("heap_leaks", true)});
+    REQUIRE(t);
+    std::string out = temp_path("leaks.pb.gz");
+    RunResult r = run({pmprof_bin(), "heap", std::to_string(t->pid()), "-o", out});
+    REQUIRE(r.exit_code == 0);
+    RunResult top = run({"/usr/bin/go", "tool", "pprof", "-tagfocus=reach=leaked",
+                         "-sample_index=inuse_objects", "-top", out});
+    INFO(top.out + top.err);
+    REQUIRE(top.exit_code == 0);
+    CHECK(top.out.find("hl::LeakedWidget") != std::string::npos);
+    CHECK(top.out.find("hl::Session") == std::string::npos);
+    RunResult owner = run({"/usr/bin/go", "tool", "pprof", "-tagfocus=owner=hl::Session",
+                           "-sample_index=inuse_objects", "-top", out});
+    REQUIRE(owner.exit_code == 0);
+    CHECK(owner.out.find("[112 B]") != std::string::npos);
+    CHECK(left_running(t->pid()) == "");
 }
