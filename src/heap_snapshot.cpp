@@ -68,6 +68,9 @@ void register_roots(TraceSession& session, ReachInput& in, ReachStats& st) {
 }  // namespace
 
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
+    // The same one-line refusals as every verb (no such process, zombie, already traced, no
+    // permission) before the allocator checks read anything from /proc.
+    if (auto traceable = check_traceable(pid); !traceable.ok()) return traceable.error();
     auto pre = preflight(pid);
     if (!pre.ok()) return pre.error();
     auto session = TraceSession::seize(pid);
