@@ -14,6 +14,7 @@
 #include "pmprof/heap.h"
 #include "pmprof/log.h"
 #include "pmprof/output_pprof.h"
+#include "pmprof/report.h"
 #include "pmprof/signals.h"
 
 namespace pmprof {
@@ -35,8 +36,9 @@ struct HeapArgs {
 
 std::string choose_format(const HeapArgs& a) {
     if (!a.format.empty()) return a.format;
-    if (a.output.ends_with(".pb.gz") || a.output.ends_with(".pb")) return "pprof";
-    return "text";
+    std::string implied = format_from_filename(a.output);
+    // The profile writers' "text" is a top table; the heap's own text report says more.
+    return implied.empty() || implied == "text" ? "text" : implied;
 }
 
 HeapSnapshot snapshot_or_throw(pid_t pid, const HeapOptions& opt) {
@@ -51,10 +53,13 @@ HeapSnapshot snapshot_or_throw(pid_t pid, const HeapOptions& opt) {
     return std::move(*snap);
 }
 
-std::string encode_or_throw(const Profile& p) {
-    auto gz = encode_pprof_gzip(p);
-    if (!gz.ok()) throw FatalError(gz.error().message);
-    return std::move(*gz);
+std::string render_or_throw(const Profile& p, const std::string& format) {
+    RenderOptions ro;
+    ro.sample_type = "inuse_space";
+    ro.title = "Live heap";
+    auto data = render_profile(p, format, ro);
+    if (!data.ok()) throw FatalError(data.error().message);
+    return std::move(*data);
 }
 
 Profile read_base(const std::string& path) {
@@ -71,12 +76,13 @@ Profile read_base(const std::string& path) {
 /// Writes the snapshot in the chosen format to -o (or stdout).
 void write_snapshot(const HeapArgs& a, const HeapSnapshot& s, bool types) {
     std::string format = choose_format(a);
-    if (format == "pprof")
-        write_output(a.output, encode_or_throw(heap_to_profile(s, types)), true);
-    else if (format == "json")
+    if (format == "json")
         write_output(a.output, format_heap_json(s, types), false);
-    else
+    else if (format == "text")
         write_output(a.output, format_heap_text(s, types, a.top), false);
+    else  // pprof, callgrind, folded, svg: the heap profile through the shared writers
+        write_output(a.output, render_or_throw(heap_to_profile(s, types), format),
+                     format_is_binary(format));
 }
 
 int run_series(const HeapArgs& a, pid_t pid, const HeapOptions& opt) {
@@ -158,8 +164,9 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
         kExitCodesHelp);
     cmd->add_option("pid", args->pid, "Process id of the target")->required();
     cmd->add_option("-f,--format", args->format,
-                    "text, json or pprof (default: pprof when -o ends in .pb.gz, else text)")
-        ->check(CLI::IsMember({"text", "json", "pprof"}));
+                    "text, json, pprof, callgrind, folded or svg (default: from -o's name, e.g. "
+                    "pprof for .pb.gz, else text)")
+        ->check(CLI::IsMember({"text", "json", "pprof", "callgrind", "folded", "svg"}));
     cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
     cmd->add_option("--base", args->base, "Print the growth since this earlier heap profile");
     cmd->add_option("--interval", args->interval, "Time between snapshots with --count")
