@@ -307,9 +307,15 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
         // Queued real-time signals must all arrive; SIGUSR1 is sent one at a time (standard
         // signals coalesce while pending) and each must be counted before the next.
         for (int i = 0; i < 100; ++i) rt_sent += sigqueue(target->pid(), SIGRTMIN, sigval{i}) == 0;
+        // A process-directed signal may land on a thread that is in its signal-delivery-stop
+        // until pmprof's next event poll, while the SIGUSR2 that asks for the counts is handled
+        // at once by another thread: poll (bounded) until this SIGUSR1 shows up.
         for (int i = 0; i < 20; ++i) {
             kill(target->pid(), SIGUSR1);
-            usr1_seen = try_counts(*target)["usr1"];
+            const auto deadline = std::chrono::steady_clock::now() + 5s;
+            do {
+                usr1_seen = try_counts(*target)["usr1"];
+            } while (usr1_seen < i + 1 && std::chrono::steady_clock::now() < deadline);
             if (usr1_seen != i + 1) break;
         }
     }
