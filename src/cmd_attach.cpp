@@ -128,9 +128,11 @@ int run_attach(const SampleArgs& a) {
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
-    // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0 (issue 3 §1).
+    // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0 (issue 3 §1). A
+    // sample missed because a thread did not stop in time is counted in the summary, not a
+    // partial profile: the other samples of that thread are still there.
     const bool partial = !any || result->end == SamplerEnd::TargetExited ||
-                         result->end == SamplerEnd::Exec || result->stats.capture_failures > 0;
+                         result->end == SamplerEnd::Exec;
     return partial ? kExitPartial : kExitComplete;
 }
 

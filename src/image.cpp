@@ -16,11 +16,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <set>
 #include <tuple>
 
+#include "debug_cache.h"
 #include "image_internal.h"
 #include "pmprof/log.h"
 #include "pmprof/memory.h"
@@ -203,6 +205,49 @@ std::optional<OpenedFile> open_vdso(const MemoryMap& m, MemoryReader& memory) {
 /// libdwfl from opening files by path behind our back.
 int no_find_elf(Dwfl_Module*, void**, const char*, Dwarf_Addr, char**, Elf**) { return -1; }
 
+/// find_debuginfo with the debug cache (debug_cache.h) in front of dwfl_standard_find_debuginfo:
+/// a cached uncompressed copy for the module's build id is used as is; otherwise the standard
+/// lookup runs and, if its file is compressed, a copy is added for the next run. The cache must
+/// come first: the standard callback already hands libdwfl an Elf for the file it found
+/// ("backdoors" mod->debug.elf, libdwfl/dwfl_build_id_find_debuginfo.c), so replacing its fd
+/// afterwards would change nothing. No exception may leave this C callback.
+int find_debuginfo_cached(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                          const char* file_name, const char* debuglink_file,
+                          GElf_Word debuglink_crc, char** debuginfo_file_name) {
+    std::string cache_dir;
+    try {
+        cache_dir = debug_cache_dir();
+        const unsigned char* bits = nullptr;
+        GElf_Addr vaddr = 0;
+        // The main ELF is loaded before libdwfl looks for debug info, so the build id is known.
+        int len = dwfl_module_build_id(mod, &bits, &vaddr);
+        std::string cached_path;
+        UniqueFd cached;
+        if (len > 0)
+            cached = open_cached_debug(hex_bytes(bits, static_cast<size_t>(len)), cache_dir,
+                                       &cached_path);
+        if (cached.valid()) {
+            // libdwfl owns (frees) the name and the fd we return (libdwfl.h, find_debuginfo).
+            if (char* name = strdup(cached_path.c_str()); name != nullptr) {
+                *debuginfo_file_name = name;
+                return cached.release();
+            }
+        }
+    } catch (const std::exception& e) {
+        log_debug("debug cache: {}", e.what());
+        cache_dir.clear();
+    }
+    int fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                          debuglink_crc, debuginfo_file_name);
+    if (fd < 0 || *debuginfo_file_name == nullptr || cache_dir.empty()) return fd;
+    try {
+        add_cached_debug(fd, *debuginfo_file_name, cache_dir);
+    } catch (const std::exception& e) {
+        log_debug("debug cache: {}", e.what());
+    }
+    return fd;
+}
+
 /// ":.debug:/usr/lib/debug", plus the target's own /usr/lib/debug when its root differs.
 void setup_debuginfo_path(ProcessImage::Impl& impl) {
     impl.debuginfo_path = ":.debug:/usr/lib/debug";
@@ -267,7 +312,8 @@ Result<std::unique_ptr<ProcessImage>> ProcessImage::open(pid_t pid, std::vector<
     impl->callbacks.find_elf = no_find_elf;
     // dwfl_standard_find_debuginfo: .build-id and debuglink lookups along debuginfo_path, then
     // debuginfod (libdw 0.188 asks it only when DEBUGINFOD_URLS is set).
-    impl->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    // find_debuginfo_cached swaps in an uncompressed copy from the debug cache when one applies.
+    impl->callbacks.find_debuginfo = find_debuginfo_cached;
     impl->callbacks.debuginfo_path = &impl->debuginfo_path_ptr;
     impl->dwfl = dwfl_begin(&impl->callbacks);
     if (impl->dwfl == nullptr) return Error{fmt::format("dwfl_begin: {}", dwfl_errmsg(-1))};
