@@ -109,12 +109,12 @@ $(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
 TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
 test: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
-	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
+	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
 unit: $(BUILD)/pmprof-tests
 	$(BUILD)/pmprof-tests '[unit]'
 integration: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
-	PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
+	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
 
 # ---- demo, bench, install -----------------------------------------------------------------
 demo: $(BUILD)/pmprof $(EXAMPLE_BINS)
