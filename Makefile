@@ -117,7 +117,8 @@ integration: $(BUILD)/.test-deps-ok
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
 
 # ---- demo, bench, install -----------------------------------------------------------------
-demo: $(BUILD)/pmprof $(EXAMPLE_BINS)
+# The demo also fetches a profile from `pmprof serve` with `go tool pprof` (a test package).
+demo: $(BUILD)/.test-deps-ok $(BUILD)/pmprof $(EXAMPLE_BINS)
 	@BUILD=$(BUILD) examples/demo.sh
 
 bench: $(BUILD)/.test-deps-ok $(BUILD)/pmprof
