@@ -102,27 +102,8 @@ std::string write_profile(const Profile& p, const std::string& name) {
     return path;
 }
 
-std::vector<std::string> go_env() {
-    static const std::string home = [] {
-        std::string h = temp_path("gohome");
-        mkdir(h.c_str(), 0700);
-        return h;
-    }();
-    return {"env",
-            "GOFLAGS=",
-            "GOPATH=/usr/share/gocode",
-            "GO111MODULE=off",
-            "HOME=" + home,
-            "GOCACHE=" + home + "/gocache",
-            "PPROF_TMPDIR=" + home,
-            "PPROF_BINARY_PATH=" + home};
-}
-
 RunResult go_pprof(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = go_env();
-    argv.insert(argv.end(), {"go", "tool", "pprof"});
-    argv.insert(argv.end(), args.begin(), args.end());
-    RunResult r = run(argv, std::chrono::seconds(120));
+    RunResult r = run_go_tool_pprof(args);
     INFO("go tool pprof stderr: " << r.err);
     REQUIRE(r.exit_code == 0);
     return r;

@@ -18,21 +18,7 @@ namespace {
 
 std::string go_profile() { return source_dir() + "/tests/corpus/go_cpu.pb.gz"; }
 
-// `go tool pprof ARGS` offline, with a throwaway HOME and build cache.
-RunResult go_pprof(std::vector<std::string> args) {
-    std::string home = temp_path("gohome");
-    std::vector<std::string> argv = {"env",
-                                     "GO111MODULE=off",
-                                     "GOFLAGS=-mod=mod",
-                                     "HOME=" + home,
-                                     "GOCACHE=" + home + "/cache",
-                                     "PPROF_TMPDIR=" + home,
-                                     "go",
-                                     "tool",
-                                     "pprof"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, std::chrono::seconds(120));
-}
+RunResult go_pprof(const std::vector<std::string>& args) { return run_go_tool_pprof(args); }
 
 RunResult pmprof_report(std::vector<std::string> args) {
     std::vector<std::string> argv = {pmprof_bin(), "report"};

@@ -47,20 +47,7 @@ std::map<std::string, FuncCost> check_profile(const std::string& path) {
     return out;
 }
 
-/// Runs `go tool pprof ARGS...` offline (Debian's GOPATH, a private HOME and GOCACHE).
-RunResult go_pprof(const std::vector<std::string>& args) {
-    static const std::string home = temp_path("gohome");
-    std::vector<std::string> argv{"env",
-                                  "GO111MODULE=off",
-                                  "GOPATH=/usr/share/gocode",
-                                  "HOME=" + home,
-                                  "GOCACHE=" + home + "/cache",
-                                  "go",
-                                  "tool",
-                                  "pprof"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, 120s);
-}
+RunResult go_pprof(const std::vector<std::string>& args) { return run_go_tool_pprof(args); }
 
 double cost(const std::map<std::string, FuncCost>& f, const std::string& name, bool cum = false) {
     auto it = f.find(name);

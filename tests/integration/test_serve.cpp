@@ -141,26 +141,6 @@ HttpAnswer curl(const std::string& method, const std::string& url,
     return {std::stoi(r.out.substr(nl + 1)), r.out.substr(0, nl)};
 }
 
-std::vector<std::string> go_pprof_argv(const std::vector<std::string>& args) {
-    static const std::string home = [] {
-        std::string h = temp_path("serve-gohome");
-        mkdir(h.c_str(), 0700);
-        return h;
-    }();
-    std::vector<std::string> argv = {"env",
-                                     "GOFLAGS=",
-                                     "GOPATH=/usr/share/gocode",
-                                     "GO111MODULE=off",
-                                     "HOME=" + home,
-                                     "GOCACHE=" + home + "/gocache",
-                                     "PPROF_TMPDIR=" + home,
-                                     "go",
-                                     "tool",
-                                     "pprof"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-}
-
 /// A raw HTTP/1.1 request on a fresh connection (Connection: close); returns the socket, or -1.
 int open_request(int port, const std::string& path) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -223,7 +203,7 @@ TEST_CASE("go tool pprof reads profile, heap and threads from pmprof serve",
     auto target = start_split();
     Server server(target->pid());
 
-    RunResult prof = run(go_pprof_argv({"-raw", server.base() + "profile?seconds=2"}),
+    RunResult prof = run(go_tool_pprof_argv({"-raw", server.base() + "profile?seconds=2"}),
                          std::chrono::seconds(120));
     INFO("pprof stderr: " << prof.err);
     REQUIRE(prof.exit_code == 0);
@@ -233,13 +213,13 @@ TEST_CASE("go tool pprof reads profile, heap and threads from pmprof serve",
     REQUIRE(left_running(target->pid()) == "");
 
     RunResult heap =
-        run(go_pprof_argv({"-raw", server.base() + "heap"}), std::chrono::seconds(120));
+        run(go_tool_pprof_argv({"-raw", server.base() + "heap"}), std::chrono::seconds(120));
     INFO("pprof heap stderr: " << heap.err);
     REQUIRE(heap.exit_code == 0);
     CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
 
     for (const char* name : {"goroutine", "threads"}) {
-        RunResult t = run(go_pprof_argv({"-raw", server.base() + name}), std::chrono::seconds(120));
+        RunResult t = run(go_tool_pprof_argv({"-raw", server.base() + name}), std::chrono::seconds(120));
         INFO("pprof " << name << " stderr: " << t.err);
         REQUIRE(t.exit_code == 0);
         CHECK(t.out.find("descend") != std::string::npos);

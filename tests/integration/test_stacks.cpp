@@ -243,9 +243,7 @@ TEST_CASE("stacks: json, folded and pprof outputs", "[integration][stacks]") {
     RunResult check = run({build_dir() + "/pprofcheck", pb});
     INFO(check.out << check.err);
     REQUIRE(check.exit_code == 0);
-    std::string home = temp_path("gohome");
-    RunResult raw = run({"/usr/bin/env", "HOME=" + home, "GOCACHE=" + home + "/cache", "GO111MODULE=off",
-                         "GOPATH=/usr/share/gocode", "go", "tool", "pprof", "-raw", pb}, 120s);
+    RunResult raw = run_go_tool_pprof({"-raw", pb});
     INFO(raw.out << raw.err);
     REQUIRE(raw.exit_code == 0);
     REQUIRE(raw.out.find("threads/count") != std::string::npos);

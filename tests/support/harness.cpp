@@ -532,4 +532,30 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
+std::vector<std::string> go_tool_pprof_argv(const std::vector<std::string>& args) {
+    static const std::string home = [] {
+        std::string h = temp_path("gohome");
+        mkdir(h.c_str(), 0700);
+        return h;
+    }();
+    std::vector<std::string> argv = {"env",
+                                     "GOFLAGS=",
+                                     "GOPATH=/usr/share/gocode",
+                                     "GO111MODULE=off",
+                                     "HOME=" + home,
+                                     "GOCACHE=" + home + "/gocache",
+                                     "PPROF_TMPDIR=" + home,
+                                     "PPROF_BINARY_PATH=" + home,
+                                     "go",
+                                     "tool",
+                                     "pprof"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+RunResult run_go_tool_pprof(const std::vector<std::string>& args,
+                            std::chrono::milliseconds timeout) {
+    return run(go_tool_pprof_argv(args), timeout);
+}
+
 }  // namespace pmprof::test

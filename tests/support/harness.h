@@ -90,6 +90,13 @@ int marker_line(const std::string& source_path, const std::string& name);
 /// {pid: 12, reader: 13}); words without '=' are skipped.
 std::map<std::string, std::string> parse_fields(const std::string& line);
 
+/// argv for `go tool pprof ARGS...` offline: Debian's GOPATH with GO111MODULE=off, and a private
+/// HOME, GOCACHE and PPROF_TMPDIR so it runs as root in CI and leaves nothing behind.
+std::vector<std::string> go_tool_pprof_argv(const std::vector<std::string>& args);
+/// Runs go_tool_pprof_argv(args).
+RunResult run_go_tool_pprof(const std::vector<std::string>& args,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
 /// A path in a fresh temporary directory removed at exit of the test process.
 std::string temp_path(const std::string& name);
 /// Whole file contents ("" if missing).
