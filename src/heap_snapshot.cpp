@@ -2,8 +2,8 @@
 // target, stops every thread once (TraceSession::with_all_stopped), walks inside the stop through
 // a block cache (the heap is copied with few process_vm_readv calls), resumes, and only then
 // attributes types (ELF symbols, RTTI of read-only data that does not change). With reach, the
-// live chunks and the roots are copied in the same stop and analysed after the resume; registers
-// come from one more, register-only stop (see register_roots).
+// live chunks, the roots and every thread's registers are copied in the same stop and analysed
+// after the resume.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -47,22 +47,12 @@ Result<Preflight> preflight(pid_t pid) {
     return p;
 }
 
-/// Registers of every thread, from a register-only stop right after the walk's stop.
-///
-/// Why a second stop: only the ptrace module may call ptrace, and with_all_stopped() offers no
-/// register access inside its window. A thread blocked in a system call (most threads of a
-/// service) has the same registers in both stops; a running thread may have moved a pointer
-/// between a register and memory in between, which can make that one chunk look leaked (a
-/// "possibly leaked" report is heuristic anyway). The syscall argument registers of the first
-/// stop are roots as well (copy_for_reach).
-void register_roots(TraceSession& session, ReachInput& in, ReachStats& st) {
-    CaptureOptions opt;
-    opt.copy_stack = false;
-    SnapshotStats stats;
-    for (const ThreadCapture& c : session.snapshot({}, opt, &stats))
+/// Every register of every stopped thread is a root: a pointer may live only in a register.
+/// They come from the walk's own stop, so they agree with the memory copied there.
+void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
+    for (const ThreadCapture& c : regs)
         if (c.ok)
             in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
-    st.register_stop_ns = stats.stop_window_ns;
 }
 
 }  // namespace
@@ -89,7 +79,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
         failure.reset();
         auto window = (*session)->with_all_stopped(
-            [&] {
+            [&](const std::vector<ThreadCapture>& regs) {
                 auto t0 = std::chrono::steady_clock::now();
                 // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
                 if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
@@ -103,9 +93,11 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
                     roots = *scanned;
                 }
                 snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
-                if (reach)
+                if (reach) {
                     heap_detail::copy_for_reach(*reach, pid, mem, maps, snap, (*session)->threads(),
                                                 opt.reach_max_bytes);
+                    register_roots(regs, reach->input);
+                }
                 log_debug(
                     "heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
@@ -120,7 +112,6 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
         log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
                  snap.locked_arenas);
     }
-    if (reach && reach->skipped.empty()) register_roots(**session, reach->input, snap.reach);
     (*session)->detach_all();
     session->reset();
 

@@ -294,11 +294,11 @@ std::string format_heap_json(const HeapSnapshot& s, bool types) {
         const ReachStats& r = s.reach;
         out += fmt::format(
             ",\n  \"reach\": {{\"root_ranges\": {}, \"root_bytes\": {}, \"root_words\": {}, "
-            "\"chunk_bytes\": {}, \"copy_ns\": {}, \"scan_ns\": {}, \"register_stop_ns\": {}, "
+            "\"chunk_bytes\": {}, \"copy_ns\": {}, \"scan_ns\": {}, "
             "\"edges\": {}, \"reachable_chunks\": {}, \"owned_chunks\": {}, "
             "\"leaked_chunks\": {}, \"leaked_bytes\": {}}}",
             r.root_ranges, r.root_bytes, r.root_words, r.chunk_bytes, r.copy_ns, r.scan_ns,
-            r.register_stop_ns, r.edges, r.reachable_chunks, r.owned_chunks, r.leaked_chunks,
+            r.edges, r.reachable_chunks, r.owned_chunks, r.leaked_chunks,
             r.leaked_bytes);
         append_group_json(out, "leaked", heap_leaked(s, types));
         if (types) append_group_json(out, "owned", heap_owned(s));

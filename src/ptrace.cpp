@@ -39,7 +39,7 @@ UniqueFd make_sigchld_fd() {
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     // Without it the waits fall back to short sleeps (wait_for_event). Measured on a loaded
-    // 2-core VM: capture() of a busy thread paused it 26 us (median) with the signalfd against
+    // 2-core VM: a capture of a busy thread paused it 26 us (median) with the signalfd against
     // 100-500 us with an adaptive 20 us..1 ms sleep-poll; 21-thread snapshot windows 3-24 ms
     // against 77-99 ms.
     return UniqueFd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));

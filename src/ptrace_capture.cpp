@@ -72,22 +72,18 @@ StopRound::~StopRound() {
     }
 }
 
-void StopRound::settle(size_t i) {
+void StopRound::settle(size_t i, uint64_t seen_ns) {
     Member& m = members_[i];
     auto it = impl_.threads.find(m.tid);
     if (it == impl_.threads.end()) {
         m.outcome = Outcome::Exited;
         return;
     }
-    if (it->second.state != TraceState::Trapped) {
-        impl_.poll_one(m.tid);
-        it = impl_.threads.find(m.tid);
-        if (it == impl_.threads.end()) {
-            m.outcome = Outcome::Exited;
-            return;
-        }
+    if (it->second.state == TraceState::Trapped) {
+        m.outcome = Outcome::Stopped;
+        // A member Trapped before the round began has been stopped since its interrupt at most.
+        m.stopped_ns = std::max(seen_ns, m.interrupt_ns);
     }
-    if (it->second.state == TraceState::Trapped) m.outcome = Outcome::Stopped;
 }
 
 void StopRound::wait(SteadyClock::time_point deadline,
@@ -96,10 +92,17 @@ void StopRound::wait(SteadyClock::time_point deadline,
     std::chrono::microseconds cap = kFirstWaitCap;
     bool abandoned = false;
     for (;;) {
+        // Stamped before the events are reaped: a stop found now happened before this instant
+        // or during the reaping, so the pause measured from here is not an underestimate of the
+        // time the tracer has known about it.
+        const uint64_t seen_ns = monotonic_ns();
+        // One waitid peek per pending event (poll_all), not one waitpid per member per pass: a
+        // 1000-thread round costs O(events), and the members held meanwhile wait less.
+        impl_.poll_all();
         bool pending = false;
         for (size_t i = 0; i < members_.size(); ++i) {
             if (members_[i].outcome != Outcome::Pending) continue;
-            settle(i);
+            settle(i, seen_ns);
             if (members_[i].outcome == Outcome::Stopped) {
                 if (on_stopped) on_stopped(i);
             } else if (members_[i].outcome == Outcome::Pending) {
@@ -127,22 +130,26 @@ void StopRound::wait(SteadyClock::time_point deadline,
     }
 }
 
+void StopRound::release(size_t i, bool detach) {
+    Member& m = members_[i];
+    if (m.released || m.outcome == Outcome::NotTraced) return;
+    auto it = impl_.threads.find(m.tid);
+    if (it == impl_.threads.end()) return;
+    it->second.want_stop = false;
+    if (it->second.state != TraceState::Trapped) return;
+    if (detach)
+        impl_.detach_now(m.tid, it->second);
+    else
+        impl_.resume(m.tid, it->second);
+    m.released = true;
+    m.resume_ns = monotonic_ns();
+    last_resume_ns_ = std::max(last_resume_ns_, m.resume_ns);
+}
+
 void StopRound::resume_all(bool detach) {
     if (resumed_) return;
     resumed_ = true;
-    for (Member& m : members_) {
-        if (m.outcome == Outcome::NotTraced) continue;
-        auto it = impl_.threads.find(m.tid);
-        if (it == impl_.threads.end()) continue;
-        it->second.want_stop = false;
-        if (it->second.state != TraceState::Trapped) continue;
-        if (detach)
-            impl_.detach_now(m.tid, it->second);
-        else
-            impl_.resume(m.tid, it->second);
-        m.resume_ns = monotonic_ns();
-        last_resume_ns_ = std::max(last_resume_ns_, m.resume_ns);
-    }
+    for (size_t i = 0; i < members_.size(); ++i) release(i, detach);
 }
 
 // ---- captures -----------------------------------------------------------------------------
@@ -150,47 +157,48 @@ void StopRound::resume_all(bool detach) {
 namespace {
 
 // Inside the stop: registers, then one process_vm_readv of [sp - 128, mapping end) capped at
-// max_stack_bytes. The buffer was sized before the stop so no page is zeroed in the window.
-void copy_thread(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt) {
+// max_stack_bytes, into `buf` (allocated before the stop, so no page is zeroed in the window).
+// Returns the bytes copied; cap.stack.base is set, cap.stack.bytes is left to the caller.
+size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt, uint8_t* buf,
+                 size_t buf_len) {
     if (!read_registers(cap.tid, &cap.regs)) {
         cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
-        return;
+        return 0;
     }
-    if (!opt.copy_stack) {
-        cap.ok = true;
-        return;
-    }
+    cap.ok = true;
     const uint64_t sp = cap.regs.sp();
+    cap.stack.base = sp;
+    if (!opt.copy_stack) return 0;
     const MemoryMap* map = impl.map_containing(sp);
     if (map == nullptr) {
         impl.refresh_maps();  // rare: the stack of a thread created since the last read
         map = impl.map_containing(sp);
     }
-    if (map == nullptr) {
-        // Registers are still worth having (frame 0 is the pc); the unwinder stops at once on
-        // the empty copy and marks the stack truncated.
-        cap.stack.bytes.clear();
-        cap.stack.base = sp;
-        cap.ok = true;
-        return;
-    }
+    // No mapping: registers are still worth having (frame 0 is the pc); the unwinder stops at
+    // once on the empty copy and marks the stack truncated.
+    if (map == nullptr) return 0;
     const uint64_t lo = std::max(sp - std::min(sp, kRedZone), map->start);
-    const uint64_t len =
-        std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, cap.stack.bytes.size()});
-    iovec local{cap.stack.bytes.data(), len};
+    const uint64_t len = std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, buf_len});
+    iovec local{buf, len};
     iovec remote{reinterpret_cast<void*>(lo), len};
     // By tid, not pid: a zombie leader has no mm, every live thread has the process's.
     ssize_t n = ::process_vm_readv(cap.tid, &local, 1, &remote, 1, 0);
     if (n <= 0) {
         int err = n < 0 ? errno : EFAULT;
+        cap.ok = false;
         cap.error =
             Error::from_errno(fmt::format("process_vm_readv tid {} at {:#x}", cap.tid, lo), err)
                 .message;
-        return;
+        return 0;
     }
     cap.stack.base = lo;
-    cap.stack.bytes.resize(static_cast<size_t>(n));  // shrinking: no writes
-    cap.ok = true;
+    return static_cast<size_t>(n);
+}
+
+// copy_into the capture's own buffer, sized by the caller before the stop.
+void copy_thread(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt) {
+    const size_t n = copy_into(impl, cap, opt, cap.stack.bytes.data(), cap.stack.bytes.size());
+    cap.stack.bytes.resize(n);  // shrinking: no writes
 }
 
 std::string outcome_error(const StopRound::Member& m, const CaptureOptions& opt) {
@@ -216,18 +224,23 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
     if (opt.copy_stack)
         for (auto& c : out) c.stack.bytes.resize(opt.max_stack_bytes + kRedZone);
     StopRound round(impl, tids);
-    round.wait(SteadyClock::now() + opt.stop_timeout,
-               [&](size_t i) { copy_thread(impl, out[i], opt); });
+    round.wait(SteadyClock::now() + opt.stop_timeout, [&](size_t i) {
+        copy_thread(impl, out[i], opt);
+        if (opt.release_each) round.release(i, opt.detach);
+    });
     round.resume_all(opt.detach);
     if (opt.detach) impl.drop_detached();
 
     size_t captured = 0;
+    uint64_t longest = 0;
     for (size_t i = 0; i < out.size(); ++i) {
         const StopRound::Member& m = round.members()[i];
         ThreadCapture& cap = out[i];
         if (m.outcome == StopRound::Outcome::Stopped) {
             ++impl.counters.stops;
-            cap.pause_ns = m.resume_ns > m.interrupt_ns ? m.resume_ns - m.interrupt_ns : 0;
+            cap.pause_ns = m.resume_ns > m.stopped_ns ? m.resume_ns - m.stopped_ns : 0;
+            cap.stop_wait_ns = m.stopped_ns > m.interrupt_ns ? m.stopped_ns - m.interrupt_ns : 0;
+            longest = std::max(longest, cap.pause_ns);
         } else {
             cap.error = outcome_error(m, opt);
         }
@@ -239,6 +252,7 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
         stats->stop_window_ns = round.last_resume_ns() > round.first_interrupt_ns()
                                     ? round.last_resume_ns() - round.first_interrupt_ns()
                                     : 0;
+        stats->longest_stop_ns = longest;
         stats->threads_captured = captured;
         stats->threads_skipped = out.size() - captured;
     }
@@ -270,17 +284,107 @@ std::vector<ThreadCapture> TraceSession::snapshot(const std::vector<pid_t>& tids
     return out;
 }
 
-ThreadCapture TraceSession::capture(pid_t tid, const CaptureOptions& opt) {
-    // Per tick: maps are re-read only when sp falls outside the cached ones (copy_thread).
-    if (!impl_->on_tracer_thread("capture")) return std::move(refused({tid}, nullptr)[0]);
-    if (impl_->maps.empty()) impl_->refresh_maps();
-    std::vector<ThreadCapture> out = capture_threads(*impl_, {tid}, opt, nullptr);
-    impl_->poll_all();  // events of other threads, after this one was resumed
-    return std::move(out[0]);
+// ---- asynchronous captures ------------------------------------------------------------------
+
+void SessionCore::complete_capture(pid_t tid) {
+    auto it = outstanding.find(tid);
+    if (it == outstanding.end()) return;
+    ThreadCapture& cap = completed.emplace_back();
+    cap.tid = tid;
+    copy_seen_ns = monotonic_ns();
+    cap.stop_wait_ns = copy_seen_ns > it->second ? copy_seen_ns - it->second : 0;
+    outstanding.erase(it);
+    if (scratch.size() < async_opt.max_stack_bytes + kRedZone)
+        scratch.resize(async_opt.max_stack_bytes + kRedZone);
+    scratch_used = copy_into(*this, cap, async_opt, scratch.data(), scratch.size());
+    ++counters.stops;
+    copy_pending = true;
 }
 
-Result<uint64_t> TraceSession::with_all_stopped(const std::function<void()>& fn,
-                                                std::chrono::milliseconds stop_timeout) {
+void SessionCore::finish_capture() {
+    if (!copy_pending) return;
+    copy_pending = false;
+    // After the resume: the pause was the copy above, and moving the bytes out of the scratch
+    // buffer is no part of it.
+    ThreadCapture& cap = completed.back();
+    const uint64_t now = monotonic_ns();
+    cap.pause_ns = now > copy_seen_ns ? now - copy_seen_ns : 0;
+    cap.stack.bytes.assign(scratch.begin(),
+                           scratch.begin() + static_cast<std::ptrdiff_t>(scratch_used));
+}
+
+void SessionCore::fail_capture(pid_t tid, const char* why) {
+    auto it = outstanding.find(tid);
+    if (it == outstanding.end()) return;
+    ThreadCapture& cap = completed.emplace_back();
+    cap.tid = tid;
+    cap.error = fmt::format("tid {} {}", tid, why);
+    outstanding.erase(it);
+}
+
+void TraceSession::request_captures(const std::vector<pid_t>& tids, const CaptureOptions& opt) {
+    Impl& d = *impl_;
+    if (!d.on_tracer_thread("request_captures")) return;
+    if (d.maps.empty()) d.refresh_maps();
+    d.async_opt = opt;
+    for (pid_t tid : tids) {
+        if (d.outstanding.count(tid) != 0) continue;  // its stop is still on the way
+        auto it = d.threads.find(tid);
+        if (it == d.threads.end() || it->second.state == TraceState::Gone || it->second.foreign) {
+            ThreadCapture& cap = d.completed.emplace_back();
+            cap.tid = tid;
+            cap.error = fmt::format("tid {} is not traced", tid);
+            continue;
+        }
+        d.outstanding.emplace(tid, monotonic_ns());
+        TracedThread& t = it->second;
+        if (t.state == TraceState::Trapped || t.state == TraceState::Listening) {
+            // Already in a ptrace-stop (a group-stopped process): copy it as it is.
+            if (t.state == TraceState::Listening &&
+                ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) {
+                t.interrupt_sent = true;  // re-traps it; the dispatcher copies and re-LISTENs
+                continue;
+            }
+            if (t.state == TraceState::Trapped) {  // held by a stop round: copy, not resume
+                d.complete_capture(tid);
+                d.finish_capture();
+                continue;
+            }
+        }
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
+            t.interrupt_sent = true;
+        else
+            d.fail_capture(tid, "exited");  // ESRCH: exiting; its exit event follows
+    }
+    d.poll_all();  // the threads already on a cpu stop within microseconds
+}
+
+void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
+    Impl& d = *impl_;
+    if (!d.on_tracer_thread("wait_captures")) return;
+    const auto deadline = SteadyClock::now() + timeout;
+    SigchldBlock block;
+    std::chrono::microseconds cap = kFirstWaitCap;
+    for (;;) {
+        d.poll_all();
+        if (d.outstanding.empty() || d.exit.exited || stop_requested()) return;
+        if (SteadyClock::now() >= deadline) return;
+        d.wait_for_event(deadline, cap);
+        cap = std::min(cap * 2, kWaitCap);
+    }
+}
+
+std::vector<ThreadCapture> TraceSession::take_captures() {
+    std::vector<ThreadCapture> out;
+    out.swap(impl_->completed);
+    return out;
+}
+
+size_t TraceSession::captures_outstanding() const { return impl_->outstanding.size(); }
+
+Result<uint64_t> TraceSession::with_all_stopped(
+    const std::function<void(const std::vector<ThreadCapture>&)>& fn,
+    std::chrono::milliseconds stop_timeout) {
     if (!impl_->on_tracer_thread("with_all_stopped"))
         return Error{"TraceSession::with_all_stopped: not called on the tracer thread", 0};
     impl_->poll_all();
@@ -288,14 +392,28 @@ Result<uint64_t> TraceSession::with_all_stopped(const std::function<void()>& fn,
     std::optional<Error> failure;
     uint64_t window = 0;
     {
-        StopRound round(*impl_, threads());
-        round.wait(SteadyClock::now() + stop_timeout, nullptr);
-        for (const auto& m : round.members())
+        const std::vector<pid_t> tids = threads();
+        std::vector<ThreadCapture> regs(tids.size());
+        for (size_t i = 0; i < tids.size(); ++i) regs[i].tid = tids[i];
+        CaptureOptions only_regs;
+        only_regs.copy_stack = false;
+        only_regs.stop_timeout = stop_timeout;
+        StopRound round(*impl_, tids);
+        // Registers as each thread stops: fn gets them from the same stop it works in.
+        round.wait(SteadyClock::now() + stop_timeout,
+                   [&](size_t i) { copy_thread(*impl_, regs[i], only_regs); });
+        for (size_t i = 0; i < regs.size(); ++i) {
+            const StopRound::Member& m = round.members()[i];
             if (m.outcome == StopRound::Outcome::TimedOut)
                 log_warn("tid {} not stopped within {} ms: it is not running user code", m.tid,
                          stop_timeout.count());
+            if (m.outcome != StopRound::Outcome::Stopped) {
+                regs[i].ok = false;
+                regs[i].error = outcome_error(m, only_regs);
+            }
+        }
         try {
-            fn();
+            fn(regs);
         } catch (const std::exception& e) {
             failure = Error{e.what(), 0};
         } catch (...) {

@@ -150,6 +150,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
     TracedThread& t = it->second;
     const TraceState previous = t.state;
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        fail_capture(tid, "exited");
         threads.erase(it);
         ++counters.threads_exited;
         // The leader's exit is reported only once the whole group is gone (ptrace(2)).
@@ -201,6 +202,8 @@ void SessionCore::dispatch(pid_t tid, int status) {
     default:
         break;  // an event we did not ask for: just resume
     }
+    // An asynchronous capture: copy now, and let the resume below follow at once.
+    if (!outstanding.empty() && !t.foreign && !detaching) complete_capture(tid);
     if (t.foreign || detaching) {
         // A clone that is not a thread of the target is another process: let it go at once.
         detach_now(tid, t);
@@ -208,6 +211,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
         return;
     }
     if (!t.want_stop) resume(tid, t);
+    finish_capture();
 }
 
 void SessionCore::resume(pid_t tid, TracedThread& t) {

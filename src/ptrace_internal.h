@@ -1,5 +1,5 @@
 // Private to the ptrace module (src/ptrace*.cpp): the per-thread trace state machine, the event
-// dispatcher and the stop rounds shared by snapshot(), capture(), with_all_stopped() and
+// dispatcher and the stop rounds shared by snapshot(), with_all_stopped() and
 // detach_all(). Nothing here may be included from another module.
 #pragma once
 
@@ -92,6 +92,22 @@ struct SessionCore {
     void note_exit(int status);
     void refresh_maps();
     const MemoryMap* map_containing(uint64_t address) const;
+
+    // ---- asynchronous captures (ptrace_capture.cpp) ----
+    std::map<pid_t, uint64_t> outstanding;  // tid -> when its PTRACE_INTERRUPT was sent
+    std::vector<ThreadCapture> completed;   // until take_captures()
+    CaptureOptions async_opt;
+    std::vector<uint8_t> scratch;  // the stack copy lands here inside the stop
+    size_t scratch_used = 0;
+    uint64_t copy_seen_ns = 0;
+    bool copy_pending = false;  // completed.back() still needs its bytes and its pause
+    /// Called by dispatch() for a stopped thread with a capture outstanding: copies registers
+    /// and stack top into `scratch` (the dispatcher resumes it right after).
+    void complete_capture(pid_t tid);
+    /// After that resume: the pause, and the bytes moved out of `scratch`.
+    void finish_capture();
+    /// Ends an outstanding capture without a copy ("exited").
+    void fail_capture(pid_t tid, const char* why);
 };
 
 struct TraceSession::Impl : SessionCore {};
@@ -107,7 +123,9 @@ class StopRound {
         pid_t tid = 0;
         Outcome outcome = Outcome::Pending;
         uint64_t interrupt_ns = 0;  // when PTRACE_INTERRUPT was sent
+        uint64_t stopped_ns = 0;    // when the tracer first saw it stopped (waitpid reaped it)
         uint64_t resume_ns = 0;     // when it was resumed
+        bool released = false;      // resumed (or detached) by release() inside the round
     };
 
     /// Sends PTRACE_INTERRUPT to each listed thread (threads already Trapped count at once).
@@ -124,13 +142,17 @@ class StopRound {
               bool honor_stop_request = true);
     /// Resumes every member still held (by PTRACE_DETACH when `detach`). Idempotent.
     void resume_all(bool detach = false);
+    /// Resumes (or detaches) member i now, from inside on_stopped: the other members are still
+    /// being waited for, and this one need not wait with them.
+    void release(size_t i, bool detach);
 
     std::vector<Member>& members() { return members_; }
     uint64_t first_interrupt_ns() const { return first_interrupt_ns_; }
     uint64_t last_resume_ns() const { return last_resume_ns_; }
 
   private:
-    void settle(size_t i);
+    /// Pending member i after the events were drained: Stopped, Exited, or still Pending.
+    void settle(size_t i, uint64_t seen_ns);
     SessionCore& impl_;
     std::vector<Member> members_;
     uint64_t first_interrupt_ns_ = 0;

@@ -41,8 +41,23 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
         if (!obs.have_baseline || idle_since) return SampleAction::Skip;
         return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
     }
-    if (blocked && idle_since && obs.have_stack) return SampleAction::Reuse;
+    // Not having run since the last sample is enough, blocked or not: a runnable thread still
+    // waiting for a cpu has not executed a user instruction since then either.
+    if (idle_since && obs.have_stack) return SampleAction::Reuse;
     return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
+}
+
+uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns) {
+    uint64_t ticks = 1;
+    if (idle_streak >= 12)
+        ticks = 8;
+    else if (idle_streak >= 6)
+        ticks = 4;
+    else if (idle_streak >= 3)
+        ticks = 2;
+    constexpr int64_t kMaxGapNs = 100'000'000;
+    const auto cap = static_cast<uint64_t>(std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
+    return std::min(ticks, cap);
 }
 
 size_t PauseHistogram::bucket_of(uint64_t ns) {

@@ -15,7 +15,7 @@ namespace pmprof {
 /// What one thread needs this tick.
 enum class SampleAction {
     Skip,         // no sample: gone, or (cpu mode) did not run / no baseline yet
-    Reuse,        // blocked and has not run since the previous sample: same stack, no stop
+    Reuse,        // has not run since the previous sample: same stack, no stop
     TryFastPath,  // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
     Stop,         // running (or unknown): PTRACE_INTERRUPT, copy, resume
 };
@@ -35,6 +35,12 @@ bool is_blocked_state(ThreadState s);
 bool has_not_run(const SchedStat& now, const SchedStat& baseline);
 /// DESIGN.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
 SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
+
+/// How many ticks pass before a thread idle for `idle_streak` consecutive looks is looked at
+/// again: every tick while it runs, then every 2nd, 4th and at most 8th tick, and never more
+/// than ~100 ms apart. Reading /proc of 1000 idle threads every tick would cost the target more
+/// than the sampling does (issue 7: 1000 idle threads at 99 Hz).
+uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns);
 
 /// Log-linear histogram of pause durations: exact below 128 ns, then 64 buckets per power of two
 /// (under 1.6 % error), so percentiles cost 30 KiB whatever the run length.

@@ -24,11 +24,12 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
         "{} samples, {} threads, {} stops, {} stops avoided ({} reused, {} fast path), "
         "{} capture failures, {} unwind failures, {} module reloads, pause median {} p99 {} "
-        "max {}, pmprof cpu {:.3f} s; {}",
+        "max {}, stop latency median {} p99 {}, pmprof cpu {:.3f} s; {}",
         mode_name(s.mode), s.requested_rate_hz, s.effective_rate_hz,
         s.rate_lowered ? " (lowered by the pause budget)" : "", s.ticks, s.samples, s.threads_seen,
         s.stops, s.stops_avoided, s.reused, s.fast_path, s.capture_failures, s.unwind_failures,
         s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
+        us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
     std::string stops = "pmprof stops per thread (tid:stops):";
     for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
@@ -53,6 +54,10 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         "most-stopped thread was stopped {:.2f}% of the time)\n",
         us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
         s.max_thread_pause_fraction * 100);
+    if (s.stops > 0)
+        out += fmt::format("pmprof: stop latency (interrupt to stop, the thread running or waiting "
+                           "for a cpu meanwhile): median {}, p99 {}\n",
+                           us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns));
     out +=
         fmt::format("pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
                     "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",

@@ -104,7 +104,6 @@ struct ReachStats {
     uint64_t edges = 0;        // distinct chunk -> chunk pointers
     uint64_t reachable_chunks = 0, leaked_chunks = 0, leaked_bytes = 0;
     uint64_t owned_chunks = 0;      // chunks with exactly one owning type
-    uint64_t register_stop_ns = 0;  // the extra register-only stop
 };
 
 struct HeapSnapshot {

@@ -28,10 +28,16 @@ struct CaptureOptions {
     /// Resume each captured thread with PTRACE_DETACH instead of PTRACE_CONT: for one-shot
     /// snapshots, one stop per thread instead of a second one just to detach.
     bool detach = false;
+    /// Resume (or detach) each thread as soon as its copy is taken, instead of holding every
+    /// thread until the last one has stopped. The threads are still interrupted together, so
+    /// they stop at about the same moment, but one thread's pause is then only its own copy:
+    /// it does not include the wait for a sibling that first needs a cpu to stop on.
+    bool release_each = false;
 };
 
 struct SnapshotStats {
     uint64_t stop_window_ns = 0;  // first PTRACE_INTERRUPT to last resume
+    uint64_t longest_stop_ns = 0; // the longest one thread stayed stopped (seen stopped→resume)
     size_t threads_captured = 0;
     size_t threads_skipped = 0;   // exited, zombie, or not stopped in time (D state)
 };
@@ -81,13 +87,26 @@ class TraceSession {
     std::vector<ThreadCapture> snapshot(const std::vector<pid_t>& tids, const CaptureOptions& opt,
                                         SnapshotStats* stats);
 
-    /// Stops one thread, copies registers and stack top, resumes it.
-    ThreadCapture capture(pid_t tid, const CaptureOptions& opt);
+    /// Asynchronous captures, for the sampler: sends PTRACE_INTERRUPT to each listed thread
+    /// that has no capture outstanding. Whenever its stop is reported (in this call, in
+    /// wait_captures, poll_events, or any later call) the thread's registers and stack top are
+    /// copied and it is resumed at once: no thread is ever held waiting for another, and a
+    /// thread that first needs a cpu to stop on (a busy machine) is captured when it gets one.
+    void request_captures(const std::vector<pid_t>& tids, const CaptureOptions& opt);
+    /// Handles events until no capture is outstanding, the timeout, or a stop request.
+    void wait_captures(std::chrono::nanoseconds timeout);
+    /// The captures completed so far (ok, or !ok with why: exited, not traced), oldest first.
+    /// pause_ns is 0 (the copy is the whole pause); stop_wait_ns is interrupt to stop.
+    std::vector<ThreadCapture> take_captures();
+    size_t captures_outstanding() const;
 
     /// Stops every thread, runs `fn` while they are stopped (a heap walk), resumes them whatever
-    /// `fn` does (exceptions are caught and returned as the Error). Returns the stop window.
-    Result<uint64_t> with_all_stopped(const std::function<void()>& fn,
-                                      std::chrono::milliseconds stop_timeout);
+    /// `fn` does (exceptions are caught and returned as the Error). `fn` gets the registers of
+    /// every thread from this stop (copy_stack off: `ok` with an empty stack copy, or !ok with
+    /// the reason). Returns the stop window.
+    Result<uint64_t> with_all_stopped(
+        const std::function<void(const std::vector<ThreadCapture>&)>& fn,
+        std::chrono::milliseconds stop_timeout);
 
     /// Handles pending tracee events without blocking: clone (track), exit (drop),
     /// signal-delivery (re-inject), group-stop (LISTEN), exec (flag).

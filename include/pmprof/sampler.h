@@ -62,6 +62,9 @@ struct SamplerStats {
     double effective_rate_hz = 0;  // ticks / wall time
     bool rate_lowered = false;     // the pause budget lowered the rate
     uint64_t pause_median_ns = 0, pause_p99_ns = 0, pause_max_ns = 0;  // per thread stop
+    // PTRACE_INTERRUPT to the stop being reported: the thread was running, or runnable and
+    // waiting for a cpu (not a pause: the stop itself starts only then).
+    uint64_t stop_wait_median_ns = 0, stop_wait_p99_ns = 0;
     double max_thread_pause_fraction = 0;  // the most-stopped thread: stopped time / wall time
     uint64_t cpu_user_ns = 0, cpu_system_ns = 0;               // pmprof's own cpu during sampling
     std::vector<std::pair<pid_t, uint64_t>> stops_per_thread;  // tid, stops (threads with any)

@@ -79,7 +79,9 @@ struct ThreadCapture {
     std::string error;        // why not, when !ok ("tid 42 exited", "not stopped within 100 ms")
     Registers regs;
     StackCopy stack;
-    uint64_t pause_ns = 0;    // from PTRACE_INTERRUPT to the resume of this thread
+    uint64_t pause_ns = 0;      // stopped: from the tracer seeing the stop to the resume
+    uint64_t stop_wait_ns = 0;  // PTRACE_INTERRUPT until the stop was seen (the thread ran or
+                                // waited for a cpu meanwhile: not a pause)
 };
 
 /// One frame of an unwound stack.
