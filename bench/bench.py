@@ -55,6 +55,10 @@ SAMPLING_CELLS = {
     "perf fp 999": sampler_cmd("perf-fp", 999),
     "perf dwarf 999": sampler_cmd("perf-dwarf", 999),
 }
+# Run once more per round and build under a kernel sched trace, for the stops as the kernel saw
+# them (TRACED_S seconds each, not interleaved with the throughput cells: perf -a costs cpu).
+TRACED_CELLS = ["pmprof wall 99", "pmprof cpu 999"]
+TRACED_S = 2
 SCALE_CELLS = ["pmprof wall 99", "pmprof cpu 99", "perf dwarf 99"]
 
 _SUMMARY = [
@@ -331,7 +335,34 @@ class Bench:
                             continue
                         self.guarded(lambda: self.sampling_cell(target, name,
                                                                 SAMPLING_CELLS[name]))
+                    for name in TRACED_CELLS:
+                        self.rec.at("sampling", rnd, name + " traced", build, 21)
+                        if time.monotonic() > deadline:
+                            self.rec.error("skipped: section time budget spent")
+                            continue
+                        self.guarded(lambda: self.traced_sampling(target, name))
                 self.clean_work()
+
+    def traced_sampling(self, target, name):
+        """One short pmprof run under the kernel's sched trace: every stop of a target thread as
+        the kernel saw it (switched out in state t until woken), against pmprof's own pause
+        figures, which start when the tracer notices the stop."""
+        _, mode, rate = name.split()  # "pmprof cpu 999"
+        data, err = self.path("sched.data"), self.path("tool.err")
+        cmd = [self.pmprof, "attach", str(target.pid), "-r", rate, "-m", mode, "-d",
+               str(TRACED_S), "--no-progress", "-o", self.path("profile.pb.gz")]
+        r = bl.run(bl.sched_trace_cmd(data, cmd), 120, stderr=err, env=self.env)
+        if r.timed_out or r.rc not in (0, 1):
+            raise BenchError(f"sched-traced {name}: {'timeout' if r.timed_out else 'rc %d' % r.rc}")
+        own = self.pmprof_summary(err)
+        for k in ("pause_median_us", "pause_p99_us", "pause_max_us", "stops"):
+            if k in own:
+                self.rec.put(k, own[k])
+        stops = bl.stop_durations(data, target.tids())
+        self.rec.put("kstops", len(stops))
+        self.rec.put("kstop_median_us", bl.quantile(stops, 0.5))
+        self.rec.put("kstop_p99_us", bl.quantile(stops, 0.99))
+        self.rec.put("kstop_max_us", stops[-1])
 
     # ---- scale, memory, heap -----------------------------------------------------------------
     def section_scale(self):

@@ -3,6 +3,7 @@
 the kernel sched trace that measures how long target threads stay ptrace-stopped, and the
 parsers for pmprof's and perf's stacks (attribution split, complete stacks)."""
 
+import math
 import os
 import re
 import signal
@@ -221,16 +222,15 @@ def sched_trace_cmd(data_path, cmd):
             "-o", data_path, "--"] + cmd
 
 
-def stop_windows(data_path, tids, timeout=120):
-    """From a sched trace, the target's ptrace stops: a thread switched out in state t
-    (sched.h TASK_TRACED) until it is woken again. Returns the longest stop of one thread, the
-    span from the first stop to the last wake-up (both in us) and the number of stops."""
+def _stops(data_path, tids, timeout):
+    """Every ptrace stop of the target in a sched trace, as (stopped_at, woken_at) in seconds:
+    a thread switched out in state t (sched.h TASK_TRACED) until it is woken again."""
     out_path = data_path + ".txt"
     r = run(["perf", "script", "-i", data_path, "-F", "time,event,trace"], timeout,
             stdout=out_path)
     if r.rc != 0:
         raise BenchError(f"perf script on the sched trace: rc {r.rc}")
-    stopped_at, longest, count, first, last = {}, 0.0, 0, None, None
+    stopped_at, stops = {}, []
     with open(out_path, errors="replace") as f:
         for line in f:
             head = line.split(":", 1)[0].strip()
@@ -243,17 +243,36 @@ def stop_windows(data_path, tids, timeout=120):
                 tid = int(m.group(1))
                 if tid in tids and m.group(2).startswith("t") and tid not in stopped_at:
                     stopped_at[tid] = t
-                    first = t if first is None else first
                 continue
             m = _WAKING.search(line)
             if m and int(m.group(1)) in stopped_at:
-                longest = max(longest, t - stopped_at.pop(int(m.group(1))))
-                count += 1
-                last = t
+                stops.append((stopped_at.pop(int(m.group(1))), t))
     os.unlink(out_path)
-    if count == 0:
+    if not stops:
         raise BenchError("no ptrace stop of the target in the sched trace")
-    return longest * 1e6, (last - first) * 1e6, count
+    return stops
+
+
+def stop_windows(data_path, tids, timeout=120):
+    """The longest stop of one thread, the span from the first stop to the last wake-up (both
+    in us) and the number of stops."""
+    stops = _stops(data_path, tids, timeout)
+    longest = max(woken - stopped for stopped, woken in stops)
+    span = max(w for _, w in stops) - min(s for s, _ in stops)
+    return longest * 1e6, span * 1e6, len(stops)
+
+
+def stop_durations(data_path, tids, timeout=120):
+    """Every ptrace stop's duration in us, as the kernel saw it (what a sampler's own pause
+    figure leaves out: the time until the tracer ran to notice the stop)."""
+    return sorted((woken - stopped) * 1e6 for stopped, woken in _stops(data_path, tids, timeout))
+
+
+def quantile(sorted_xs, q):
+    """The smallest value with at least q of the values at or below it."""
+    if not sorted_xs:
+        return None
+    return sorted_xs[min(len(sorted_xs) - 1, max(0, math.ceil(q * len(sorted_xs)) - 1))]
 
 
 class StackCounts:

@@ -172,6 +172,28 @@ def sampling_section(d, meta, cells):
     return "\n".join(out)
 
 
+def traced_section(d, meta):
+    rows = []
+    for build in ("fp", "nofp"):
+        for cell in bench.TRACED_CELLS:
+            name = cell + " traced"
+
+            def three(prefix):
+                return "/".join(spread(d.series("sampling", name, build, 21, prefix + k))
+                                for k in ("_median_us", "_p99_us", "_max_us"))
+            rows.append([f"{cell}/{build}", three("kstop"), three("pause"),
+                         spread(d.series("sampling", name, build, 21, "kstops"), digits=4),
+                         spread(d.series("sampling", name, build, 21, "stops"), digits=4)])
+    return ("## Stops as the kernel saw them\n\n"
+            f"One more {bench.TRACED_S} s pmprof run per round and build under a system-wide "
+            "kernel sched trace: each stop of a target thread from its switch-out in state t "
+            "(ptrace-stopped) to its wake-up, against pmprof's own pause figures, which start "
+            "when pmprof notices the stop (the kernel's include the time until pmprof ran). "
+            "perf -a itself takes cpu here, so read the throughput cells above for cost.\n\n" +
+            table(["cell", "kernel: stop µs median/p99/max", "pmprof: pause µs median/p99/max",
+                   "stops (kernel)", "stops (pmprof)"], rows))
+
+
 def scale_section(d, meta, cells):
     threads = meta["config"]["scale_threads"]
     rows = []
@@ -261,6 +283,7 @@ def main():
     print(report_goals.render(goals, meta, d))
     print(snapshot_section(d, meta))
     print(sampling_section(d, meta, sampling_cells))
+    print(traced_section(d, meta))
     print(scale_section(d, meta, bench.SCALE_CELLS))
     print(memory_text)
     print(heap_section(d, meta))

@@ -362,7 +362,9 @@ void Sampler::tick(int64_t now) {
     collect_captures(now);  // late stops, copied while we waited for this tick
     for (auto& [tid, t] : threads_) {
         t.observed = false;
-        const bool due = tick_no_ >= t.next_check_tick || !t.have_stack;
+        // wall mode samples every thread every tick, so it needs a stack for each first.
+        const bool due = tick_no_ >= t.next_check_tick ||
+                         (opt_.mode == SampleMode::Wall && !t.have_stack);
         if (due && !t.capture_outstanding) observe(t);
     }
     std::vector<ThreadSlot*> to_stop;

@@ -107,8 +107,11 @@ void PauseBudget::record_stop(uint64_t pause_ns) {
         seeded_ = true;
         return;
     }
-    // alpha 0.1: reacts within ~10 stops to a slower target, ignores a single outlier.
-    ewma_ns_ += 0.1 * (p - ewma_ns_);
+    // alpha 0.1, one stop counted as at most 10x the average: a single outlier (the tracer
+    // preempted between a stop and its resume) moves the average less than 2x, while a lasting
+    // slowdown still raises it ~1.9x per stop. At 999 Hz one 2 ms outlier would otherwise lower
+    // the rate for dozens of ticks.
+    ewma_ns_ += 0.1 * (std::min(p, 10 * ewma_ns_) - ewma_ns_);
 }
 
 int64_t PauseBudget::next_interval_ns() const {
