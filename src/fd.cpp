@@ -41,8 +41,13 @@ Result<UniqueFd> open_readonly(const std::string &path) {
 namespace {
 
 // Reads from `offset` until EOF; /proc files report st_size 0, so the size is never trusted.
-// `what` names the call and the object for the error message ("read /proc/42/stat").
-Result<std::string> read_to_eof(int fd, bool use_pread, const std::string &what) {
+// `what` names the call and the object for the error message ("read /proc/42/stat"); it is
+// only called on failure, as the sampler reads /proc files thousands of times a second.
+// With pread (only ever used on /proc files), a short read ends it: the kernel's seq_file
+// fills the buffer until the records run out, so fewer bytes than asked means the end, and
+// the extra pread that would return 0 is saved (it doubled the sampler's /proc reads).
+template <typename What>
+Result<std::string> read_to_eof(int fd, bool use_pread, const What &what) {
     std::string out;
     char buf[4096];
     off_t offset = 0;
@@ -51,12 +56,14 @@ Result<std::string> read_to_eof(int fd, bool use_pread, const std::string &what)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return Error::from_errno(what, errno);
+            return Error::from_errno(what(), errno);
         }
         if (n == 0)
             break;
         out.append(buf, static_cast<size_t>(n));
         offset += n;
+        if (use_pread && static_cast<size_t>(n) < sizeof buf)
+            break;
     }
     return out;
 }
@@ -67,13 +74,13 @@ Result<std::string> read_file(const std::string &path) {
     auto fd = open_readonly(path);
     if (!fd)
         return fd.error();
-    return read_to_eof(fd->get(), false, "read " + path);
+    return read_to_eof(fd->get(), false, [&] { return "read " + path; });
 }
 
 Result<std::string> pread_all(const UniqueFd &fd) {
     if (!fd.valid())
         return Error{"pread: no open file", EBADF};
-    return read_to_eof(fd.get(), true, "pread fd " + std::to_string(fd.get()));
+    return read_to_eof(fd.get(), true, [&] { return "pread fd " + std::to_string(fd.get()); });
 }
 
 } // namespace pmprof

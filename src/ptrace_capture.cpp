@@ -365,8 +365,15 @@ void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
     const auto deadline = SteadyClock::now() + timeout;
     SigchldBlock block;
     std::chrono::microseconds cap = kFirstWaitCap;
+    std::vector<pid_t> waiting;
     for (;;) {
-        d.poll_all();
+        // Only the threads still awaited: one waitpid each, not a peek per event (poll_all);
+        // other events (signals to re-inject) are handled by the caller's next poll_events.
+        waiting.clear();
+        for (const auto& [tid, sent_ns] : d.outstanding) waiting.push_back(tid);
+        for (pid_t tid : waiting)
+            while (d.outstanding.count(tid) != 0 && d.poll_one(tid)) {
+            }
         if (d.outstanding.empty() || d.exit.exited || stop_requested()) return;
         if (SteadyClock::now() >= deadline) return;
         d.wait_for_event(deadline, cap);

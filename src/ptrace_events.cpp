@@ -75,9 +75,11 @@ bool SessionCore::poll_one(pid_t tid) {
         // gone without an exit report, ptrace(2) "execve(2) under ptrace"), or already reaped.
         auto it = threads.find(tid);
         if (it != threads.end()) {
+            fail_capture(tid, "exited");
             threads.erase(it);
             if (tid == pid && !exit.exited) {
                 exit.exited = true;  // how it ended is unknown: someone else reaped it
+                while (!outstanding.empty()) fail_capture(outstanding.begin()->first, "exited");
                 threads.clear();
             }
             return true;
@@ -110,7 +112,8 @@ void SessionCore::poll_all() {
 }
 
 bool SessionCore::on_tracer_thread(const char* what) const {
-    const auto self = static_cast<pid_t>(::gettid());
+    // Asked several times per sample: the tid of the calling thread never changes.
+    static thread_local const auto self = static_cast<pid_t>(::gettid());
     if (self == tracer_tid) return true;
     log_warn("TraceSession::{} called on thread {}, but pid {} is traced by thread {}: ignored",
              what, self, pid, tracer_tid);
@@ -133,6 +136,7 @@ void SessionCore::track_clone(pid_t child) {
 }
 
 void SessionCore::note_exit(int status) {
+    while (!outstanding.empty()) fail_capture(outstanding.begin()->first, "exited");
     exit.exited = true;
     exit.signaled = WIFSIGNALED(status);
     exit.status = exit.signaled ? WTERMSIG(status) : WEXITSTATUS(status);
@@ -249,6 +253,10 @@ void SessionCore::drop_detached() {
 void SessionCore::wait_for_event(SteadyClock::time_point deadline, std::chrono::microseconds cap) {
     auto now = SteadyClock::now();
     if (now >= deadline) return;
+    // With the signalfd a reported stop wakes the wait at once; the cap only covers a SIGCHLD
+    // taken by a thread that does not block it (main blocks it before any thread starts, so
+    // none should), and short caps would only add wake-ups: at least 2 ms then.
+    if (sigchld_fd.valid()) cap = std::max(cap, std::chrono::microseconds(2000));
     auto left = std::min<SteadyClock::duration>(deadline - now, cap);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
     timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
