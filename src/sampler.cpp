@@ -229,6 +229,7 @@ class Sampler {
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     uint64_t tick_no_ = 0;
+    uint64_t synced_added_ = 0, synced_exited_ = 0;  // session counters at the last sync
     bool announced_lowering_ = false;
     bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
 };
@@ -353,9 +354,18 @@ void Sampler::observe(ThreadSlot& t) {
 }
 
 void Sampler::tick(int64_t now) {
-    sync_threads(now);
     ++stats_.ticks;
     ++tick_no_;
+    // The thread list changes only with clone and exit events: with 1000 threads, rebuilding it
+    // every tick cost more than sampling them. Every 16th tick anyway, for a thread that left
+    // without an event (an exec de-thread).
+    const SessionCounters& c = session_.counters();
+    if (first_sync_ || c.threads_added != synced_added_ || c.threads_exited != synced_exited_ ||
+        tick_no_ % 16 == 0) {
+        synced_added_ = c.threads_added;
+        synced_exited_ = c.threads_exited;
+        sync_threads(now);
+    }
     // All states first, so one tick describes one moment rather than a moment per stop. A thread
     // idle for a while is looked at only on some ticks; in between it is known not to have run
     // as of its last look, and wall mode keeps counting its unchanged stack.

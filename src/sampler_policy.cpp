@@ -48,15 +48,17 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
 }
 
 uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns) {
+    // Reached after 1 + 2 + 2*4 = 11 ticks of idleness.
     uint64_t ticks = 1;
-    if (idle_streak >= 12)
+    if (idle_streak >= 4)
         ticks = 8;
-    else if (idle_streak >= 6)
+    else if (idle_streak >= 2)
         ticks = 4;
-    else if (idle_streak >= 3)
+    else if (idle_streak >= 1)
         ticks = 2;
     constexpr int64_t kMaxGapNs = 100'000'000;
-    const auto cap = static_cast<uint64_t>(std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
+    const auto cap = static_cast<uint64_t>(
+        std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
     return std::min(ticks, cap);
 }
 

@@ -37,7 +37,8 @@ bool has_not_run(const SchedStat& now, const SchedStat& baseline);
 SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
 
 /// How many ticks pass before a thread idle for `idle_streak` consecutive looks is looked at
-/// again: every tick while it runs, then every 2nd, 4th and at most 8th tick, and never more
+/// again: every tick while it runs, then every 2nd, 4th and at most 8th tick (after 11 idle
+/// ticks), and never more
 /// than ~100 ms apart. Reading /proc of 1000 idle threads every tick would cost the target more
 /// than the sampling does (issue 7: 1000 idle threads at 99 Hz).
 uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns);

@@ -65,10 +65,10 @@ TEST_CASE("check_interval_ticks: idle threads are looked at less often, within 1
           "[unit][sampler]") {
     const int64_t hz99 = 1'000'000'000 / 99;
     CHECK(check_interval_ticks(0, hz99) == 1);
-    CHECK(check_interval_ticks(2, hz99) == 1);
-    CHECK(check_interval_ticks(3, hz99) == 2);
-    CHECK(check_interval_ticks(6, hz99) == 4);
-    CHECK(check_interval_ticks(12, hz99) == 8);
+    CHECK(check_interval_ticks(1, hz99) == 2);
+    CHECK(check_interval_ticks(2, hz99) == 4);
+    CHECK(check_interval_ticks(3, hz99) == 4);
+    CHECK(check_interval_ticks(4, hz99) == 8);
     CHECK(check_interval_ticks(1000, hz99) == 8);
     // At 20 Hz, 8 ticks would be 400 ms: capped at 100 ms, i.e. every 2nd tick.
     CHECK(check_interval_ticks(1000, 50'000'000) == 2);
