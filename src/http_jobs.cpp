@@ -10,6 +10,7 @@
 #include "pmprof/heap.h"
 #include "pmprof/image.h"
 #include "pmprof/log.h"
+#include "pmprof/markup.h"
 #include "pmprof/output_pprof.h"
 #include "pmprof/output_threads.h"
 #include "pmprof/procfs.h"
@@ -34,33 +35,6 @@ Reply failure_reply(const JobContext& ctx, const std::string& message) {
     if (!ctx.pin->alive()) return gone_reply(ctx.pin->pid());
     if (ctx.tracer->shutting_down()) return Reply::text(503, "pmprof serve is shutting down");
     return Reply::text(500, message);
-}
-
-std::string html_escape(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (const char c : s) {
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\'':
-            out += "&#39;";
-            break;
-        default:
-            out += c;
-        }
-    }
-    return out;
 }
 
 }  // namespace
@@ -164,7 +138,7 @@ Reply index_reply(const TargetPin& pin, int max_seconds) {
     if (!pin.alive()) return gone_reply(pin.pid());
     auto tasks = list_tasks(pin.pid());
     const std::string threads = tasks.ok() ? std::to_string(tasks->size()) : "?";
-    const std::string who = html_escape(read_cmdline(pin.pid()));
+    const std::string who = markup_escape(read_cmdline(pin.pid()));
     Reply r;
     r.content_type = "text/html; charset=utf-8";
     // The layout of Go's net/http/pprof index, so people and tools find what they expect.

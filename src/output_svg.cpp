@@ -9,6 +9,7 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "pmprof/markup.h"
 #include "report_frames.h"
 
 namespace pmprof {
@@ -60,45 +61,6 @@ class Tree {
     std::unordered_map<std::string, uint32_t> index_;
 };
 
-// XML text and attribute escaping; bytes that are not valid UTF-8 or are control characters
-// (XML 1.0 forbids most of them) become '?', so any profile yields a well-formed document.
-std::string xml_escape(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (size_t i = 0; i < s.size();) {
-        auto c = static_cast<unsigned char>(s[i]);
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool valid = len > 0 && i + len <= s.size();
-        for (size_t k = 1; valid && k < len; ++k)
-            valid = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-        if (!valid || (c < 0x20 && c != '\t')) {
-            out += '?';
-            i += 1;
-            continue;
-        }
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\'':
-            out += "&apos;";
-            break;
-        default:
-            out.append(s.substr(i, len));
-        }
-        i += len;
-    }
-    return out;
-}
 
 uint32_t fnv1a(std::string_view s) {
     uint32_t h = 2166136261u;
@@ -183,8 +145,8 @@ void lay_out(std::vector<Node>& nodes, const ValueType& type, Palette& palette, 
         double w = static_cast<double>(n.value) * lay.scale;
         if (it.node != 0 && w < kMinWidth) continue;
         int index = emitted++;
-        std::string name = xml_escape(n.name);
-        std::string hover = xml_escape(fmt::format(
+        std::string name = markup_escape(n.name);
+        std::string hover = markup_escape(fmt::format(
             "{}{}{} ({}, {:.2f}%)", n.name, n.module.empty() ? "" : " in ", basename_of(n.module),
             format_value(n.value, type), 100.0 * static_cast<double>(n.value) / total));
         double y = lay.height - kBottom - (it.depth + 1) * kFrameHeight;
@@ -194,7 +156,7 @@ void lay_out(std::vector<Node>& nodes, const ValueType& type, Palette& palette, 
             "height=\"{}\" fill=\"{}\" rx=\"2\"/><text x=\"{:.2f}\" y=\"{:.1f}\">{}</text></g>\n",
             index, it.parent_index, it.depth, name, n.value, hover, hover, it.x, y, w,
             kFrameHeight - 1, palette.color(n), it.x + 3, y + kFrameHeight - 4.5,
-            xml_escape(label_text(n.name, w)));
+            markup_escape(label_text(n.name, w)));
         // Children start at the parent's left edge (self time shows as the gap on the right);
         // pushed in reverse so they are emitted left to right.
         size_t first = stack.size();
@@ -259,8 +221,8 @@ std::string write_flamegraph_svg(const Profile& profile, const SvgOptions& opt) 
         "text-anchor=\"end\">Search</text>\n"
         "<text id=\"matched\" x=\"{7}\" y=\"{8}\" text-anchor=\"end\"> </text>\n"
         "<text id=\"details\" x=\"{2}\" y=\"{8}\"> </text>\n",
-        lay.width, height, kPad, kFlameCss, lay.width / 2, xml_escape(opt.title),
-        xml_escape(fmt::format("{}: total {}{}", type.type.empty() ? "samples" : type.type,
+        lay.width, height, kPad, kFlameCss, lay.width / 2, markup_escape(opt.title),
+        markup_escape(fmt::format("{}: total {}{}", type.type.empty() ? "samples" : type.type,
                                format_value(tree.nodes()[0].value, type),
                                profile.samples.empty() ? " (no samples)" : "")),
         lay.width - kPad, height - 10);
