@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,34 +36,50 @@ Profile load(const std::string& path) {
     return std::move(*p);
 }
 
-Profile prepare(const ReportArgs& a) {
-    Profile profile = load(a.file);
+/// The profile to report, and (with --tagfocus) the unfiltered one's totals: pprof gives
+/// percentages of the whole profile, not of what the filter kept.
+struct Prepared {
+    Profile profile;
+    std::optional<Profile> before_filters;
+};
+
+Prepared prepare(const ReportArgs& a) {
+    Prepared p{load(a.file), std::nullopt};
     if (!a.base.empty()) {
-        auto diff = subtract_profile(profile, load(a.base));
+        auto diff = subtract_profile(p.profile, load(a.base));
         if (!diff.ok()) throw FatalError(diff.error().message);
-        profile = std::move(*diff);
+        p.profile = std::move(*diff);
     }
     for (const std::string& f : a.tagfocus) {
-        auto kept = tag_focus(profile, f);
+        auto kept = tag_focus(p.profile, f);
         if (!kept.ok()) throw FatalError(kept.error().message, {}, kExitUsage);
-        profile = std::move(*kept);
+        if (!p.before_filters) p.before_filters = std::move(p.profile);
+        p.profile = std::move(*kept);
     }
-    return profile;
+    return p;
 }
 
 int run_report(const ReportArgs& a) {
     std::string format = a.format;
     if (format.empty()) format = format_from_filename(a.output);
     if (format.empty()) format = "text";
-    Profile profile = prepare(a);
+    Prepared prepared = prepare(a);
+    Profile& profile = prepared.profile;
     auto si = resolve_sample_type(profile, a.sample_index);
     if (!si.ok()) throw FatalError(si.error().message, {}, kExitUsage);
 
     std::string data;
     if (format == "text") {
         // --list alone prints only the listing; otherwise the top table (all rows by default).
-        if (a.top_given || a.list.empty())
-            data = format_top(profile, *si, a.top ? a.top : SIZE_MAX);
+        if (a.top_given || a.list.empty()) {
+            TopContext context;
+            if (prepared.before_filters) {
+                context.total = profile_total(*prepared.before_filters, *si);
+                for (const std::string& f : a.tagfocus)
+                    context.active_filters.push_back("tagfocus=" + f);
+            }
+            data = format_top(profile, *si, a.top ? a.top : SIZE_MAX, context);
+        }
         if (!a.list.empty()) {
             ListOptions lo{a.list, a.sample_index, a.source_paths};
             auto listing = format_list(profile, lo);

@@ -275,14 +275,21 @@ std::vector<TopRow> compute_top(const Profile& profile, int sample_index) {
     return rows;
 }
 
-std::string format_top(const Profile& profile, int sample_index, size_t n) {
+int64_t profile_total(const Profile& profile, int sample_index) {
+    int64_t total = 0;  // report.computeTotal: sum of |value|
+    if (sample_index < 0) return 0;
+    for (const Sample& s : profile.samples) total += std::llabs(value_of(s, sample_index));
+    return total;
+}
+
+std::string format_top(const Profile& profile, int sample_index, size_t n,
+                       const TopContext& context) {
     if (sample_index < 0 || static_cast<size_t>(sample_index) >= profile.sample_types.size()) {
         return "no such sample type\n";
     }
     const ValueType& type = profile.sample_types[static_cast<size_t>(sample_index)];
     const std::string sample_unit = lower(type.unit);
-    int64_t total = 0;  // report.computeTotal: sum of |value|
-    for (const Sample& s : profile.samples) total += std::llabs(value_of(s, sample_index));
+    const int64_t total = context.total ? *context.total : profile_total(profile, sample_index);
 
     std::vector<Node> nodes = build_nodes(profile, sample_index);
     // report.newTrimmedGraph: the cutoff is taken from the nodes' summed flat values.
@@ -309,6 +316,10 @@ std::string format_top(const Profile& profile, int sample_index, size_t n) {
         out += "File: " + base_name(profile.mappings[0].filename) + "\n";
     }
     out += "Type: " + type.type + "\n";
+    if (!context.active_filters.empty()) {
+        out += "Active filters:\n";
+        for (const std::string& f : context.active_filters) out += "   " + f + "\n";
+    }
     std::string pct = percentage(flat_sum, total);
     pct.erase(0, pct.find_first_not_of(' '));
     out += "Showing nodes accounting for " + fmt_value(flat_sum) + ", " + pct + " of " +
