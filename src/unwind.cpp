@@ -25,7 +25,7 @@ Result<UnwinderKind> parse_unwinder_kind(std::string_view name) {
 std::unique_ptr<Unwinder> make_unwinder(UnwinderKind kind, ProcessImage& image,
                                         MemoryReader& memory) {
     if (kind == UnwinderKind::Libunwind) return make_libunwind_unwinder(image, memory);
-    return make_dwfl_unwinder(image, memory);
+    return make_cached_dwfl_unwinder(image, memory);
 }
 
 // ---- CaptureMemory --------------------------------------------------------------------------

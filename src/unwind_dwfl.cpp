@@ -1,9 +1,10 @@
-// The default unwinder: libdwfl's CFI unwinder (with its x86_64 frame-pointer fallback) driven
-// by our own Dwfl_Thread_Callbacks over a ThreadCapture (DESIGN.md §1.2).
+// libdwfl's CFI unwinder (with its x86_64 frame-pointer fallback) driven by our own
+// Dwfl_Thread_Callbacks over a ThreadCapture (DESIGN.md §1.2). The default unwinder
+// (unwind_cfi_dwfl.cpp) walks most stacks with cached rules and hands the rest to this walk.
 //
 // dwfl_attach_state may be called once per Dwfl, so the callbacks are attached once per image
 // with the image's Impl as their argument; they find the capture being unwound through
-// Impl::unwind_context, which unwind() sets for the duration of one walk.
+// Impl::unwind_context, which DwflWalker::unwind() sets for the duration of one walk.
 #include <elfutils/libdwfl.h>
 
 #include <exception>
@@ -99,58 +100,60 @@ int on_frame(Dwfl_Frame* state, void* arg) {
 class DwflUnwinder final : public Unwinder {
   public:
     DwflUnwinder(ProcessImage& image, MemoryReader& memory)
-        : impl_(image.impl()), memory_(image, memory) {}
-
+        : memory_(image, memory), walker_(image, memory_) {}
     RawStack unwind(const ThreadCapture& capture, size_t max_depth) override {
-        RawStack out;
-        if (!attach()) {
-            out.truncated = true;
-            out.stop_reason = attach_error_;
-            return out;
-        }
-        DwflWalk walk{&memory_, &capture, &out, FrameGuard(max_depth), false, {}};
-        memory_.set_capture(&capture);
-        impl_.unwind_context = &walk;
-        int rc = dwfl_getthread_frames(impl_.dwfl, capture.tid, on_frame, &walk);
-        // Read the error before anything else can reset libdwfl's thread-local error state.
-        std::string dwfl_error = rc == -1 ? dwfl_errmsg(-1) : "";
-        impl_.unwind_context = nullptr;
-        memory_.set_capture(nullptr);
-        if (walk.stopped_by_us) {
-            out.truncated = true;
-            out.stop_reason = walk.frame_error.empty() ? walk.guard.reason() : walk.frame_error;
-        } else if (rc != 0) {
-            out.truncated = true;
-            out.stop_reason = "libdwfl: " + dwfl_error;
-        } else if (!out.frames.empty() && !cfi_marks_outermost(impl_.dwfl, out.frames.back())) {
-            // libdwfl ends without an error when neither CFI nor its frame-pointer fallback can
-            // go on (libdwfl.h: "consider error as zero").
-            out.truncated = true;
-            out.stop_reason = fmt::format("libdwfl stopped at pc {:#x} before the outermost frame",
-                                          out.frames.back().pc);
-        }
-        return out;
+        return walker_.unwind(capture, max_depth);
     }
 
   private:
-    bool attach() {
-        if (impl_.state_attached) return true;
-        if (!attach_error_.empty()) return false;
-        // ELF NULL: libdwfl takes the architecture from the first module with an ELF file.
-        if (!dwfl_attach_state(impl_.dwfl, nullptr, impl_.pid, &kThreadCallbacks, &impl_)) {
-            attach_error_ = fmt::format("dwfl_attach_state pid {}: {}", impl_.pid, dwfl_errmsg(-1));
-            return false;
-        }
-        impl_.state_attached = true;
-        return true;
-    }
-
-    ProcessImage::Impl& impl_;
     CaptureMemory memory_;
-    std::string attach_error_;
+    DwflWalker walker_;
 };
 
 }  // namespace
+
+bool DwflWalker::attach() {
+    if (impl_.state_attached) return true;
+    if (!attach_error_.empty()) return false;
+    // ELF NULL: libdwfl takes the architecture from the first module with an ELF file.
+    if (!dwfl_attach_state(impl_.dwfl, nullptr, impl_.pid, &kThreadCallbacks, &impl_)) {
+        attach_error_ = fmt::format("dwfl_attach_state pid {}: {}", impl_.pid, dwfl_errmsg(-1));
+        return false;
+    }
+    impl_.state_attached = true;
+    return true;
+}
+
+RawStack DwflWalker::unwind(const ThreadCapture& capture, size_t max_depth) {
+    RawStack out;
+    if (!attach()) {
+        out.truncated = true;
+        out.stop_reason = attach_error_;
+        return out;
+    }
+    DwflWalk walk{&memory_, &capture, &out, FrameGuard(max_depth), false, {}};
+    memory_.set_capture(&capture);
+    impl_.unwind_context = &walk;
+    int rc = dwfl_getthread_frames(impl_.dwfl, capture.tid, on_frame, &walk);
+    // Read the error before anything else can reset libdwfl's thread-local error state.
+    std::string dwfl_error = rc == -1 ? dwfl_errmsg(-1) : "";
+    impl_.unwind_context = nullptr;
+    memory_.set_capture(nullptr);
+    if (walk.stopped_by_us) {
+        out.truncated = true;
+        out.stop_reason = walk.frame_error.empty() ? walk.guard.reason() : walk.frame_error;
+    } else if (rc != 0) {
+        out.truncated = true;
+        out.stop_reason = "libdwfl: " + dwfl_error;
+    } else if (!out.frames.empty() && !cfi_marks_outermost(impl_.dwfl, out.frames.back())) {
+        // libdwfl ends without an error when neither CFI nor its frame-pointer fallback can
+        // go on (libdwfl.h: "consider error as zero").
+        out.truncated = true;
+        out.stop_reason = fmt::format("libdwfl stopped at pc {:#x} before the outermost frame",
+                                      out.frames.back().pc);
+    }
+    return out;
+}
 
 std::unique_ptr<Unwinder> make_dwfl_unwinder(ProcessImage& image, MemoryReader& memory) {
     return std::make_unique<DwflUnwinder>(image, memory);

@@ -1,5 +1,5 @@
-// Shared by the two unwinders (unwind_dwfl.cpp, unwind_libunwind.cpp): what memory an unwind
-// may read, and when a stack must be cut short.
+// Shared by the unwinders (unwind_dwfl.cpp, unwind_cfi*.cpp, unwind_libunwind.cpp): what memory
+// an unwind may read, when a stack must be cut short, and libdwfl's own walk.
 #pragma once
 
 #include <elfutils/libdwfl.h>
@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "image_internal.h"
 #include "pmprof/image.h"
 #include "pmprof/memory.h"
 #include "pmprof/types.h"
@@ -75,7 +76,28 @@ class FrameGuard {
 /// frames" when they merely could not go on; this tells the two apart.
 bool cfi_marks_outermost(Dwfl* dwfl, const RawFrame& frame);
 
+/// libdwfl's own walk (unwind_dwfl.cpp): dwfl_getthread_frames with our thread callbacks, its
+/// CFI interpreter and its x86_64 frame-pointer fallback. `image` and `memory` must outlive it.
+class DwflWalker {
+  public:
+    DwflWalker(ProcessImage& image, CaptureMemory& memory) : impl_(image.impl()), memory_(memory) {}
+    /// Attaches the thread callbacks to the image's Dwfl (dwfl_attach_state, once per image);
+    /// false when libdwfl cannot unwind this process at all: unwind() then says why.
+    bool attach();
+    /// Unwinds `capture` (ok) up to max_depth frames; sets and clears memory's capture.
+    RawStack unwind(const ThreadCapture& capture, size_t max_depth);
+
+  private:
+    ProcessImage::Impl& impl_;
+    CaptureMemory& memory_;
+    std::string attach_error_;
+};
+
+/// Only libdwfl's walk: the reference the cached walk must match (tests, comparisons).
 std::unique_ptr<Unwinder> make_dwfl_unwinder(ProcessImage& image, MemoryReader& memory);
+/// The default (UnwinderKind::Dwfl): rules cached per pc, libdwfl's walk where they do not
+/// apply (unwind_cfi_dwfl.cpp).
+std::unique_ptr<Unwinder> make_cached_dwfl_unwinder(ProcessImage& image, MemoryReader& memory);
 std::unique_ptr<Unwinder> make_libunwind_unwinder(ProcessImage& image, MemoryReader& memory);
 
 }  // namespace pmprof
