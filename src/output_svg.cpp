@@ -61,7 +61,6 @@ class Tree {
     std::unordered_map<std::string, uint32_t> index_;
 };
 
-
 uint32_t fnv1a(std::string_view s) {
     uint32_t h = 2166136261u;
     for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
@@ -223,8 +222,8 @@ std::string write_flamegraph_svg(const Profile& profile, const SvgOptions& opt) 
         "<text id=\"details\" x=\"{2}\" y=\"{8}\"> </text>\n",
         lay.width, height, kPad, kFlameCss, lay.width / 2, markup_escape(opt.title),
         markup_escape(fmt::format("{}: total {}{}", type.type.empty() ? "samples" : type.type,
-                               format_value(tree.nodes()[0].value, type),
-                               profile.samples.empty() ? " (no samples)" : "")),
+                                  format_value(tree.nodes()[0].value, type),
+                                  profile.samples.empty() ? " (no samples)" : "")),
         lay.width - kPad, height - 10);
     out += lay.body;
     out += "<script type=\"text/ecmascript\"><![CDATA[";

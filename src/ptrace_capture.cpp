@@ -389,9 +389,9 @@ std::vector<ThreadCapture> TraceSession::take_captures() {
 
 size_t TraceSession::captures_outstanding() const { return impl_->outstanding.size(); }
 
-Result<uint64_t> TraceSession::with_all_stopped(
-    const std::function<void(const std::vector<ThreadCapture>&)>& fn,
-    std::chrono::milliseconds stop_timeout) {
+Result<uint64_t>
+TraceSession::with_all_stopped(const std::function<void(const std::vector<ThreadCapture>&)>& fn,
+                               std::chrono::milliseconds stop_timeout) {
     if (!impl_->on_tracer_thread("with_all_stopped"))
         return Error{"TraceSession::with_all_stopped: not called on the tracer thread", 0};
     impl_->poll_all();

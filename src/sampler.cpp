@@ -203,6 +203,7 @@ class Sampler {
     void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
+    void note_unwinder_stats();
     void flush_reuse(ThreadSlot& t);
     void retire(ThreadSlot& t, int64_t now);
     double worst_pause_fraction(int64_t now) const;
@@ -257,6 +258,7 @@ Result<void> Sampler::open_image() {
     if (!maps.ok()) return maps.error();
     auto image = ProcessImage::open(pid_, std::move(*maps));
     if (!image.ok()) return image.error();
+    note_unwinder_stats();
     unwinder_.reset();
     root_symbols_.reset();
     image_ = std::move(*image);
@@ -279,6 +281,7 @@ bool Sampler::maybe_reload_image() {
         log_debug("re-reading the modules of pid {}: {}", pid_, image.error().message);
         return false;
     }
+    note_unwinder_stats();
     unwinder_.reset();
     root_symbols_.reset();
     image_ = std::move(*image);
@@ -373,8 +376,8 @@ void Sampler::tick(int64_t now) {
     for (auto& [tid, t] : threads_) {
         t.observed = false;
         // wall mode samples every thread every tick, so it needs a stack for each first.
-        const bool due = tick_no_ >= t.next_check_tick ||
-                         (opt_.mode == SampleMode::Wall && !t.have_stack);
+        const bool due =
+            tick_no_ >= t.next_check_tick || (opt_.mode == SampleMode::Wall && !t.have_stack);
         if (due && !t.capture_outstanding) observe(t);
     }
     std::vector<ThreadSlot*> to_stop;
@@ -501,8 +504,7 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
             }
     }
     t.have_baseline = true;
-    add_sample(t, stack, is_blocked_state(t.state) ? t.tick_syscall : std::string(), weight,
-               now);
+    add_sample(t, stack, is_blocked_state(t.state) ? t.tick_syscall : std::string(), weight, now);
 }
 
 /// Unwinds a blocked thread without stopping it: /proc/.../syscall gives its user sp and pc, the
@@ -576,6 +578,14 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     if (&stack != &t.stack) t.stack = stack;
     t.stack_syscall = syscall;
     t.have_stack = true;
+}
+
+/// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).
+void Sampler::note_unwinder_stats() {
+    if (!unwinder_) return;
+    const UnwindStats u = unwinder_->stats();
+    stats_.unwinds += u.stacks;
+    stats_.unwinds_cached += u.cached_walks;
 }
 
 void Sampler::add_reuse(ThreadSlot& t, int64_t weight, int64_t now) {
@@ -718,6 +728,7 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     stats_.cpu_user_ns = timeval_ns(usage_end.ru_utime) - timeval_ns(usage_start_.ru_utime);
     stats_.cpu_system_ns = timeval_ns(usage_end.ru_stime) - timeval_ns(usage_start_.ru_stime);
     stats_.stops_per_thread = retired_stops_;
+    note_unwinder_stats();
     std::sort(stats_.stops_per_thread.begin(), stats_.stops_per_thread.end());
 
     // Symbolization happens here, once per unique pc, from files opened while the target lived.

@@ -57,8 +57,8 @@ uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns) {
     else if (idle_streak >= 1)
         ticks = 2;
     constexpr int64_t kMaxGapNs = 100'000'000;
-    const auto cap = static_cast<uint64_t>(
-        std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
+    const auto cap =
+        static_cast<uint64_t>(std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
     return std::min(ticks, cap);
 }
 

@@ -31,6 +31,11 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
         us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
+    if (s.unwinds > 0)
+        out.push_back(
+            fmt::format("pmprof unwinder: {} stacks unwound, {} with cached CFI rules, {} "
+                        "by libdwfl's walk",
+                        s.unwinds, s.unwinds_cached, s.unwinds - s.unwinds_cached));
     std::string stops = "pmprof stops per thread (tid:stops):";
     for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
     if (s.stops_per_thread_omitted)

@@ -55,6 +55,7 @@ struct SamplerStats {
     uint64_t fast_path = 0;         // of which: blocked thread unwound from /proc/.../syscall
     uint64_t capture_failures = 0;  // stops that copied nothing (exited, not stopped in time)
     uint64_t unwind_failures = 0;   // stacks that did not reach their root
+    uint64_t unwinds = 0, unwinds_cached = 0;  // stacks unwound; of which by cached CFI rules
     uint64_t threads_seen = 0;
     uint64_t image_reloads = 0;  // maps changed (dlopen, early start of `record`)
     uint64_t wall_ns = 0;        // sampling time
