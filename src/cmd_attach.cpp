@@ -131,8 +131,7 @@ int run_attach(const SampleArgs& a) {
     // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0 (issue 3 §1). A
     // sample missed because a thread did not stop in time is counted in the summary, not a
     // partial profile: the other samples of that thread are still there.
-    const bool partial = !any || result->end == SamplerEnd::TargetExited ||
-                         result->end == SamplerEnd::Exec;
+    const bool partial = !any || result->end == SamplerEnd::TargetExited;
     return partial ? kExitPartial : kExitComplete;
 }
 

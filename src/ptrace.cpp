@@ -332,6 +332,7 @@ void TraceSession::detach_all() {
     d.detached = d.threads.empty();
 }
 
+void TraceSession::acknowledge_exec() { impl_->counters.exec_seen = false; }
 bool TraceSession::process_exited() const { return impl_->exit.exited; }
 const ExitInfo& TraceSession::exit_info() const { return impl_->exit; }
 const SessionCounters& TraceSession::counters() const { return impl_->counters; }

@@ -54,12 +54,4 @@ class ProfileIndex {
 /// The value of sample type `index` in `s`, 0 when the sample has fewer values.
 int64_t sample_value(const Sample& s, int index);
 
-/// a + b clamped to the int64 range: values come from untrusted files, and a sum that overflows
-/// must not be undefined behavior.
-inline int64_t saturating_add(int64_t a, int64_t b) {
-    int64_t r = 0;
-    if (!__builtin_add_overflow(a, b, &r)) return r;
-    return b > 0 ? INT64_MAX : INT64_MIN;
-}
-
 }  // namespace pmprof

@@ -204,6 +204,7 @@ class Sampler {
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
     void note_unwinder_stats();
+    void follow_exec();
     void flush_reuse(ThreadSlot& t);
     void retire(ThreadSlot& t, int64_t now);
     double worst_pause_fraction(int64_t now) const;
@@ -230,6 +231,7 @@ class Sampler {
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     uint64_t tick_no_ = 0;
+    std::vector<Profile> before_exec_;  // one profile per program the target ran before this one
     uint64_t synced_added_ = 0, synced_exited_ = 0;  // session counters at the last sync
     bool announced_lowering_ = false;
     bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
@@ -580,6 +582,29 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     t.have_stack = true;
 }
 
+/// The target called execve: the samples so far are the old program's. They are symbolized now
+/// with its image (its files stay open, the mappings are gone from the process), and sampling
+/// goes on with the new program's image; finish() merges the profiles.
+void Sampler::follow_exec() {
+    const int64_t now = now_ns();
+    for (auto& [tid, t] : threads_) retire(t, now);
+    threads_.clear();
+    auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
+    before_exec_.push_back(builder_.build(*symbolizer, image_->maps()));
+    builder_ =
+        ProfileBuilder(sample_types(opt_.mode),
+                       {opt_.mode == SampleMode::Cpu ? "cpu" : "wall", "nanoseconds"}, nominal_ns_);
+    session_.acknowledge_exec();
+    ++stats_.execs;
+    first_sync_ = true;  // the new program's cpu time starts now, not at the process's start
+    show_progress(now, true);
+    log_info("target called execve: what was sampled so far keeps the old program's symbols; "
+             "now sampling the new program");
+    // If the new image cannot be read (the process is exiting), the loop's next check ends the
+    // run; a pc outside the old image's mappings retries (maybe_reload_image).
+    if (auto r = open_image(); !r.ok()) log_debug("after execve: {}", r.error().message);
+}
+
 /// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).
 void Sampler::note_unwinder_stats() {
     if (!unwinder_) return;
@@ -680,10 +705,10 @@ Result<SamplerResult> Sampler::run() {
                           e.signaled ? "target killed by " + signal_text(e.status)
                                      : "target exited with status " + std::to_string(e.status));
         }
-        if (session_.counters().exec_seen)
-            return finish(SamplerEnd::Exec,
-                          "target called execve: stopped sampling, so the new program's code is "
-                          "never symbolized with the old binary");
+        if (session_.counters().exec_seen) {
+            follow_exec();
+            continue;
+        }
         if (stop_requested())
             return finish(SamplerEnd::StopRequested,
                           "stopped by " + signal_text(stop_signal() ? stop_signal() : SIGINT));
@@ -734,6 +759,19 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     // Symbolization happens here, once per unique pc, from files opened while the target lived.
     auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
     r.profile = builder_.build(*symbolizer, image_->maps());
+    if (!before_exec_.empty()) {
+        // pprof's convention: the first mapping is the main binary, here the last program's.
+        const std::string main_file =
+            r.profile.mappings.empty() ? std::string() : r.profile.mappings.front().filename;
+        std::vector<std::pair<const Profile*, int>> parts;
+        for (const Profile& p : before_exec_) parts.emplace_back(&p, 1);
+        parts.emplace_back(&r.profile, 1);
+        r.profile = merge_profiles(parts);
+        auto& maps = r.profile.mappings;
+        auto main = std::find_if(maps.begin(), maps.end(),
+                                 [&](const Mapping& m) { return m.filename == main_file; });
+        if (main != maps.end()) std::rotate(maps.begin(), main, main + 1);
+    }
     r.profile.default_sample_type = opt_.mode == SampleMode::Cpu ? "cpu" : "wall";
     r.profile.time_nanos = start_realtime_ns_;
     r.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);

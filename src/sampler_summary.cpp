@@ -31,6 +31,10 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
         us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
+    if (s.execs > 0)
+        out.push_back(fmt::format("pmprof: {} execve followed: the samples of each program carry "
+                                  "its own symbols",
+                                  s.execs));
     if (s.unwinds > 0)
         out.push_back(
             fmt::format("pmprof unwinder: {} stacks unwound, {} with cached CFI rules, {} "
@@ -67,6 +71,10 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         fmt::format("pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
                     "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
                     s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    if (s.execs > 0)
+        out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
+                           "each program symbolized with its own files\n",
+                           s.execs);
     const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
     out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
                        wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);

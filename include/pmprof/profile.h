@@ -81,6 +81,21 @@ struct Profile {
     const Mapping* mapping(uint64_t id) const;
 };
 
+/// a + b clamped to the int64 range: values come from untrusted files, and a sum that overflows
+/// must not be undefined behavior.
+inline int64_t saturating_add(int64_t a, int64_t b) {
+    int64_t r = 0;
+    if (!__builtin_add_overflow(a, b, &r)) return r;
+    return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+/// Several profiles of the same sample types as one, as pprof merges them: functions, mappings
+/// (by size, file offset and build id, else file name, so ASLR does not split a binary) and
+/// locations are re-interned, samples with the same locations and labels add up, each part's
+/// values multiplied by its sign (+1, or -1 to subtract a base). Samples that sum to zero are
+/// dropped. The first part gives the header (types, period, time, comments).
+Profile merge_profiles(const std::vector<std::pair<const Profile*, int>>& parts);
+
 /// Interns stacks and labels as samples arrive, then symbolizes once per unique pc.
 class ProfileBuilder {
   public:

@@ -116,6 +116,9 @@ class TraceSession {
     /// (D state) are released by the kernel when pmprof exits.
     void detach_all();
 
+    /// Clears counters().exec_seen once the caller has dealt with the new program.
+    void acknowledge_exec();
+
     bool process_exited() const;
     const ExitInfo& exit_info() const;
     const SessionCounters& counters() const;

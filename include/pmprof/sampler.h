@@ -43,7 +43,7 @@ struct SamplerOptions {
 };
 
 /// Why the loop ended.
-enum class SamplerEnd { Duration, StopRequested, TargetExited, Exec };
+enum class SamplerEnd { Duration, StopRequested, TargetExited };
 
 struct SamplerStats {
     SampleMode mode = SampleMode::Wall;
@@ -58,6 +58,7 @@ struct SamplerStats {
     uint64_t unwinds = 0, unwinds_cached = 0;  // stacks unwound; of which by cached CFI rules
     uint64_t threads_seen = 0;
     uint64_t image_reloads = 0;  // maps changed (dlopen, early start of `record`)
+    uint64_t execs = 0;          // execve calls followed (each program symbolized with its own)
     uint64_t wall_ns = 0;        // sampling time
     double requested_rate_hz = 0;
     double effective_rate_hz = 0;  // ticks / wall time
