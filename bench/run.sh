@@ -3,7 +3,7 @@
 # bench/bench.py (raw measurements into bench/results/) and renders bench/RESULTS.md from them
 # with bench/report.py. Needs root (or CAP_SYS_PTRACE + perf_event_paranoid <= -1) for ptrace
 # and the system-wide sched trace. Environment: BUILD (default build), BENCH_ROUNDS (3),
-# BENCH_BUDGET_S (900), BENCH_QUICK=1 (one short round, for working on the scripts),
+# BENCH_BUDGET_S (1000), BENCH_QUICK=1 (one short round, for working on the scripts),
 # BENCH_SECTIONS (snapshot,sampling,scale,memory,heap).
 set -eu
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
@@ -49,7 +49,7 @@ fi
 mkdir -p "$results"
 quick=
 [ "${BENCH_QUICK:-0}" = 1 ] && quick=--quick
-echo "bench: raw results in $results; about ${BENCH_BUDGET_S:-900} s at most" >&2
+echo "bench: raw results in $results; about ${BENCH_BUDGET_S:-1000} s at most" >&2
 # The report is written from whatever was measured, even when the driver stopped early.
 status=0
 python3 "$here/bench.py" --pmprof "$build/pmprof" \
