@@ -117,7 +117,8 @@ TraceSession::~TraceSession() {
     }
 }
 
-Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid) {
+Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid,
+                                                          const std::function<bool(pid_t)>& want) {
     if (auto ok = check_traceable(pid); !ok) return ok.error();
     auto impl = std::make_unique<Impl>();
     impl->pid = pid;
@@ -137,7 +138,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid) {
             break;
         }
         for (pid_t tid : *tids) {
-            if (d.threads.count(tid) != 0) continue;
+            if (d.threads.count(tid) != 0 || (want && !want(tid))) continue;
             if (::ptrace(PTRACE_SEIZE, tid, nullptr, kSeizeOptions) == 0) {
                 d.threads.emplace(tid, TracedThread{});
                 added = true;

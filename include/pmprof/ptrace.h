@@ -66,7 +66,10 @@ class TraceSession {
     /// PTRACE_O_TRACECLONE|TRACEEXEC. Fails with a one-line explanation: no such process, zombie,
     /// pmprof itself or its parent, already traced (names the TracerPid), or no permission (says
     /// what is needed: same user or root, CAP_SYS_PTRACE, the ptrace_scope value).
-    static Result<std::unique_ptr<TraceSession>> seize(pid_t pid);
+    /// With `want`, only the threads it accepts are seized (the others are never touched, not
+    /// even to detach them); threads they create are still traced (PTRACE_O_TRACECLONE).
+    static Result<std::unique_ptr<TraceSession>> seize(
+        pid_t pid, const std::function<bool(pid_t)>& want = nullptr);
 
     /// Forks and execs argv under trace (the child stops at its exec), seized from its first
     /// instruction; `exit_kill` sets PTRACE_O_EXITKILL (only ever for a process we started).

@@ -497,6 +497,30 @@ TEST_CASE("release_each resumes a thread after its own copy, not after the slowe
     REQUIRE(t::left_running(pid) == "");
 }
 
+TEST_CASE("seize with a filter traces only the chosen threads", "[integration][ptrace]") {
+    auto target = start_target({"--threads", "4"});
+    pid_t pid = target->pid();
+    const std::vector<pid_t> all = target->tids();
+    REQUIRE(all.size() == 5);
+    const pid_t chosen = all[2];
+    {
+        auto session = TraceSession::seize(pid, [&](pid_t tid) { return tid == chosen; });
+        REQUIRE(session.ok());
+        CHECK((*session)->threads() == std::vector<pid_t>{chosen});
+        for (pid_t tid : all) {
+            auto st = pmprof::read_task_status(pid, tid);
+            REQUIRE(st.ok());
+            CHECK(st->tracer_pid == (tid == chosen ? getpid() : 0));
+        }
+        SnapshotStats stats;
+        auto caps = (*session)->snapshot({}, CaptureOptions{}, &stats);
+        REQUIRE(caps.size() == 1);
+        check_capture(caps[0]);
+        CHECK((*session)->counters().stops == 1);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
 TEST_CASE("with_all_stopped runs fn with every thread stopped", "[integration][ptrace]") {
     auto target = start_target({"--threads", "4"});
     pid_t pid = target->pid();
