@@ -194,7 +194,7 @@ class Bench:
         self.rec.put("valid_output", valid)
         if name == "pmprof stacks":
             with open(err, errors="replace") as f:
-                m = re.search(r"target stopped (\d+) us", f.read())
+                m = re.search(r"target stopped (\d+) us at most per thread", f.read())
             if m:
                 self.rec.put("self_stop_us", int(m.group(1)))
         return median_ms

@@ -27,6 +27,7 @@ struct StacksArgs {
     bool no_group = false;
     bool no_source = false;
     bool no_inline = false;
+    bool consistent = false;
 };
 
 int run_stacks(const StacksArgs& a) {
@@ -40,6 +41,7 @@ int run_stacks(const StacksArgs& a) {
     opt.symbolize.inlines = !a.no_inline;
     opt.thread_filter = a.threads;
     opt.capture.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
+    opt.consistent = a.consistent;
 
     auto dump = take_thread_dump(pid, opt);
     if (!dump.ok()) throw FatalError(dump.error().message);
@@ -66,9 +68,13 @@ int run_stacks(const StacksArgs& a) {
 
     size_t not_captured = 0;
     for (const ThreadEntry& t : dump->threads) not_captured += t.captured ? 0 : 1;
-    log_warn("{} threads, target stopped {} us, {} not captured, {} unwind failures, {:.1f} ms total",
-             dump->threads.size(), dump->stats.stop_window_ns / 1000, not_captured,
-             dump->unwind_failures, static_cast<double>(dump->wall_ns) / 1e6);
+    // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
+    // and the span from the first interrupt to the last detach.
+    log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
+             "last detach), {} not captured, {} unwind failures, {:.1f} ms total",
+             dump->threads.size(), dump->stats.longest_stop_ns / 1000,
+             dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
+             static_cast<double>(dump->wall_ns) / 1e6);
     return not_captured ? kExitPartial : kExitComplete;
 }
 
@@ -78,9 +84,10 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<StacksArgs>();
     CLI::App* cmd = app.add_subcommand(
         "stacks", "Print every thread's stack once, grouped, with source lines (a thread dump)");
-    cmd->footer(std::string("\nAll threads are stopped together for as short a time as possible "
-                            "(registers and stack are copied, then the threads resume); unwinding "
-                            "and symbolization happen afterwards.\n") +
+    cmd->footer(std::string("\nAll threads are interrupted together; each is detached as soon as "
+                            "its registers and stack top are copied (--consistent holds them all "
+                            "until the last has stopped); unwinding and symbolization happen "
+                            "afterwards.\n") +
                 kExitCodesHelp);
     cmd->add_option("pid", args->pid, "Process id of the target")->required();
     cmd->add_option("-f,--format", args->format, "Output format")
@@ -97,6 +104,9 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("--unwinder", args->unwinder, "Unwinder: dwfl or libunwind")
         ->check(CLI::IsMember({"dwfl", "libunwind"}))
         ->capture_default_str();
+    cmd->add_flag("--consistent", args->consistent,
+                  "Hold every thread until all have stopped: one instant for all threads, but "
+                  "each stays stopped until the slowest one stops");
     cmd->add_option("--stop-timeout", args->stop_timeout_ms,
                     "Milliseconds to wait for a thread to stop before skipping it")
         ->check(CLI::Range(1, 60000))

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -87,7 +88,22 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         }
     }
 
-    auto session = TraceSession::seize(pid);
+    // With --thread, only the matching threads are seized: the others are never stopped, not
+    // even to be detached.
+    std::function<bool(pid_t)> want;
+    if (!opt.thread_filter.empty())
+        want = [&](pid_t tid) {
+            auto it = before.find(tid);
+            if (it != before.end()) return matches_filter(it->second, opt.thread_filter);
+            ThreadEntry t;  // born after the listing
+            t.tid = tid;
+            read_thread_info(pid, t);
+            return matches_filter(t, opt.thread_filter);
+        };
+    if (want &&
+        std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
+        return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
+    auto session = TraceSession::seize(pid, want);
     if (!session.ok()) return session.error();
     TraceSession& ts = **session;
 
@@ -117,6 +133,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     dump.time_nanos = realtime_ns();
     CaptureOptions capture = opt.capture;
     capture.detach = true;  // one stop per thread: the snapshot's resume is the detach
+    capture.release_each = !opt.consistent;
     std::vector<ThreadCapture> captures = ts.snapshot(wanted, capture, &dump.stats);
     ts.detach_all();
 
@@ -159,7 +176,8 @@ std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump) {
         const ThreadEntry& t = dump.threads[i];
         std::vector<uint64_t> pcs;
         for (const RawFrame& f : t.stack.frames) pcs.push_back(f.pc);
-        std::string extra = t.captured ? (t.stack.truncated ? "truncated" : "") : "error:" + t.error;
+        std::string extra =
+            t.captured ? (t.stack.truncated ? "truncated" : "") : "error:" + t.error;
         groups[{std::move(pcs), extra}].push_back(i);
     }
     std::vector<std::vector<size_t>> out;

@@ -47,6 +47,10 @@ struct DumpOptions {
     SymbolizeOptions symbolize;
     std::vector<std::string> thread_filter;  // tids or names; empty: every thread
     CaptureOptions capture;
+    /// Hold every thread until the last one has stopped: one instant for all of them, at the
+    /// cost of a longer stop for each (a thread waits for the slowest to get a cpu). Default:
+    /// interrupted together, each detached right after its own copy.
+    bool consistent = false;
 };
 
 /// Seizes `pid`, snapshots its threads (stopped together, only copies inside the stop),

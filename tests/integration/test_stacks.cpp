@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "../support/harness.h"
+#include "pmprof/fd.h"
+#include "pmprof/procfs.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;
@@ -188,11 +190,30 @@ TEST_CASE("stacks: options select threads, depth and detail", "[integration][sta
     auto target = Target::start({target_bin("stacks_target", true)});
     auto tids = tids_from_ready(target->ready_line());
 
+    // A thread blocked for good runs only if something wakes it: a ptrace stop would (it has to
+    // run to enter the stop). With --thread, the other threads are never seized or stopped.
+    auto timeslices = [&](pid_t tid) {
+        auto text = pmprof::read_file("/proc/" + std::to_string(target->pid()) + "/task/" +
+                                      std::to_string(tid) + "/schedstat");
+        REQUIRE(text.ok());
+        auto s = pmprof::parse_schedstat(*text);
+        REQUIRE(s.ok());
+        return s->timeslices;
+    };
+    const uint64_t condwait_before = timeslices(tids.at("condwait"));
+    const uint64_t reader_before = timeslices(tids.at("reader"));
     RunResult one = stacks(target->pid(), {"--thread", "reader"});
     REQUIRE(one.exit_code == 0);
     REQUIRE(one.out.find("1 threads") != std::string::npos);
     REQUIRE(one.out.find("blocked_in_read") != std::string::npos);
     REQUIRE(one.out.find("wait_on_condition") == std::string::npos);
+    CHECK(timeslices(tids.at("condwait")) == condwait_before);
+    CHECK(timeslices(tids.at("reader")) > reader_before);  // the chosen one was stopped
+
+    RunResult held = stacks(target->pid(), {"--consistent"});
+    REQUIRE(held.exit_code == 0);
+    CHECK(held.out.find("blocked_in_read") != std::string::npos);
+    CHECK(held.out.find("wait_on_condition") != std::string::npos);
 
     RunResult by_tid = stacks(target->pid(), {"--thread", std::to_string(tids.at("condwait"))});
     REQUIRE(by_tid.out.find("wait_on_condition") != std::string::npos);
