@@ -13,7 +13,7 @@ DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
                  libjemalloc2 chromium
 
-PKGS     := libdw libunwind-ptrace libunwind-generic fmt zlib cpp-httplib
+PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
 ifneq ($(CI),)
 WERROR   ?= 1
@@ -24,8 +24,12 @@ endif
 OPT      ?= -O2 -g
 CXXFLAGS += -std=c++20 $(OPT) $(WARN) -Iinclude -MMD -MP
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS   += $(PKG_LIBS) -lpthread
+# Only libunwind's remote unwinder (libunwind-x86_64) is used. libunwind.so.8, the local one the
+# .pc files add, would interpose _Unwind_RaiseException: every C++ exception (CLI11's --help and
+# --version) then unwound through it with one rt_sigprocmask per frame. It is still loaded as
+# libunwind-x86_64's dependency, so libgcc_s is made a direct one, which puts it first.
+PKG_LIBS   = $(filter-out -lunwind,$(shell pkg-config --libs $(PKGS) 2>/dev/null))
+LDLIBS   += $(PKG_LIBS) -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 
 SRCS       := $(sort $(wildcard src/*.cpp))
 LIB_SRCS   := $(filter-out src/main.cpp,$(SRCS))

@@ -65,21 +65,6 @@ std::optional<DebugFileInfo> inspect(int fd) {
     return info;
 }
 
-/// mkdir -p with mode 0700 for every directory it creates (the cache holds copies of debug
-/// files that may be readable only by their owner).
-bool make_dirs(const std::string& path) {
-    for (size_t pos = 1; pos <= path.size(); ++pos) {
-        if (pos != path.size() && path[pos] != '/') continue;
-        std::string prefix = path.substr(0, pos);
-        if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-            log_debug("debug cache: mkdir {}: {}", prefix, std::strerror(errno));
-            return false;
-        }
-    }
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /// Runs `eu-elfcompress -t none -q -o out in`, stdio on /dev/null; true when it exited 0.
 bool run_elfcompress(const std::string& in, const std::string& out) {
     posix_spawn_file_actions_t actions;
@@ -131,12 +116,6 @@ UniqueFd open_verified(const std::string& path, const std::string& want) {
     return std::move(*fd);
 }
 
-/// The build id names the entry, so it must look like one: hex, of a sane length.
-bool valid_build_id(const std::string& id) {
-    return id.size() >= 16 && id.size() <= 128 &&
-           id.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
-
 std::string entry_path(const std::string& cache_dir, const std::string& build_id) {
     return cache_dir + "/debug/" + build_id + ".debug";
 }
@@ -150,6 +129,27 @@ std::string path_for_child(const std::string& path) {
 }
 
 }  // namespace
+
+/// mkdir -p with mode 0700 for every directory it creates (the cache holds copies of debug
+/// files that may be readable only by their owner).
+bool make_cache_dirs(const std::string& path) {
+    for (size_t pos = 1; pos <= path.size(); ++pos) {
+        if (pos != path.size() && path[pos] != '/') continue;
+        std::string prefix = path.substr(0, pos);
+        if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
+            log_debug("debug cache: mkdir {}: {}", prefix, std::strerror(errno));
+            return false;
+        }
+    }
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/// The build id names the entry, so it must look like one: hex, of a sane length.
+bool valid_build_id(const std::string& id) {
+    return id.size() >= 16 && id.size() <= 128 &&
+           id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
 
 std::string debug_cache_dir() {
     auto env = [](const char* name) -> std::string {
@@ -188,7 +188,7 @@ bool add_cached_debug(int debug_fd, const std::string& debug_path, const std::st
                   info->inflated_bytes);
         return false;
     }
-    if (!make_dirs(cache_dir + "/debug")) return false;
+    if (!make_cache_dirs(cache_dir + "/debug")) return false;
     const std::string path = entry_path(cache_dir, info->build_id);
     // Temp file in the same directory, then rename: readers see a whole file or none, and
     // concurrent writers (other pmprof processes, serve's jobs) never share a temp file.

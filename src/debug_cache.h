@@ -16,6 +16,13 @@ namespace pmprof {
 /// (PMPROF_CACHE_DIR=off) or when none is set.
 std::string debug_cache_dir();
 
+/// mkdir -p, mode 0700 for each directory it creates (cache entries may copy files readable only
+/// by their owner); true when `path` is a directory at the end.
+bool make_cache_dirs(const std::string& path);
+
+/// True for a hex build id of a sane length (it names cache entries).
+bool valid_build_id(const std::string& id);
+
 /// The uncompressed copy of the debug file with build id `build_id` (hex) from `cache_dir`, if
 /// present and its build id matches; else an invalid fd. `*cached_path` gets its path.
 UniqueFd open_cached_debug(const std::string& build_id, const std::string& cache_dir,

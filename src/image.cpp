@@ -265,16 +265,18 @@ void setup_debuginfo_path(ProcessImage::Impl& impl) {
 }
 
 /// Reports one module; false (logged) when libdwfl refuses it (e.g. overlapping ranges).
-bool report(Dwfl* dwfl, const std::string& name, OpenedFile file) {
+bool report(ProcessImage::Impl& impl, const std::string& name, OpenedFile file) {
+    std::optional<FileIdentity> identity = identity_of_fd(file.fd.get());
     int fd = file.fd.release();
     // With add_p_vaddr, BASE is the bias for ET_DYN and ignored for ET_EXEC (libdwfl.h). On
     // success libdwfl owns fd; on failure it does not.
-    Dwfl_Module* mod = dwfl_report_elf(dwfl, name.c_str(), name.c_str(), fd, file.bias, true);
+    Dwfl_Module* mod = dwfl_report_elf(impl.dwfl, name.c_str(), name.c_str(), fd, file.bias, true);
     if (mod == nullptr) {
         log_debug("dwfl_report_elf {}: {}", name, dwfl_errmsg(-1));
         ::close(fd);
         return false;
     }
+    if (identity) impl.main_files[mod] = *identity;
     return true;
 }
 
@@ -293,7 +295,7 @@ void report_modules(ProcessImage::Impl& impl) {
         }
         if (!file) continue;
         if (!seen.emplace(m.dev, m.inode, file->bias).second) continue;
-        report(impl.dwfl, name, std::move(*file));
+        report(impl, name, std::move(*file));
     }
 }
 

@@ -5,10 +5,12 @@
 #include <elfutils/libdwfl.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pmprof/fd.h"
 #include "pmprof/image.h"
+#include "symbol_cache.h"
 
 namespace pmprof {
 
@@ -23,6 +25,9 @@ struct ProcessImage::Impl {
     // O_PATH fd of /proc/PID/root when the target lives in another mount namespace, so its
     // /usr/lib/debug stays reachable (as /proc/self/fd/N/...) after the target exits.
     UniqueFd root_fd;
+    // Identity of the file each module was reported from (fstat of the fd given to libdwfl):
+    // the persistent symbol cache checks it when a module's DWARF is in that file.
+    std::unordered_map<Dwfl_Module*, FileIdentity> main_files;
 
     // dwfl_attach_state may be called only once per Dwfl, so the dwfl unwinder attaches its
     // thread callbacks once and points them at the capture being unwound through this member

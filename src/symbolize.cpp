@@ -1,15 +1,25 @@
 // Symbolization with libdwfl, cached per (pc, exact): module and build id, the ELF symbol that
-// covers the pc (never merely the nearest preceding one), file:line and the inline chain.
+// covers the pc (never merely the nearest preceding one), file:line and the inline chain. The
+// frames of each lookup address are also kept across runs per module build id (symbol_cache.h),
+// so a repeated `pmprof stacks` loads no DWARF for the pcs it has seen.
 #include "pmprof/symbolize.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 
 #include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
+#include "debug_cache.h"
+#include "dwarf_scopes.h"
 #include "image_internal.h"
 #include "pmprof/log.h"
+#include "symbol_cache.h"
+#include "symbol_table.h"
 
 namespace pmprof {
 namespace {
@@ -18,6 +28,14 @@ struct ModuleInfo {
     std::string name;
     std::string build_id;
     Dwarf_Addr bias = 0;
+    std::unique_ptr<SymbolTable> symbols;  // read on the first lookup the cache cannot answer
+    // Persistent results (symbol_cache.h): "" path when not cached; `source` is checked once,
+    // when this run first computes frames, and nullopt then means "no DWARF: store nothing".
+    std::string cache_path;
+    CachedFrames cached;
+    size_t added = 0;
+    bool source_checked = false;
+    std::optional<DwarfSource> source;
 };
 
 struct FrameKey {
@@ -29,9 +47,9 @@ struct FrameKeyHash {
     size_t operator()(const FrameKey& k) const { return std::hash<uint64_t>()(k.pc * 2 + k.exact); }
 };
 
-/// dwfl_module_addrinfo answers with the nearest preceding symbol even for an address past its
-/// end; only a symbol whose extent holds the address names it. A size-0 symbol (an assembler
-/// label without .size) is trusted for its own address only.
+/// dwfl_module_addrinfo (and SymbolTable) answers with the nearest preceding symbol even for an
+/// address past its end; only a symbol whose extent holds the address names it. A size-0 symbol
+/// (an assembler label without .size) is trusted for its own address only.
 bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
     return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
 }
@@ -52,9 +70,146 @@ int attr_int(Dwarf_Die* die, int name) {
     return static_cast<int>(value);
 }
 
-/// "ns::Class::" for the namespaces and classes enclosing `die`'s declaration (following
-/// DW_AT_abstract_origin / DW_AT_specification to it), "" at file scope.
-std::string qualified_scope(Dwarf_Die* die) {
+/// "ns::Class::" for the namespaces and classes around a DIE, given its ancestors (die first),
+/// "" at file scope.
+std::string scope_prefix(const std::vector<Dwarf_Die>& ancestors) {
+    std::string prefix;
+    for (size_t i = 1; i < ancestors.size(); ++i) {  // [0] is the DIE itself
+        Dwarf_Die scope = ancestors[i];
+        int tag = dwarf_tag(&scope);
+        if (tag != DW_TAG_namespace && tag != DW_TAG_class_type && tag != DW_TAG_structure_type &&
+            tag != DW_TAG_union_type)
+            continue;
+        const char* name = dwarf_diename(&scope);
+        prefix = std::string(name != nullptr ? name : "(anonymous namespace)") + "::" + prefix;
+    }
+    return prefix;
+}
+
+int decl_line(Dwarf_Die* die) {
+    int line = 0;
+    return dwarf_decl_line(die, &line) == 0 ? line : 0;
+}
+
+class DwflSymbolizer final : public Symbolizer {
+  public:
+    DwflSymbolizer(ProcessImage& image, const SymbolizeOptions& opt)
+        : image_(image), opt_(opt), cache_dir_(debug_cache_dir()) {}
+    DwflSymbolizer(const DwflSymbolizer&) = delete;
+    DwflSymbolizer& operator=(const DwflSymbolizer&) = delete;
+    ~DwflSymbolizer() override { save_caches(); }
+
+    const SymbolizedPc& symbolize(const RawFrame& frame) override {
+        FrameKey key{frame.pc, frame.exact};
+        auto it = cache_.find(key);
+        if (it != cache_.end()) return it->second;
+        return cache_.emplace(key, compute(frame)).first->second;
+    }
+
+  private:
+    SymbolizedPc compute(const RawFrame& frame);
+    std::vector<SourceFrame> compute_frames(Dwfl_Module* mod, ModuleInfo& info, uint64_t lookup_pc);
+    ModuleInfo& module_info(Dwfl_Module* mod);
+    void remember(Dwfl_Module* mod, ModuleInfo& info, uint64_t key,
+                  const std::vector<SourceFrame>& frames);
+    std::optional<DwarfSource> dwarf_source(Dwfl_Module* mod);
+    void save_caches() noexcept;
+    void add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
+                          std::vector<SourceFrame>& frames);
+    const std::optional<std::string>& declaration_scope(Dwarf_Die* die);
+    void name_from_die(Dwarf_Die* die, SourceFrame& f);
+
+    ProcessImage& image_;
+    SymbolizeOptions opt_;
+    std::string cache_dir_;  // "" when the persistent cache is off
+    std::unordered_map<Dwfl_Module*, ModuleInfo> modules_;
+    std::unordered_map<FrameKey, SymbolizedPc, FrameKeyHash> cache_;
+    // Both keyed by a DIE's address in the mapped debug data (unique per DIE): the scope of a
+    // declaration, and the children of a CU that may hold pcs (ranged_children).
+    std::unordered_map<const void*, std::optional<std::string>> decl_scopes_;
+    std::unordered_map<const void*, std::vector<Dwarf_Die>> cu_children_;
+};
+
+ModuleInfo& DwflSymbolizer::module_info(Dwfl_Module* mod) {
+    auto it = modules_.find(mod);
+    if (it != modules_.end()) return it->second;
+    ModuleInfo info;
+    // dwfl_module_build_id answers only once the ELF is loaded (FACTS.md).
+    dwfl_module_getelf(mod, &info.bias);
+    const char* name =
+        dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    info.name = name != nullptr ? name : "";
+    const unsigned char* bits = nullptr;
+    GElf_Addr vaddr = 0;
+    int len = dwfl_module_build_id(mod, &bits, &vaddr);
+    if (len > 0) info.build_id = hex_bytes(bits, static_cast<size_t>(len));
+    const std::string variant = fmt::format("l{:d}i{:d}", opt_.source_lines, opt_.inlines);
+    info.cache_path = symbol_cache_path(cache_dir_, info.build_id, variant);
+    if (!info.cache_path.empty()) {
+        auto& files = image_.impl().main_files;
+        auto file = files.find(mod);
+        auto loaded = load_symbol_cache(
+            info.cache_path,
+            file != files.end() ? std::optional<FileIdentity>(file->second) : std::nullopt);
+        if (loaded) info.cached = std::move(*loaded);
+    }
+    return modules_.emplace(mod, std::move(info)).first->second;
+}
+
+/// Where libdwfl found the module's DWARF (loading it if this run has not yet): the module's
+/// own file or a separate debug file; nullopt without DWARF, or for a debug file reached
+/// through /proc (another mount namespace: the path would not name it in the next run).
+std::optional<DwarfSource> DwflSymbolizer::dwarf_source(Dwfl_Module* mod) {
+    Dwarf_Addr bias = 0;
+    Dwarf* dwarf = dwfl_module_getdwarf(mod, &bias);
+    if (dwarf == nullptr) return std::nullopt;
+    DwarfSource src;
+    if (dwarf_getelf(dwarf) == dwfl_module_getelf(mod, &bias)) {
+        auto& files = image_.impl().main_files;
+        auto file = files.find(mod);
+        if (file == files.end()) return std::nullopt;
+        src.in_main_file = true;
+        src.identity = file->second;
+        return src;
+    }
+    const char* debug_file = nullptr;
+    dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &debug_file);
+    if (debug_file == nullptr || debug_file[0] != '/' ||
+        std::string_view(debug_file).starts_with("/proc/"))
+        return std::nullopt;
+    auto id = identity_of_path(debug_file);
+    if (!id) return std::nullopt;
+    src.debug_path = debug_file;
+    src.identity = *id;
+    return src;
+}
+
+void DwflSymbolizer::remember(Dwfl_Module* mod, ModuleInfo& info, uint64_t key,
+                              const std::vector<SourceFrame>& frames) {
+    if (info.cache_path.empty()) return;
+    if (!info.source_checked) {
+        info.source_checked = true;
+        info.source = dwarf_source(mod);
+    }
+    if (!info.source) return;
+    if (info.cached.emplace(key, frames).second) ++info.added;
+}
+
+/// Writes back the files of modules that gained entries. Runs in the destructor: never throws.
+void DwflSymbolizer::save_caches() noexcept {
+    for (auto& [mod, info] : modules_) {
+        if (info.added == 0 || !info.source) continue;
+        try {
+            save_symbol_cache(info.cache_path, *info.source, info.cached);
+        } catch (const std::exception& e) {
+            log_debug("symbol cache: {}", e.what());
+        }
+    }
+}
+
+/// Where a DIE's name is declared: "ns::Class::" (cached per declaration), or nullopt when
+/// dwarf_getscopes_die would not find the declaration.
+const std::optional<std::string>& DwflSymbolizer::declaration_scope(Dwarf_Die* die) {
     Dwarf_Die decl = *die;
     for (int hop = 0; hop < 4; ++hop) {  // origin -> specification chains are short
         Dwarf_Attribute attr;
@@ -65,24 +220,17 @@ std::string qualified_scope(Dwarf_Die* die) {
             break;
         decl = next;
     }
-    Dwarf_Die* scopes = nullptr;
-    int n = dwarf_getscopes_die(&decl, &scopes);
-    std::string prefix;
-    for (int i = 1; i < n; ++i) {  // scopes[0] is the DIE itself
-        int tag = dwarf_tag(&scopes[i]);
-        if (tag != DW_TAG_namespace && tag != DW_TAG_class_type && tag != DW_TAG_structure_type &&
-            tag != DW_TAG_union_type)
-            continue;
-        const char* name = dwarf_diename(&scopes[i]);
-        prefix = std::string(name != nullptr ? name : "(anonymous namespace)") + "::" + prefix;
-    }
-    free(scopes);
-    return prefix;
+    auto it = decl_scopes_.find(decl.addr);
+    if (it != decl_scopes_.end()) return it->second;
+    std::vector<Dwarf_Die> ancestors = die_ancestors(&decl);
+    std::optional<std::string> prefix;
+    if (!ancestors.empty()) prefix = scope_prefix(ancestors);
+    return decl_scopes_.emplace(decl.addr, std::move(prefix)).first->second;
 }
 
 /// Function name of a subprogram or inlined-subroutine DIE: the linkage name demangled (so C++
 /// qualifiers and parameters show), else DW_AT_name.
-void name_from_die(Dwarf_Die* die, SourceFrame& f) {
+void DwflSymbolizer::name_from_die(Dwarf_Die* die, SourceFrame& f) {
     std::string linkage = attr_string(die, DW_AT_linkage_name);
     if (linkage.empty()) linkage = attr_string(die, DW_AT_MIPS_linkage_name);
     if (!linkage.empty()) {
@@ -94,50 +242,7 @@ void name_from_die(Dwarf_Die* die, SourceFrame& f) {
     // qualify DW_AT_name with the namespaces and classes around its declaration, so it reads
     // like the demangled names around it ("ns::helper", not "helper").
     f.mangled = attr_string(die, DW_AT_name);
-    f.function = qualified_scope(die) + f.mangled;
-}
-
-int decl_line(Dwarf_Die* die) {
-    int line = 0;
-    return dwarf_decl_line(die, &line) == 0 ? line : 0;
-}
-
-class DwflSymbolizer final : public Symbolizer {
-  public:
-    DwflSymbolizer(ProcessImage& image, const SymbolizeOptions& opt) : image_(image), opt_(opt) {}
-
-    const SymbolizedPc& symbolize(const RawFrame& frame) override {
-        FrameKey key{frame.pc, frame.exact};
-        auto it = cache_.find(key);
-        if (it != cache_.end()) return it->second;
-        return cache_.emplace(key, compute(frame)).first->second;
-    }
-
-  private:
-    SymbolizedPc compute(const RawFrame& frame);
-    const ModuleInfo& module_info(Dwfl_Module* mod);
-    void add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
-                          std::vector<SourceFrame>& frames);
-
-    ProcessImage& image_;
-    SymbolizeOptions opt_;
-    std::unordered_map<Dwfl_Module*, ModuleInfo> modules_;
-    std::unordered_map<FrameKey, SymbolizedPc, FrameKeyHash> cache_;
-};
-
-const ModuleInfo& DwflSymbolizer::module_info(Dwfl_Module* mod) {
-    auto it = modules_.find(mod);
-    if (it != modules_.end()) return it->second;
-    ModuleInfo info;
-    // dwfl_module_build_id answers only once the ELF is loaded (FACTS.md).
-    dwfl_module_getelf(mod, &info.bias);
-    const char* name = dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
-    info.name = name != nullptr ? name : "";
-    const unsigned char* bits = nullptr;
-    GElf_Addr vaddr = 0;
-    int len = dwfl_module_build_id(mod, &bits, &vaddr);
-    if (len > 0) info.build_id = hex_bytes(bits, static_cast<size_t>(len));
-    return modules_.emplace(mod, std::move(info)).first->second;
+    f.function = declaration_scope(die).value_or("") + f.mangled;
 }
 
 /// Fills `frames` with the inlined functions around lookup_pc, innermost first, and gives
@@ -148,36 +253,32 @@ void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, Sour
     Dwarf_Addr dwarf_bias = 0;
     Dwarf_Die* cudie = dwfl_module_addrdie(mod, lookup_pc, &dwarf_bias);
     if (cudie == nullptr) return;
-    Dwarf_Die* scopes = nullptr;
-    int nscopes = dwarf_getscopes(cudie, lookup_pc - dwarf_bias, &scopes);
-    if (nscopes <= 0) return;
-    // dwarf_getscopes stops following the concrete tree at the first inlined subroutine; the
-    // DIE ancestors of the innermost scope give the whole chain. Without any inlined scope the
-    // scopes already are those ancestors, and dwarf_getscopes_die, which walks the CU from its
-    // start, was a third of a warm `pmprof stacks` run on libc: skip it then.
-    bool any_inlined = false;
-    for (int i = 0; i < nscopes; ++i)
-        any_inlined = any_inlined || dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine;
-    Dwarf_Die* chain = nullptr;
-    int nchain = 0;
-    if (any_inlined) {
-        nchain = dwarf_getscopes_die(&scopes[0], &chain);
-        free(scopes);
-    } else {
-        chain = scopes;
-        nchain = nscopes;
-    }
-    if (nchain <= 0) {
-        free(chain);
-        return;
+    // The DIE ancestors of the innermost scope holding the pc, up to the CU: what
+    // dwarf_getscopes + dwarf_getscopes_die gave, without their walks of the whole CU
+    // (dwarf_scopes.cpp).
+    auto children = cu_children_.find(cudie->addr);
+    if (children == cu_children_.end())
+        children = cu_children_.emplace(cudie->addr, ranged_children(cudie)).first;
+    std::vector<Dwarf_Die> chain = scopes_at_pc(cudie, children->second, lookup_pc - dwarf_bias);
+    if (chain.empty()) return;
+    // dwarf_getscopes answered nothing when it could not find the abstract origin of the
+    // innermost inlined scope (dwarf_getscopes.c): keep that, so the frames stay the same.
+    for (Dwarf_Die& scope : chain) {
+        if (dwarf_tag(&scope) != DW_TAG_inlined_subroutine) continue;
+        Dwarf_Attribute attr;
+        Dwarf_Die origin;
+        if (dwarf_attr(&scope, DW_AT_abstract_origin, &attr) == nullptr ||
+            dwarf_formref_die(&attr, &origin) == nullptr || die_ancestors(&origin).empty())
+            return;
+        break;
     }
     Dwarf_Files* files = nullptr;
     size_t nfiles = 0;
     if (dwarf_getsrcfiles(cudie, &files, &nfiles) != 0) files = nullptr;
     std::string file = outer.file;
     int line = outer.line;
-    for (int i = 0; i < nchain; ++i) {
-        Dwarf_Die* die = &chain[i];
+    for (Dwarf_Die& scope : chain) {
+        Dwarf_Die* die = &scope;
         int tag = dwarf_tag(die);
         if (tag == DW_TAG_subprogram) {
             outer.file = file;
@@ -197,14 +298,14 @@ void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, Sour
         line = 0;
         if (opt_.source_lines) {
             int call_file = attr_int(die, DW_AT_call_file);
-            const char* name = files != nullptr && static_cast<size_t>(call_file) < nfiles
-                                   ? dwarf_filesrc(files, static_cast<size_t>(call_file), nullptr, nullptr)
-                                   : nullptr;
+            const char* name =
+                files != nullptr && static_cast<size_t>(call_file) < nfiles
+                    ? dwarf_filesrc(files, static_cast<size_t>(call_file), nullptr, nullptr)
+                    : nullptr;
             file = name != nullptr ? name : "";
             line = attr_int(die, DW_AT_call_line);
         }
     }
-    free(chain);
 }
 
 SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
@@ -219,16 +320,30 @@ SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
         }
         return s;
     }
-    const ModuleInfo& info = module_info(mod);
+    ModuleInfo& info = module_info(mod);
     s.module = info.name;
     s.build_id = info.build_id;
     // The ELF virtual address: `addr2line -e module 0xOFF` and pprof's Mapping agree on it.
     s.module_offset = frame.pc - info.bias;
+    // Everything below depends on the lookup address within the module only.
+    const uint64_t key = lookup_pc - info.bias;
+    if (auto hit = info.cached.find(key); hit != info.cached.end()) {
+        s.frames = hit->second;
+        return s;
+    }
+    s.frames = compute_frames(mod, info, lookup_pc);
+    remember(mod, info, key, s.frames);
+    return s;
+}
 
+std::vector<SourceFrame> DwflSymbolizer::compute_frames(Dwfl_Module* mod, ModuleInfo& info,
+                                                        uint64_t lookup_pc) {
+    std::vector<SourceFrame> frames;
+    if (info.symbols == nullptr) info.symbols = std::make_unique<SymbolTable>(mod);
     GElf_Off offset = 0;
     GElf_Sym sym{};
-    const char* symbol = dwfl_module_addrinfo(mod, lookup_pc, &offset, &sym, nullptr, nullptr, nullptr);
-    if (symbol == nullptr || !symbol_covers(sym, offset)) return s;
+    const char* symbol = info.symbols->addrinfo(lookup_pc, &offset, &sym);
+    if (symbol == nullptr || !symbol_covers(sym, offset)) return frames;
 
     SourceFrame outer;
     outer.mangled = symbol;
@@ -250,9 +365,9 @@ SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
             outer.line = lineno;
         }
     }
-    if (opt_.inlines && cu_covers) add_inline_chain(mod, lookup_pc, outer, s.frames);
-    s.frames.push_back(std::move(outer));
-    return s;
+    if (opt_.inlines && cu_covers) add_inline_chain(mod, lookup_pc, outer, frames);
+    frames.push_back(std::move(outer));
+    return frames;
 }
 
 }  // namespace

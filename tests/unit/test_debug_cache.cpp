@@ -120,6 +120,10 @@ std::vector<SymbolizedPc> symbolize_some(std::string* libc_debug_file) {
     for (uint64_t pc : pcs) out.push_back(sym->symbolize(RawFrame{pc, true}));
     Dwfl_Module* mod = dwfl_addrmodule((*image)->impl().dwfl, reinterpret_cast<uint64_t>(&::read));
     REQUIRE(mod != nullptr);
+    // The persistent symbol cache (src/symbol_cache.h) answers repeated pcs without DWARF: load
+    // it here to see which file libdwfl picks.
+    Dwarf_Addr bias = 0;
+    dwfl_module_getdwarf(mod, &bias);
     const char* debug_file = nullptr;
     dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &debug_file);
     *libc_debug_file = debug_file != nullptr ? debug_file : "";
