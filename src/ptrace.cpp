@@ -308,18 +308,27 @@ void TraceSession::detach_all() {
     // with 0 and stay stopped, as the process is.
     d.detaching = true;
     d.poll_all();
-    std::vector<pid_t> tids;
-    for (auto& [tid, t] : d.threads) {
-        if (t.state == TraceState::Trapped) {
-            d.detach_now(tid, t);
-        } else if (t.state != TraceState::Gone) {
-            tids.push_back(tid);
+    // Passes until no thread is left to stop: a thread created during a pass (its clone event
+    // arrives while we wait) is auto-attached, and would otherwise sit in its first ptrace-stop
+    // until pmprof exits.
+    const auto deadline = SteadyClock::now() + kDetachTimeout;
+    for (int pass = 0; pass < 16; ++pass) {
+        std::vector<pid_t> tids;
+        for (auto& [tid, t] : d.threads) {
+            if (t.state == TraceState::Trapped) {
+                d.detach_now(tid, t);
+            } else if (t.state != TraceState::Gone && !t.released) {
+                tids.push_back(tid);
+            }
         }
-    }
-    d.drop_detached();
-    {
-        StopRound round(d, tids);
-        round.wait(SteadyClock::now() + kDetachTimeout, nullptr, /*honor_stop_request=*/false);
+        d.drop_detached();
+        if (tids.empty()) break;
+        {
+            StopRound round(d, tids);
+            round.wait(deadline, nullptr, /*honor_stop_request=*/false);
+        }
+        d.poll_all();
+        if (SteadyClock::now() >= deadline) break;
     }
     d.poll_all();  // reap what exec left behind
     std::vector<pid_t> left;
