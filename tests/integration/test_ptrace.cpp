@@ -38,6 +38,14 @@ std::unique_ptr<t::Target> start_target(std::vector<std::string> args) {
     return t::Target::start(args);
 }
 
+/// A ptrace_target (with `threads` spinners) whose "vforker" thread keeps entering D state, and
+/// that thread's tid.
+std::pair<std::unique_ptr<t::Target>, pid_t> start_dstate_target(const std::string& threads) {
+    auto target = start_target({"--dstate", "--threads", threads});
+    const pid_t dtid = std::stoi(t::parse_fields(target->ready_line()).at("dstate"));
+    return {std::move(target), dtid};
+}
+
 std::unique_ptr<TraceSession> seize_or_fail(pid_t pid) {
     auto s = TraceSession::seize(pid);
     if (!s) FAIL("seize " << pid << ": " << s.error().message);
@@ -216,9 +224,8 @@ TEST_CASE("asynchronous captures copy each thread as it stops and hold none",
 
 TEST_CASE("an asynchronous capture of a D-state thread arrives when the thread stops",
           "[integration][ptrace]") {
-    auto target = start_target({"--dstate", "--threads", "1"});
+    auto [target, dtid] = start_dstate_target("1");
     pid_t pid = target->pid();
-    pid_t dtid = std::stoi(t::parse_fields(target->ready_line()).at("dstate"));
     {
         auto session = seize_or_fail(pid);
         REQUIRE(wait_until([&] { return task_state(pid, dtid) == 'D'; }, 3s, session.get()));
@@ -365,9 +372,8 @@ TEST_CASE("threads created and exiting during 100 snapshots", "[integration][ptr
 
 TEST_CASE("a thread in D state is skipped within the deadline and released",
           "[integration][ptrace]") {
-    auto target = start_target({"--dstate", "--threads", "2"});
+    auto [target, dtid] = start_dstate_target("2");
     pid_t pid = target->pid();
-    pid_t dtid = std::stoi(t::parse_fields(target->ready_line()).at("dstate"));
     {
         auto session = seize_or_fail(pid);
         CaptureOptions opt;
@@ -459,9 +465,8 @@ TEST_CASE("an exec in the target is noticed", "[integration][ptrace]") {
 
 TEST_CASE("release_each resumes a thread after its own copy, not after the slowest sibling",
           "[integration][ptrace]") {
-    auto target = start_target({"--dstate", "--threads", "2"});
+    auto [target, dtid] = start_dstate_target("2");
     pid_t pid = target->pid();
-    pid_t dtid = std::stoi(t::parse_fields(target->ready_line()).at("dstate"));
     {
         auto session = seize_or_fail(pid);
         REQUIRE(wait_until([&] { return task_state(pid, dtid) == 'D'; }, 3s, session.get()));

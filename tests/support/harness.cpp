@@ -23,6 +23,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "pmprof/procfs.h"
+
 extern char** environ;
 
 namespace pmprof::test {
@@ -556,6 +558,14 @@ std::vector<std::string> go_tool_pprof_argv(const std::vector<std::string>& args
 RunResult run_go_tool_pprof(const std::vector<std::string>& args,
                             std::chrono::milliseconds timeout) {
     return run(go_tool_pprof_argv(args), timeout);
+}
+
+std::unique_ptr<ProcessImage> open_self_image() {
+    auto maps = read_maps(getpid());
+    if (!maps.ok()) throw std::runtime_error("read_maps self: " + maps.error().message);
+    auto image = ProcessImage::open(getpid(), *maps);
+    if (!image.ok()) throw std::runtime_error("ProcessImage::open self: " + image.error().message);
+    return std::move(*image);
 }
 
 }  // namespace pmprof::test

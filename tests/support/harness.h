@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "pmprof/image.h"
+
 namespace pmprof::test {
 
 /// $PMPROF_BUILD, else "build" (absolute).
@@ -53,6 +55,9 @@ class Target {
     std::string ready_line_;
     bool reaped_ = false;
 };
+
+/// The test process's own ProcessImage (its maps, then ProcessImage::open); throws on failure.
+std::unique_ptr<ProcessImage> open_self_image();
 
 struct RunResult {
     int exit_code = -1;  // -1 when killed by a signal or timed out

@@ -16,6 +16,7 @@
 #include "../../src/dwarf_scopes.h"
 #include "../../src/image_internal.h"
 #include "../../src/symbol_table.h"
+#include "../support/harness.h"
 #include "pmprof/image.h"
 #include "pmprof/procfs.h"
 
@@ -39,14 +40,6 @@ asm(".pushsection .text\n"
 extern "C" void pmprof_test_table_fn();
 
 namespace {
-
-std::unique_ptr<pmprof::ProcessImage> open_self() {
-    auto maps = pmprof::read_maps(getpid());
-    REQUIRE(maps.ok());
-    auto image = pmprof::ProcessImage::open(getpid(), *maps);
-    REQUIRE(image.ok());
-    return std::move(*image);
-}
 
 /// About `count` addresses spread over the executable mappings of the module holding `pc`.
 std::vector<uint64_t> spread_over_module(const pmprof::ProcessImage& image, Dwfl_Module* mod,
@@ -173,7 +166,7 @@ Dwfl_Module* module_of(pmprof::ProcessImage& image, const void* fn) {
 }  // namespace
 
 TEST_CASE("SymbolTable answers as dwfl_module_addrinfo", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     SECTION("this binary, with sized and size-0 symbols side by side") {
         Dwfl_Module* mod = module_of(*image, reinterpret_cast<const void*>(&pmprof_test_table_fn));
         std::vector<uint64_t> pcs = spread_over_module(*image, mod, 1500);
@@ -195,7 +188,7 @@ TEST_CASE("SymbolTable answers as dwfl_module_addrinfo", "[unit][symbolize]") {
 }
 
 TEST_CASE("scope chains match dwarf_getscopes and dwarf_getscopes_die", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     Dwfl_Module* self = module_of(*image, reinterpret_cast<const void*>(&pmprof_test_table_fn));
     // Inlined frames are everywhere in this -O2 C++ binary: the walks must agree on them.
     CHECK(check_same_scopes(self, spread_over_module(*image, self, 3000)) > 100);

@@ -59,20 +59,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::unique_ptr<pmprof::ProcessImage> open_self() {
-    auto maps = pmprof::read_maps(getpid());
-    REQUIRE(maps.ok());
-    auto image = pmprof::ProcessImage::open(getpid(), *maps);
-    REQUIRE(image.ok());
-    return std::move(*image);
-}
-
 uint64_t address_of(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
 }  // namespace
 
 TEST_CASE("a noinline function gives its demangled name, file and line", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t pc = address_of(reinterpret_cast<const void*>(&symtest::noinline_function));
     const SymbolizedPc& s = sym->symbolize(RawFrame{pc, true});
@@ -93,7 +85,7 @@ TEST_CASE("a noinline function gives its demangled name, file and line", "[unit]
 }
 
 TEST_CASE("module_offset is the ELF address addr2line understands", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t pc = address_of(reinterpret_cast<const void*>(&symtest::noinline_function));
     const SymbolizedPc& s = sym->symbolize(RawFrame{pc, true});
@@ -104,7 +96,7 @@ TEST_CASE("module_offset is the ELF address addr2line understands", "[unit][symb
 }
 
 TEST_CASE("an inlined call site shows the whole inline chain", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     const uint64_t pc = symtest::outer_function();
     auto sym = pmprof::make_symbolizer(*image, {});
     const SymbolizedPc& s = sym->symbolize(RawFrame{pc, true});
@@ -137,7 +129,7 @@ TEST_CASE("an inlined call site shows the whole inline chain", "[unit][symbolize
 }
 
 TEST_CASE("a libc function is named, with libc's build id and debug lines", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t pc = address_of(reinterpret_cast<const void*>(&::qsort));
     const SymbolizedPc& s = sym->symbolize(RawFrame{pc + 4, true});
@@ -151,7 +143,7 @@ TEST_CASE("a libc function is named, with libc's build id and debug lines", "[un
 }
 
 TEST_CASE("a pc past the end of a symbol gets no frames", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t start = address_of(reinterpret_cast<const void*>(&pmprof_test_sized_fn));
     const SymbolizedPc& at = sym->symbolize(RawFrame{start, true});
@@ -166,7 +158,7 @@ TEST_CASE("a pc past the end of a symbol gets no frames", "[unit][symbolize]") {
 }
 
 TEST_CASE("return addresses are looked up at pc - 1, exact pcs at pc", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t start = address_of(reinterpret_cast<const void*>(&pmprof_test_sized_fn));
     // As a return address, start + 1 belongs to the instruction at `start`.
@@ -175,7 +167,7 @@ TEST_CASE("return addresses are looked up at pc - 1, exact pcs at pc", "[unit][s
 }
 
 TEST_CASE("a pc outside every mapping gets neither module nor frames", "[unit][symbolize]") {
-    auto image = open_self();
+    auto image = pmprof::test::open_self_image();
     auto sym = pmprof::make_symbolizer(*image, {});
     const SymbolizedPc& s = sym->symbolize(RawFrame{0x10, true});
     CHECK(s.module.empty());
