@@ -14,6 +14,8 @@ TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valg
                  libjemalloc2 chromium
 
 PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
+# Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/main.cpp says why.
+HTTP_LIBS := -lcpp-httplib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
 ifneq ($(CI),)
 WERROR   ?= 1
@@ -28,12 +30,16 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # .pc files add, would interpose _Unwind_RaiseException: every C++ exception (CLI11's --help and
 # --version) then unwound through it with one rt_sigprocmask per frame. It is still loaded as
 # libunwind-x86_64's dependency, so libgcc_s is made a direct one, which puts it first.
-PKG_LIBS   = $(filter-out -lunwind,$(shell pkg-config --libs $(PKGS) 2>/dev/null))
+PKG_LIBS   = $(filter-out -lunwind $(HTTP_LIBS),$(shell pkg-config --libs $(PKGS) 2>/dev/null))
 LDLIBS   += $(PKG_LIBS) -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 
 SRCS       := $(sort $(wildcard src/*.cpp))
-LIB_SRCS   := $(filter-out src/main.cpp,$(SRCS))
+MAIN_SRCS  := src/main.cpp src/main_serve.cpp
+LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(SRCS))
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+# The HTTP server and `serve`'s command line: only in pmprof-serve (and the tests).
+SERVE_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard src/http_*.cpp) src/cmd_serve.cpp)
+CORE_OBJS  := $(filter-out $(SERVE_OBJS),$(LIB_OBJS))
 TEST_SRCS  := $(sort $(wildcard tests/unit/*.cpp tests/integration/*.cpp tests/support/*.cpp))
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
 TARGETS    := $(basename $(notdir $(wildcard tests/targets/*.cpp)))
@@ -43,7 +49,7 @@ EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test-deps test unit integration demo bench install sanitize format clean
-all: $(BUILD)/pmprof
+all: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 
 # ---- dependencies -------------------------------------------------------------------------
 # Installs what is missing: as root with apt-get (updating the package lists first when they are
@@ -84,12 +90,14 @@ $(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $(PKG_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 
-$(BUILD)/pmprof: $(BUILD)/obj/src/main.o $(LIB_OBJS)
+$(BUILD)/pmprof: $(BUILD)/obj/src/main.o $(CORE_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+$(BUILD)/pmprof-serve: $(BUILD)/obj/src/main_serve.o $(LIB_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) $(HTTP_LIBS)
 
 # ---- tests --------------------------------------------------------------------------------
 $(BUILD)/pmprof-tests: $(TEST_OBJS) $(LIB_OBJS)
-	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) $(HTTP_LIBS)
 
 # Targets are built twice: with frame pointers and without, both -O2 with inlining and -g.
 TARGET_FLAGS := -std=c++20 -O2 -g -pthread
@@ -110,7 +118,7 @@ $(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
 	cd tests/tools/pprofcheck && GO111MODULE=off GOPATH=/usr/share/gocode \
 	  GOCACHE=$(abspath $(BUILD))/gocache $(GO) build -o $(abspath $@) .
 
-TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
+TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
 test: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
@@ -122,19 +130,21 @@ integration: $(BUILD)/.test-deps-ok
 
 # ---- demo, bench, install -----------------------------------------------------------------
 # The demo also fetches a profile from `pmprof serve` with `go tool pprof` (a test package).
-demo: $(BUILD)/.test-deps-ok $(BUILD)/pmprof $(EXAMPLE_BINS)
+demo: $(BUILD)/.test-deps-ok $(BUILD)/pmprof $(BUILD)/pmprof-serve $(EXAMPLE_BINS)
 	@BUILD=$(BUILD) examples/demo.sh
 
 bench: $(BUILD)/.test-deps-ok $(BUILD)/pmprof
 	@BUILD=$(BUILD) bench/run.sh
 
-install: $(BUILD)/pmprof
+install: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 	install -D -m 0755 $(BUILD)/pmprof $(DESTDIR)$(PREFIX)/bin/pmprof
+	install -D -m 0755 $(BUILD)/pmprof-serve $(DESTDIR)$(PREFIX)/libexec/pmprof/pmprof-serve
 	install -D -m 0644 man/pmprof.1 $(DESTDIR)$(PREFIX)/share/man/man1/pmprof.1
 
 sanitize:
 	$(MAKE) BUILD=build-sanitize OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" build-sanitize/pmprof build-sanitize/pmprof-tests
+	  LDFLAGS="-fsanitize=address,undefined" build-sanitize/pmprof build-sanitize/pmprof-serve \
+	  build-sanitize/pmprof-tests
 
 format:
 	clang-format -i $(wildcard src/*.cpp src/*.h include/pmprof/*.h tests/*/*.cpp tests/*/*.h \
@@ -143,7 +153,7 @@ format:
 clean:
 	rm -rf $(BUILD) build-sanitize
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/obj/src/main.d
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(MAIN_SRCS:%.cpp=$(BUILD)/obj/%.d)
 
 # ---- fuzzing (owner: formats) -------------------------------------------------------------
 # `make fuzz` builds a libFuzzer harness (clang, ASan + UBSan) for decode_pprof and every writer

@@ -5,7 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace pmprof {
 
@@ -19,6 +21,26 @@ void add_record_command(CLI::App& app, CommandRunner* runner);
 void add_heap_command(CLI::App& app, CommandRunner* runner);
 void add_report_command(CLI::App& app, CommandRunner* runner);
 void add_serve_command(CLI::App& app, CommandRunner* runner);
+
+/// One subcommand an executable offers: its name and its registration function.
+struct Command {
+    std::string_view name;
+    void (*add)(CLI::App&, CommandRunner*);
+};
+
+/// The whole of main() for `pmprof` and `pmprof-serve` (src/cli_main.cpp): registers the named
+/// one of `commands` (all of them for --help or an unknown name), parses, runs it, and maps
+/// exceptions to exit codes.
+int cli_main(int argc, char** argv, std::span<const Command> commands);
+
+/// The subcommand the command line names: its first word that is not an option (the global
+/// options are flags, so no option value comes before it). "" when there is none.
+std::string_view named_command(int argc, char** argv);
+
+/// `serve`'s one-line summary, shown by `pmprof --help`, where `serve` is a stub: the server is
+/// the separate executable pmprof-serve (src/main.cpp says why).
+inline constexpr const char* kServeSummary =
+    "Serve Go-compatible /debug/pprof endpoints for a running process";
 
 /// Parses a pid argument strictly ("123"); throws FatalError with kExitUsage otherwise.
 pid_t parse_pid(const std::string& text);

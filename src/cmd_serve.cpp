@@ -69,8 +69,7 @@ int run_serve(const ServeArgs& a) {
 
 void add_serve_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<ServeArgs>();
-    CLI::App* cmd = app.add_subcommand(
-        "serve", "Serve Go-compatible /debug/pprof endpoints for a running process");
+    CLI::App* cmd = app.add_subcommand("serve", kServeSummary);
     cmd->footer(
         "\nEndpoints (as Go's net/http/pprof): /debug/pprof/ (index), profile?seconds=N "
         "(sampling profile; mode=cpu|wall, rate=HZ from 1 to 1000; seconds from 1 to "

@@ -1,107 +1,66 @@
-// pmprof: entry point. Parses the command line, runs one subcommand, and maps errors to the
-// documented exit codes: 0 complete, 1 partial, 2 fatal, 64 usage.
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
+// pmprof: entry point. The verbs are registered from src/cmd_<verb>.cpp; src/cli_main.cpp parses
+// the command line and maps errors to exit codes.
+//
+// `serve` is the exception: its HTTP server (libcpp-httplib) is linked with OpenSSL, whose
+// load-time set-up was 9.8M of the 16.8M instructions of a warm `pmprof stacks` (issue 7). It
+// lives in a separate executable, pmprof-serve, that `pmprof serve` execs with the same
+// arguments: the pid and every option behave as if pmprof itself served.
+#include <unistd.h>
 
-#include <pthread.h>
-#include <signal.h>
-
+#include <cerrno>
 #include <cstdio>
-#include <exception>
-#include <string_view>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "pmprof/error.h"
-#include "pmprof/log.h"
-#include "pmprof/signals.h"
 
 namespace {
 
-constexpr const char* kDescription =
-    "pmprof: profile any running native Linux process without code changes or a restart.\n"
-    "It attaches with ptrace (PTRACE_SEIZE), stops threads only to copy registers and stack,\n"
-    "resumes them, then unwinds and symbolizes the copies (libdwfl).";
-
-struct Command {
-    std::string_view name;
-    void (*add)(CLI::App&, pmprof::CommandRunner*);
-};
-constexpr Command kCommands[] = {
-    {"stacks", pmprof::add_stacks_command}, {"attach", pmprof::add_attach_command},
-    {"record", pmprof::add_record_command}, {"heap", pmprof::add_heap_command},
-    {"report", pmprof::add_report_command}, {"serve", pmprof::add_serve_command},
-};
-
-/// The subcommand the command line names: its first word that is not an option (the global
-/// options are flags, so no option value comes before it). "" when there is none.
-std::string_view named_command(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-        std::string_view arg = argv[i];
-        if (arg == "--") break;
-        if (!arg.starts_with("-")) return arg;
-    }
-    return {};
+/// Where pmprof-serve is: beside this executable (a build directory, or PREFIX/bin when
+/// installed there too), else in PREFIX/libexec/pmprof, where `make install` puts it.
+std::vector<std::string> serve_candidates() {
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return {};
+    std::string dir(self, static_cast<size_t>(n));
+    dir.erase(dir.rfind('/') + 1);
+    return {dir + "pmprof-serve", dir + "../libexec/pmprof/pmprof-serve"};
 }
 
-int run(int argc, char** argv) {
-    CLI::App app{kDescription, "pmprof"};
-    app.require_subcommand(1);
-    app.footer(std::string("\n") + pmprof::kExitCodesHelp +
-               "\nPermissions: tracing needs the same user as the target (and ptrace_scope 0) "
-               "or root / CAP_SYS_PTRACE.\nSee pmprof(1) for details.");
-    int verbose = 0;
-    bool quiet = false;
-    app.add_flag("-v,--verbose", verbose, "More diagnostics on stderr (repeat for debug)");
-    app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
-    app.set_version_flag("--version", "pmprof 0.1.0");
-
-    // Only the named subcommand is registered: building all six (over a hundred CLI11 options)
-    // cost a warm `pmprof stacks` a sixth of its own instructions. Without a known name (--help,
-    // a typo) all are, so the help and CLI11's errors stay what they were.
-    pmprof::CommandRunner runner;
-    const std::string_view named = named_command(argc, argv);
-    bool known = false;
-    for (const Command& c : kCommands) known = known || c.name == named;
-    for (const Command& c : kCommands)
-        if (!known || c.name == named) c.add(app, &runner);
-
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
-        return app.exit(e);
-    } catch (const CLI::CallForAllHelp& e) {
-        return app.exit(e);
-    } catch (const CLI::CallForVersion& e) {
-        return app.exit(e);
-    } catch (const CLI::ParseError& e) {
-        std::fprintf(stderr, "pmprof: %s\nRun 'pmprof --help' for usage.\n", e.what());
-        return pmprof::kExitUsage;
+/// Replaces this process with pmprof-serve, argv unchanged; returns only to report failure.
+int exec_serve(char** argv) {
+    const std::vector<std::string> candidates = serve_candidates();
+    std::string tried;
+    for (const std::string& path : candidates) {
+        execv(path.c_str(), argv);
+        const int err = errno;
+        if (err != ENOENT) {
+            std::fprintf(stderr, "pmprof: cannot run %s: %s\n", path.c_str(), std::strerror(err));
+            return pmprof::kExitFatal;
+        }
+        tried += (tried.empty() ? "" : " or ") + path;
     }
-    pmprof::set_log_level(quiet ? pmprof::LogLevel::Quiet
-                                : static_cast<pmprof::LogLevel>(
-                                      std::min(3, static_cast<int>(pmprof::LogLevel::Warn) + verbose)));
-    pmprof::install_stop_signal_handlers();
-    if (!runner) return pmprof::kExitUsage;
-    return runner();
+    std::fprintf(stderr, "pmprof: serve needs pmprof-serve, which is not installed (no %s)\n",
+                 tried.empty() ? "/proc/self/exe to look beside" : tried.c_str());
+    return pmprof::kExitFatal;
+}
+
+/// `serve` as `pmprof --help` lists it; the command itself is pmprof-serve's.
+void add_serve_stub(CLI::App& app, pmprof::CommandRunner* runner) {
+    app.add_subcommand("serve", pmprof::kServeSummary)->allow_extras();
+    (void)runner;  // never chosen: main() execs pmprof-serve before parsing when serve is named
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Tracee stops are waited for through a signalfd for SIGCHLD (ptrace.cpp): the signal must be
-    // blocked in every thread, so block it here, before any thread (HTTP, progress) exists.
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &chld, nullptr);
-    try {
-        return run(argc, argv);
-    } catch (const pmprof::FatalError& e) {
-        std::fprintf(stderr, "pmprof: %s\n", e.what());
-        if (!e.hint().empty()) std::fprintf(stderr, "pmprof: hint: %s\n", e.hint().c_str());
-        return e.exit_code();
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "pmprof: internal error: %s\n", e.what());
-        return pmprof::kExitFatal;
-    }
+    if (pmprof::named_command(argc, argv) == "serve") return exec_serve(argv);
+    static constexpr pmprof::Command kCommands[] = {
+        {"stacks", pmprof::add_stacks_command}, {"attach", pmprof::add_attach_command},
+        {"record", pmprof::add_record_command}, {"heap", pmprof::add_heap_command},
+        {"report", pmprof::add_report_command}, {"serve", add_serve_stub},
+    };
+    return pmprof::cli_main(argc, argv, kCommands);
 }

@@ -53,6 +53,27 @@ TEST_CASE("cli: --version does not unwind through libunwind's local unwinder",
     CHECK(calls < 20);
 }
 
+TEST_CASE("cli: pmprof does not load the HTTP server's OpenSSL; serve is pmprof-serve",
+          "[integration][cli]") {
+    // The dynamic loader names every library it loads; libssl came with libcpp-httplib and was
+    // over half of a warm `stacks` run's instructions.
+    RunResult loads = run({"env", "LD_DEBUG=libs", pmprof_bin(), "--version"});
+    REQUIRE(loads.exit_code == 0);
+    CHECK(loads.err.find("libdw.so") != std::string::npos);  // the check sees what is loaded
+    CHECK(loads.err.find("libssl") == std::string::npos);
+    CHECK(loads.err.find("httplib") == std::string::npos);
+
+    // Without pmprof-serve beside it (or in ../libexec/pmprof), `serve` says so and exits 2.
+    std::string dir = temp_path("lonely-XXXXXX");
+    REQUIRE(mkdtemp(dir.data()) != nullptr);
+    REQUIRE(run({"cp", pmprof_bin(), dir + "/pmprof"}).exit_code == 0);
+    RunResult lonely = run({dir + "/pmprof", "serve", "1"});
+    CHECK(lonely.exit_code == 2);
+    CHECK(lonely.err.find("pmprof-serve") != std::string::npos);
+    CHECK(lonely.err.find('\n') == lonely.err.size() - 1);  // one line
+    run({"rm", "-rf", dir});
+}
+
 TEST_CASE("cli: a warm stacks run prints what the cold one did", "[integration][cli][stacks]") {
     auto target = Target::start({target_bin("stacks_target", false)});
     std::string dir = temp_path("warm-cache-XXXXXX");
