@@ -57,9 +57,9 @@ int run(int argc, char** argv, std::span<const Command> commands) {
         std::fprintf(stderr, "pmprof: %s\nRun 'pmprof --help' for usage.\n", e.what());
         return kExitUsage;
     }
-    set_log_level(quiet ? LogLevel::Quiet
-                        : static_cast<LogLevel>(
-                              std::min(3, static_cast<int>(LogLevel::Warn) + verbose)));
+    set_log_level(
+        quiet ? LogLevel::Quiet
+              : static_cast<LogLevel>(std::min(3, static_cast<int>(LogLevel::Warn) + verbose)));
     install_stop_signal_handlers();
     if (!runner) return kExitUsage;
     return runner();
