@@ -493,6 +493,7 @@ def write_meta(bench, path, when):
     meta = {
         "when": when, "host": platform.node(), "kernel": platform.release(), "cpu": cpu,
         "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+        "busy_cpus_start": bl.busy_cpus(),
         "versions": {
             "pmprof": version([bench.pmprof, "--version"]), "gdb": version(["gdb", "--version"]),
             "eu-stack": version(["eu-stack", "--version"]), "perf": version(["perf", "--version"]),

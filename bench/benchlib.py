@@ -364,3 +364,22 @@ def process_cpu_ns(pid):
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def busy_cpus(seconds=2.0):
+    """How many cpus were busy (not idle, not waiting for I/O) over the next `seconds`, from
+    /proc/stat: what other processes take from the run. The load average is no measure of that
+    here: it decays over minutes, and counts the reference target's own busy threads."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle  # user..steal; guest time is already in user
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return (total - (idle1 - idle0)) / total * (os.cpu_count() or 1) if total > 0 else None

@@ -273,6 +273,8 @@ def main():
         ["load average at start / end", " / ".join(
             ", ".join(f"{x:.2f}" for x in meta.get(k, [])) or "—"
             for k in ("loadavg_start", "loadavg_end"))],
+        ["cpus busy before the run (2 s, /proc/stat)",
+         "—" if meta.get("busy_cpus_start") is None else f"{meta['busy_cpus_start']:.2f}"],
         ["versions", "; ".join(f"{k}: {v[k]}" for k in sorted(v))],
         ["rounds", f"{meta['config']['rounds']} (heap: {meta['config']['heap_rounds']}), "
                    "interleaved, order rotated each round, each with its own baseline"],

@@ -158,13 +158,18 @@ def render(goal_list, meta, d):
     text.append("\n### Closing note\n")
     missed = [g for g in goal_list if g[3] is False]
     nodata = [g for g in goal_list if g[3] is None]
-    load = meta.get("loadavg_start", [0])[0]
+    # Measured over 2 s before anything started (older runs: the 1-minute load average).
+    busy = meta.get("busy_cpus_start")
     cpus = meta.get("cpus") or 1
-    if load > 0.5 * cpus:
-        text.append(f"The machine was not quiet when the run started (load average {load:.2f} "
-                    f"on {cpus} cpus): every timing above is inflated and the throughput ratios "
-                    "are noisier than the ±4 % the issue expects. Re-run on an idle machine "
-                    "before drawing conclusions.\n")
+    if busy is None:
+        busy, what = meta.get("loadavg_start", [0])[0], "1-minute load average"
+    else:
+        what = "cpus busy in the 2 s before it"
+    if busy > 0.25:
+        text.append(f"The machine was not quiet when the run started ({what}: {busy:.2f} of "
+                    f"{cpus}): every timing above is inflated and the throughput ratios are "
+                    "noisier than the ±4 % the issue expects. Re-run on an idle machine before "
+                    "drawing conclusions.\n")
     if not missed and not nodata:
         text.append("Every goal was met in this run.\n")
     for what, target, measured, _ in missed:
