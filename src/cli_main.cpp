@@ -77,8 +77,9 @@ std::string_view named_command(int argc, char** argv) {
 }
 
 int cli_main(int argc, char** argv, std::span<const Command> commands) {
-    // Tracee stops are waited for through a signalfd for SIGCHLD (ptrace.cpp): the signal must be
-    // blocked in every thread, so block it here, before any thread (HTTP, progress) exists.
+    // Tracee stops are waited for with sigtimedwait for SIGCHLD (ptrace_events.cpp): the signal
+    // must be blocked in every thread, so block it here, before any thread (HTTP, progress)
+    // exists.
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,17 +32,6 @@ constexpr std::chrono::milliseconds kDetachTimeout{3000};
 constexpr std::chrono::milliseconds kExecTimeout{10000};
 
 Error no_process(pid_t pid) { return Error{fmt::format("no process with pid {}", pid), ESRCH}; }
-
-UniqueFd make_sigchld_fd() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    // Without it the waits fall back to short sleeps (wait_for_event). Measured on a loaded
-    // 2-core VM: a capture of a busy thread paused it 26 us (median) with the signalfd against
-    // 100-500 us with an adaptive 20 us..1 ms sleep-poll; 21-thread snapshot windows 3-24 ms
-    // against 77-99 ms.
-    return UniqueFd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
-}
 
 // The EPERM explanation the user needs (ptrace(2) "Ptrace access mode checking", Yama docs).
 Error permission_error(pid_t pid) {
@@ -123,7 +111,6 @@ Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid,
     auto impl = std::make_unique<Impl>();
     impl->pid = pid;
     impl->tracer_tid = static_cast<pid_t>(::gettid());
-    impl->sigchld_fd = make_sigchld_fd();
     Impl& d = *impl;
     // From here on the destructor detaches whatever was seized, on every early return.
     std::unique_ptr<TraceSession> session(new TraceSession(std::move(impl)));
@@ -249,7 +236,6 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     impl->pid = child;
     impl->tracer_tid = static_cast<pid_t>(::gettid());
     impl->launched = true;
-    impl->sigchld_fd = make_sigchld_fd();
     impl->threads.emplace(child, TracedThread{});
     Impl& d = *impl;
     std::unique_ptr<TraceSession> session(new TraceSession(std::move(impl)));
@@ -297,6 +283,8 @@ std::vector<pid_t> TraceSession::threads() const {
         if (t.state != TraceState::Gone && !t.foreign) out.push_back(tid);
     return out;
 }
+
+const std::vector<MemoryMap>& TraceSession::maps() const { return impl_->maps; }
 
 void TraceSession::poll_events() { impl_->poll_all(); }
 

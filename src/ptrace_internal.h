@@ -40,8 +40,9 @@ struct TracedThread {
     bool released = false;        // detached: to be dropped (never waitpid it again)
 };
 
-/// Blocks SIGCHLD in the calling thread for the duration of a wait so the session's signalfd
-/// sees it (signalfd(2): the signal must be blocked), and restores the previous mask.
+/// Blocks SIGCHLD in the calling thread for the duration of a wait, so that a stop reported
+/// while it waits stays pending for wait_for_event's sigtimedwait (with the default disposition
+/// an unblocked SIGCHLD is discarded), and restores the previous mask.
 class SigchldBlock {
   public:
     SigchldBlock();
@@ -64,7 +65,6 @@ struct SessionCore {
     ExitInfo exit;
     SessionCounters counters;
     std::vector<MemoryMap> maps;  // /proc/PID/maps, read before stopping (never during)
-    UniqueFd sigchld_fd;          // signalfd for SIGCHLD: wakes the waits without busy polling
 
     // ---- events (ptrace_events.cpp) ----
     /// Reaps at most one pending event of `tid` without blocking; true when one was handled.

@@ -84,6 +84,8 @@ class TraceSession {
     pid_t pid() const;
     /// The threads currently traced, sorted.
     std::vector<pid_t> threads() const;
+    /// The /proc/PID/maps the last snapshot() or capture read before its stops (empty before).
+    const std::vector<MemoryMap>& maps() const;
 
     /// One consistent snapshot: stops the listed threads (all when empty) together, copies the
     /// registers and the top of the stack of each, then resumes them all.
