@@ -181,7 +181,9 @@ int run_record(const SampleArgs& a) {
 
 void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duration_help) {
     cmd->add_option("-d,--duration", a->duration, duration_help);
-    cmd->add_option("-r,--rate", a->rate, "Samples per second per thread")
+    cmd->add_option("-r,--rate", a->rate,
+                    "Samples per second per thread: of wall time (wall mode) or of the thread's "
+                    "cpu time (cpu mode, as perf -F)")
         ->check(CLI::Range(0.1, 10000.0))
         ->capture_default_str();
     cmd->add_option("-m,--mode", a->mode,

@@ -3,6 +3,7 @@
 #include "pmprof/procfs.h"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -171,11 +172,22 @@ Result<TaskStatus> parse_status(std::string_view text) {
 }
 
 Result<SchedStat> parse_schedstat(std::string_view text) {
-    auto f = split_ws(text);
+    // Token by token rather than split_ws: no vector to allocate, as the sampler parses this
+    // thousands of times a second.
+    auto take = [&text]() {
+        size_t b = text.find_first_not_of(kSpace);
+        if (b == std::string_view::npos)
+            b = text.size();
+        size_t e = std::min(text.find_first_of(kSpace, b), text.size());
+        std::string_view tok = text.substr(b, e - b);
+        text.remove_prefix(e);
+        return tok;
+    };
+    const std::string_view all = text;
     SchedStat s;
-    if (f.size() < 3 || !parse_num(f[0], &s.run_ns) || !parse_num(f[1], &s.wait_ns) ||
-        !parse_num(f[2], &s.timeslices))
-        return parse_error("schedstat", text);
+    if (!parse_num(take(), &s.run_ns) || !parse_num(take(), &s.wait_ns) ||
+        !parse_num(take(), &s.timeslices))
+        return parse_error("schedstat", all);
     return s;
 }
 
@@ -279,6 +291,18 @@ Result<TaskStatus> read_task_status(pid_t pid, pid_t tid) {
 
 Result<SchedStat> read_schedstat(pid_t pid, pid_t tid) {
     return read_parsed<SchedStat>(task_path(pid, tid, "schedstat"), parse_schedstat);
+}
+
+Result<SchedStat> read_schedstat(const UniqueFd &fd) {
+    // "%llu %llu %lu\n" (fs/proc/base.c proc_pid_schedstat): at most 62 bytes, one pread.
+    char buf[128];
+    ssize_t n;
+    do {
+        n = ::pread(fd.get(), buf, sizeof buf, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return Error::from_errno("pread schedstat fd " + std::to_string(fd.get()), errno);
+    return parse_schedstat(std::string_view(buf, static_cast<size_t>(n)));
 }
 
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid) {

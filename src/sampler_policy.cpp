@@ -47,19 +47,28 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
     return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
 }
 
-uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns) {
-    // Reached after 1 + 2 + 2*4 = 11 ticks of idleness.
-    uint64_t ticks = 1;
-    if (idle_streak >= 4)
-        ticks = 8;
-    else if (idle_streak >= 2)
-        ticks = 4;
-    else if (idle_streak >= 1)
-        ticks = 2;
-    constexpr int64_t kMaxGapNs = 100'000'000;
-    const auto cap =
-        static_cast<uint64_t>(std::max<int64_t>(1, kMaxGapNs / std::max<int64_t>(1, interval_ns)));
-    return std::min(ticks, cap);
+uint64_t check_interval_ticks(uint64_t idle_ticks, int64_t interval_ns, uint64_t spread_key) {
+    constexpr int64_t kShortCapNs = 100'000'000;
+    constexpr int64_t kLongCapNs = 250'000'000;
+    constexpr int64_t kLongDivisor = 8;  // past 0.8 s idle: 1/8 of the idle time, up to 250 ms
+    const int64_t interval = std::max<int64_t>(1, interval_ns);
+    // Idle times past the last cap's reach all give the same gap: bounded, so no overflow.
+    const auto max_ticks = static_cast<uint64_t>(kLongCapNs * kLongDivisor / interval + 1);
+    const int64_t idle_ns = static_cast<int64_t>(std::min(idle_ticks, max_ticks)) * interval;
+    const int64_t gap_ns =
+        std::max(std::min(idle_ns, kShortCapNs), std::min(idle_ns / kLongDivisor, kLongCapNs));
+    // Rounded down: a gap is never longer than the documented bound.
+    auto ticks = static_cast<uint64_t>(std::max<int64_t>(1, gap_ns / interval));
+    if (ticks >= 4) {
+        // splitmix64 of the tid and the idle time: a different offset at each look, so phases
+        // that start equal (every thread seen idle at the first tick) drift apart.
+        uint64_t z = spread_key * 0x9E3779B97F4A7C15u + idle_ticks;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+        z ^= z >> 31;
+        ticks -= z % (ticks / 4 + 1);
+    }
+    return ticks;
 }
 
 size_t PauseHistogram::bucket_of(uint64_t ns) {
@@ -124,6 +133,19 @@ int64_t PauseBudget::next_interval_ns() const {
     if (needed <= nominal) return nominal_ns_;
     lowered_ = true;
     return static_cast<int64_t>(std::min(needed, 10e9));  // never slower than one tick per 10 s
+}
+
+bool CpuQuantum::due(int64_t cpu_ns, int64_t quantum_ns) const {
+    return cpu_ns + carry_ns >= quantum_ns / 2;
+}
+
+void CpuQuantum::sampled(int64_t cpu_ns, int64_t quantum_ns) {
+    // A thread is sampled at most once a tick, so one that runs whole ticks longer than a
+    // quantum (999 Hz ticks stretched by the machine's load) falls behind: up to 4 quanta of
+    // credit are kept and spent on ticks in which it ran less. Bounded both ways, so a sample
+    // taken off the schedule (after a long gap in which the thread was not looked at) neither
+    // owes nor earns more than that.
+    carry_ns = std::clamp(carry_ns + cpu_ns - quantum_ns, -quantum_ns, 4 * quantum_ns);
 }
 
 }  // namespace pmprof

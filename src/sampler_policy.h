@@ -36,12 +36,41 @@ bool has_not_run(const SchedStat& now, const SchedStat& baseline);
 /// DESIGN.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
 SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
 
-/// How many ticks pass before a thread idle for `idle_streak` consecutive looks is looked at
-/// again: every tick while it runs, then every 2nd, 4th and at most 8th tick (after 11 idle
-/// ticks), and never more
-/// than ~100 ms apart. Reading /proc of 1000 idle threads every tick would cost the target more
-/// than the sampling does (issue 7: 1000 idle threads at 99 Hz).
-uint64_t check_interval_ticks(uint32_t idle_streak, int64_t interval_ns);
+/// How many ticks pass before a thread is looked at again (its schedstat read), given how many
+/// ticks ago it was last seen to have run (`idle_ticks`, 0: it ran since its previous look):
+/// reading /proc for 1000 idle threads every tick costs the target more than sampling them does
+/// (issue 7: 1000 idle threads at 99 Hz). The gap follows the time the thread has been idle, not
+/// a count of looks, so it is the same in milliseconds at any rate:
+///   - as long as it has been idle, at most 100 ms: a thread that blocks briefly is looked at
+///     again soon (after 1, 1, 2, 4, 8 ticks at 99 Hz), one idle for a while every 100 ms;
+///   - after 0.8 s of idleness, 1/8 of the idle time, at most 250 ms: a wake-up is noticed
+///     within 12.5 % of the sleep before it and never later than 250 ms. Threads parked for
+///     seconds (thread pools) then cost 4 reads a second instead of 12 (125 at 999 Hz).
+/// Accounting stays whole: a thread that ran while not looked at is charged at its next look.
+/// cpu mode: all its cpu time since its last sample, to the stack it has then (a thread that
+/// woke and kept running: its running stack). wall mode: the ticks until that look are counted
+/// with the stack it slept in, so up to one gap of a long sleeper's wake-up (<= 250 ms) is
+/// charged there. Never less than one tick.
+/// `spread_key` (the tid) shortens gaps of 4 ticks or more by a pseudo-random 0..25 %, so that
+/// threads that went idle together (all of them, at attach) are not all read on the same tick.
+uint64_t check_interval_ticks(uint64_t idle_ticks, int64_t interval_ns, uint64_t spread_key);
+
+/// cpu mode's rate, as perf -F counts it: one sample per `quantum_ns` (1/rate) of a thread's cpu
+/// time, not one per tick in which it ran at all (4 busy threads on 2 cpus run in nearly every
+/// tick: twice the stops for the same cpu time). A thread is sampled on a tick when its cpu time
+/// since its previous sample plus its carry reaches half a quantum; the sample weighs that cpu
+/// time, and the carry keeps the difference from a whole quantum (-1 to +4 quanta). Rounding to
+/// the nearest quantum this way, the samples of a thread stay within one of (its cpu time /
+/// quantum) however its cpu time falls into ticks; a plain "at least one quantum" test
+/// undershot by up to half (a thread with 0.55 quanta per tick sampled every third tick), and
+/// a carry of at most one quantum by a fifth at 999 Hz (measured: 790 samples per cpu-second).
+struct CpuQuantum {
+    int64_t carry_ns = 0;
+    /// True when a thread with `cpu_ns` since its previous sample is due for one.
+    bool due(int64_t cpu_ns, int64_t quantum_ns) const;
+    /// Records that a sample weighing `cpu_ns` was taken.
+    void sampled(int64_t cpu_ns, int64_t quantum_ns);
+};
 
 /// Log-linear histogram of pause durations: exact below 128 ns, then 64 buckets per power of two
 /// (under 1.6 % error), so percentiles cost 30 KiB whatever the run length.

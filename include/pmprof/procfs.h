@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pmprof/error.h"
+#include "pmprof/fd.h"
 #include "pmprof/types.h"
 
 namespace pmprof {
@@ -77,6 +78,9 @@ Result<TaskStat> read_task_stat(pid_t pid, pid_t tid);
 Result<TaskStatus> read_status(pid_t pid);
 Result<TaskStatus> read_task_status(pid_t pid, pid_t tid);
 Result<SchedStat> read_schedstat(pid_t pid, pid_t tid);
+/// Re-reads a kept-open schedstat file (pread at offset 0) without allocating: the sampler reads
+/// thousands a second. Errors as pread_all (ESRCH once the thread has exited).
+Result<SchedStat> read_schedstat(const UniqueFd& fd);
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid);
 Result<std::vector<MemoryMap>> read_maps(pid_t pid);
 /// Kernel function the thread sleeps in ("do_epoll_wait"), "" when running or hidden.

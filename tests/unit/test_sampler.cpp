@@ -61,21 +61,6 @@ TEST_CASE("choose_action: cpu mode samples only threads that ran", "[unit][sampl
           SampleAction::TryFastPath);
 }
 
-TEST_CASE("check_interval_ticks: idle threads are looked at less often, within 100 ms",
-          "[unit][sampler]") {
-    const int64_t hz99 = 1'000'000'000 / 99;
-    CHECK(check_interval_ticks(0, hz99) == 1);
-    CHECK(check_interval_ticks(1, hz99) == 2);
-    CHECK(check_interval_ticks(2, hz99) == 4);
-    CHECK(check_interval_ticks(3, hz99) == 4);
-    CHECK(check_interval_ticks(4, hz99) == 8);
-    CHECK(check_interval_ticks(1000, hz99) == 8);
-    // At 20 Hz, 8 ticks would be 400 ms: capped at 100 ms, i.e. every 2nd tick.
-    CHECK(check_interval_ticks(1000, 50'000'000) == 2);
-    // At 1 Hz every tick: a tick is already longer than 100 ms.
-    CHECK(check_interval_ticks(1000, 1'000'000'000) == 1);
-}
-
 TEST_CASE("is_blocked_state and has_not_run", "[unit][sampler]") {
     CHECK(is_blocked_state(ThreadState::Sleeping));
     CHECK(is_blocked_state(ThreadState::TracingStop));
