@@ -279,6 +279,10 @@ class Bench:
             span = m.get("sampling_s") or done.wall_s
             in_window = samples * self.window_s / max(span, self.window_s)
             self.rec.put("cpu_per_sample_us", (c1 - c0) / 1e3 / in_window)
+            # Samples per second of the target's cpu time: the rate perf -F and pmprof's cpu
+            # mode aim at (pmprof's ticks per second is the wall-mode rate).
+            if cpus:
+                self.rec.put("hz_per_cpu_s", in_window / (cpus * self.window_s))
 
     def wait_started(self, tool, target, is_perf, out):
         """Until the tool samples: pmprof has seized the target (TracerPid), perf has written its

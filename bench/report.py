@@ -136,6 +136,7 @@ def complete_pct(d, sec, cell, build, threads):
 
 
 def sampling_section(d, meta, cells):
+    window = meta["config"]["window_s"]
     out = ["## Sampling: the reference target while a profiler samples it\n",
            f"Each cell samples for {meta['config']['window_s']:g} s after the tool has started "
            "(pmprof: seized the target; perf: wrote its header) and is stopped with SIGINT. "
@@ -145,7 +146,10 @@ def sampling_section(d, meta, cells):
            "busy-thread samples in either work function, pooled over rounds, ±95 % interval "
            "(truth: 70); complete: busy-thread samples reaching busy_main (the thread's entry "
            "function), pooled; inline: samples in a work function that show the inlined "
-           "spin_units frame.\n"]
+           "spin_units frame; achieved Hz: pmprof's ticks per second (the wall-mode rate); "
+           "samples per target cpu-s: the samples in the window over the target's cpu time in it "
+           "(the rate perf -F and pmprof's cpu mode aim at); tracer cpu ms/s: the tool's on-cpu "
+           "time per second of the window.\n"]
     for build in ("fp", "nofp"):
         rows = []
         for cell in cells:
@@ -153,10 +157,13 @@ def sampling_section(d, meta, cells):
             rows.append([
                 cell, spread(pct_change(d.ratio("sampling", cell, build, 21)), suffix=" %"),
                 spread(d.series("sampling", cell, build, 21, "eff_hz"), digits=4) if pm else "—",
+                spread(d.series("sampling", cell, build, 21, "hz_per_cpu_s"), digits=4),
                 "/".join(spread(d.series("sampling", cell, build, 21, k), digits=3)
                          for k in ("pause_median_us", "pause_p99_us", "pause_max_us"))
                 if pm else "—",
                 spread(d.series("sampling", cell, build, 21, "cpu_per_sample_us")),
+                spread([v / window for v in
+                        d.series("sampling", cell, build, 21, "tool_window_cpu_ms")]),
                 spread(d.series("sampling", cell, build, 21, "out_bytes"), digits=4),
                 split_cell(d, "sampling", cell, build, 21)[2],
                 fmt_num(complete_pct(d, "sampling", cell, build, 21), 4),
@@ -166,8 +173,9 @@ def sampling_section(d, meta, cells):
         base = spread(d.series("sampling", "baseline", build, 21, "ops_per_s"), digits=4)
         cpus = spread(d.series("sampling", "baseline", build, 21, "target_cpus"))
         out.append(f"### Build: {build} (baseline {base} ops/s using {cpus} cpus)\n")
-        out.append(table(["cell", "throughput", "achieved Hz", "pause µs median/p99/max",
-                          "tracer cpu µs/sample", "output bytes", "split % seventy",
+        out.append(table(["cell", "throughput", "achieved Hz", "samples per target cpu-s",
+                          "pause µs median/p99/max", "tracer cpu µs/sample",
+                          "tracer cpu ms/s", "output bytes", "split % seventy",
                           "complete %", "inline %", "rate lowered"], rows))
     return "\n".join(out)
 
