@@ -157,7 +157,9 @@ def sampling_section(d, meta, cells):
             rows.append([
                 cell, spread(pct_change(d.ratio("sampling", cell, build, 21)), suffix=" %"),
                 spread(d.series("sampling", cell, build, 21, "eff_hz"), digits=4) if pm else "—",
-                spread(d.series("sampling", cell, build, 21, "hz_per_cpu_s"), digits=4),
+                # perf's in-window share is estimated from its whole run: not comparable.
+                spread(d.series("sampling", cell, build, 21, "hz_per_cpu_s"), digits=4)
+                if pm else "—",
                 "/".join(spread(d.series("sampling", cell, build, 21, k), digits=3)
                          for k in ("pause_median_us", "pause_p99_us", "pause_max_us"))
                 if pm else "—",
