@@ -45,7 +45,7 @@ if "$PMPROF" serve --help >/dev/null 2>&1 && command -v go >/dev/null; then
         sleep 0.05
     done
     step "pmprof serve $pid --listen 127.0.0.1:0; go tool pprof -top '${url}profile?seconds=3'"
-    GO111MODULE=off HOME="$OUT" GOCACHE="$OUT/gocache" go tool pprof -top "${url}profile?seconds=3" 2>&1 | head -14
+    GO111MODULE=off HOME="$OUT" GOCACHE="$OUT/gocache" go tool pprof -top "${url}profile?seconds=3" 2>&1 | head -24
     kill -TERM "$srv"
     wait "$srv" || true
     srv=
