@@ -69,23 +69,6 @@ std::unique_ptr<Target> start_pmprof(const std::string& command, const std::stri
          "echo ready >&$PMPROF_READY_FD; exec " + command + " 2>" + err_path + " </dev/null"});
 }
 
-/// The counters the target reports on SIGUSR2 ("counts usr1=N ..."); empty when it did not
-/// answer. Never throws (it runs while another thread waits for pmprof).
-std::map<std::string, long> try_counts(Target& t) {
-    std::map<std::string, long> out;
-    if (kill(t.pid(), SIGUSR2) != 0) return out;
-    std::string line = t.read_line(10s);
-    if (line.rfind("counts ", 0) != 0) return out;
-    std::istringstream in(line.substr(7));
-    std::string kv;
-    while (in >> kv) {
-        auto eq = kv.find('=');
-        if (eq != std::string::npos)
-            out[kv.substr(0, eq)] = std::strtol(kv.c_str() + eq + 1, nullptr, 10);
-    }
-    return out;
-}
-
 std::map<std::string, long> counts(Target& t) {
     auto c = try_counts(t);
     REQUIRE_FALSE(c.empty());

@@ -102,6 +102,11 @@ std::vector<std::string> go_tool_pprof_argv(const std::vector<std::string>& args
 RunResult run_go_tool_pprof(const std::vector<std::string>& args,
                             std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
+/// The counters a target from tests/targets reports on SIGUSR2 ("counts usr1=N ..."), waiting up
+/// to 10 s for the line; empty when it did not answer. Never throws (it may run while another
+/// thread waits for pmprof).
+std::map<std::string, long> try_counts(Target& t);
+
 /// A path in a fresh temporary directory removed at exit of the test process.
 std::string temp_path(const std::string& name);
 /// Whole file contents ("" if missing).

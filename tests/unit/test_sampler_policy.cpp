@@ -111,52 +111,58 @@ TEST_CASE("check_interval_ticks: 1000 threads idle since attach are read evenly,
     CHECK(total < 800 * 60);  // under 60 reads a tick on average (about 50 here)
 }
 
+namespace {
+
+/// One thread's cpu time tick by tick (`ran(tick)` ns) through a CpuQuantum, as the sampler
+/// feeds it: what it ran since its last sample, then the sample when due.
+struct QuantumRun {
+    int64_t samples = 0, total = 0, weights = 0, pending = 0;
+    double expected(int64_t q) const { return static_cast<double>(total) / static_cast<double>(q); }
+};
+
+template <typename Ran> QuantumRun run_quantum(int ticks, int64_t q, Ran ran) {
+    CpuQuantum quantum;
+    QuantumRun r;
+    for (int tick = 0; tick < ticks; ++tick) {
+        const int64_t ns = ran(tick);
+        r.pending += ns;
+        r.total += ns;
+        if (quantum.due(r.pending, q)) {
+            quantum.sampled(r.pending, q);
+            ++r.samples;
+            r.weights += r.pending;
+            r.pending = 0;
+        }
+    }
+    return r;
+}
+
+}  // namespace
+
 TEST_CASE("CpuQuantum: samples track cpu time / quantum however it falls into ticks",
           "[unit][sampler]") {
     const int64_t q = 1'000'000;  // 999 Hz, about
     // Share of a cpu per tick (in quanta): a busy thread on a shared cpu gets about half.
     for (double share : {0.3, 0.5, 0.55, 0.7, 0.95, 1.0}) {
         CAPTURE(share);
-        CpuQuantum quantum;
-        int64_t since_sample = 0, total = 0, samples = 0, weights = 0;
-        for (int tick = 0; tick < 10000; ++tick) {
-            const int64_t ran = static_cast<int64_t>(share * static_cast<double>(q));
-            since_sample += ran;
-            total += ran;
-            if (quantum.due(since_sample, q)) {
-                quantum.sampled(since_sample, q);
-                ++samples;
-                weights += since_sample;
-                since_sample = 0;
-            }
-        }
-        const double expected = static_cast<double>(total) / static_cast<double>(q);
-        CHECK(std::abs(static_cast<double>(samples) - expected) <= 1.0);
-        CHECK(weights + since_sample == total);  // every nanosecond weighs one sample or the next
+        const auto per_tick = static_cast<int64_t>(share * static_cast<double>(q));
+        const QuantumRun r = run_quantum(10000, q, [&](int) { return per_tick; });
+        CHECK(std::abs(static_cast<double>(r.samples) - r.expected(q)) <= 1.0);
+        CHECK(r.weights + r.pending == r.total);  // every nanosecond weighs one sample or the next
     }
 }
 
 TEST_CASE("CpuQuantum: uneven ticks, a thread first idle then busy", "[unit][sampler]") {
     const int64_t q = 10'000'000;  // 99 Hz, about
-    CpuQuantum quantum;
     uint64_t lcg = 12345;
-    int64_t since_sample = 0, total = 0, samples = 0;
-    for (int tick = 0; tick < 20000; ++tick) {
+    const QuantumRun r = run_quantum(20000, q, [&](int tick) {
         lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
         // Idle (a few microseconds a tick) for the first quarter, then 0..1 quantum a tick.
-        const int64_t ran = tick < 5000 ? 5'000 : static_cast<int64_t>((lcg >> 33) % q);
-        since_sample += ran;
-        total += ran;
-        if (quantum.due(since_sample, q)) {
-            quantum.sampled(since_sample, q);
-            ++samples;
-            since_sample = 0;
-        }
-    }
-    const double expected = static_cast<double>(total) / static_cast<double>(q);
-    CHECK(std::abs(static_cast<double>(samples) - expected) <= 1.0);
+        return tick < 5000 ? int64_t{5'000} : static_cast<int64_t>((lcg >> 33) % q);
+    });
+    CHECK(std::abs(static_cast<double>(r.samples) - r.expected(q)) <= 1.0);
     // The plain "one quantum at least" test this replaced took about 2/3 of them here.
-    CHECK(samples > 0.9 * expected);
+    CHECK(static_cast<double>(r.samples) > 0.9 * r.expected(q));
 }
 
 TEST_CASE("CpuQuantum: a thread running whole ticks longer than a quantum catches up",
@@ -165,19 +171,8 @@ TEST_CASE("CpuQuantum: a thread running whole ticks longer than a quantum catche
     // of 0.1 (sharing its cpu): at most one sample a tick, so the credit built while it runs
     // long is spent when it runs a little. A carry capped at one quantum gave 0.81 of the rate.
     const int64_t q = 1'000'000;
-    CpuQuantum quantum;
-    int64_t since_sample = 0, total = 0, samples = 0;
-    for (int tick = 0; tick < 18000; ++tick) {
-        const int64_t ran = tick % 18 < 10 ? 1'400'000 : 100'000;
-        since_sample += ran;
-        total += ran;
-        if (quantum.due(since_sample, q)) {
-            quantum.sampled(since_sample, q);
-            ++samples;
-            since_sample = 0;
-        }
-    }
-    const double expected = static_cast<double>(total) / static_cast<double>(q);
-    CHECK(static_cast<double>(samples) > 0.95 * expected);
-    CHECK(static_cast<double>(samples) < 1.05 * expected);
+    const QuantumRun r = run_quantum(
+        18000, q, [](int tick) { return tick % 18 < 10 ? int64_t{1'400'000} : int64_t{100'000}; });
+    CHECK(static_cast<double>(r.samples) > 0.95 * r.expected(q));
+    CHECK(static_cast<double>(r.samples) < 1.05 * r.expected(q));
 }
