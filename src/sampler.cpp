@@ -1,10 +1,10 @@
-// The sampling loop (DESIGN.md §1.2-4, issue 3). One tracer thread: per tick it reads every
-// thread's stat and schedstat through /proc fds kept open, reuses the stack of a thread that has
-// not run since its previous sample, unwinds a blocked thread from /proc/.../syscall without
-// stopping it when it can, and stops only the rest, one thread at a time (TraceSession::capture
-// copies registers and stack top and resumes). Unwinding runs right after each resume; raw stacks
-// are interned as they arrive; symbolization runs once, at the end, on a ProcessImage opened at
-// the start (it keeps working after the target exits).
+// The sampling loop (DESIGN.md §1.2-4, issues 3 and 7). One tracer thread: per tick it looks at
+// the threads that are due (schedstat through /proc fds kept open; the state only for a thread
+// that ran), reuses the stack of a thread that has not run since its previous sample, unwinds a
+// blocked thread from /proc/.../syscall without stopping it when it can, and interrupts the rest
+// together (src/sampler_capture.cpp: each is copied and resumed the moment its stop is
+// reported, and unwound after). Raw stacks are interned as they arrive; symbolization runs once,
+// at the end, on a ProcessImage opened at the start (it keeps working after the target exits).
 #include "pmprof/sampler.h"
 
 #include <signal.h>
@@ -25,103 +25,14 @@
 #include "pmprof/log.h"
 #include "pmprof/memory.h"
 #include "pmprof/procfs.h"
-#include "pmprof/tracer_priority.h"
 #include "pmprof/signals.h"
+#include "pmprof/tracer_priority.h"
+#include "sampler_internal.h"
 #include "sampler_policy.h"
 
 namespace pmprof {
+namespace sampling {
 namespace {
-
-constexpr int64_t kMs = 1000000;
-constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling tracee events
-constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
-constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
-constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
-constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
-// A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
-// has the thread's name, is still read at least this often for it (a rename shows that late).
-constexpr int64_t kStatRefresh = 100 * kMs;
-
-int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-int64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-uint64_t timeval_ns(const timeval& tv) {
-    return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
-           static_cast<uint64_t>(tv.tv_usec) * 1000u;
-}
-
-/// SIGCHLD blocked in the tracer thread while sampling, so the wait between ticks wakes as soon as
-/// a tracee reports an event (a signal to re-inject must not wait a whole tick) and otherwise
-/// sleeps. Other signals (SIGINT) still interrupt the wait: signals.h installs them without
-/// SA_RESTART. The old mask is restored on exit; a pending SIGCHLD is then discarded (SIG_DFL).
-class ChildEventWaiter {
-  public:
-    ChildEventWaiter() {
-        sigemptyset(&set_);
-        sigaddset(&set_, SIGCHLD);
-        pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    }
-    ~ChildEventWaiter() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-    ChildEventWaiter(const ChildEventWaiter&) = delete;
-    ChildEventWaiter& operator=(const ChildEventWaiter&) = delete;
-
-    void wait(int64_t ns) {
-        timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-        sigtimedwait(&set_, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
-    }
-
-  private:
-    sigset_t set_{}, old_{};
-};
-
-struct ThreadSlot {
-    pid_t tid = 0;
-    UniqueFd stat_fd, schedstat_fd, syscall_fd;
-    std::string name;
-    bool alive = true;
-    int64_t first_seen_ns = 0;
-    // This tick's observation.
-    ThreadState state = ThreadState::Unknown;
-    SchedStat sched;
-    bool observed = false;
-    // This tick's /proc/.../syscall text of a thread that ran and is blocked now: the fast path
-    // unwinds from it instead of reading the file again.
-    std::string observed_syscall;
-    int64_t stat_read_ns = 0;  // when stat (state and name) was last read
-    // The previous observation, and the last tick it showed the thread had run: a thread that
-    // has not run for a while is looked at on fewer ticks (check_interval_ticks).
-    bool have_seen = false;
-    SchedStat last_seen;
-    uint64_t ran_tick = 0;
-    uint64_t next_check_tick = 0;
-    std::string tick_syscall;  // from a fast-path attempt that fell back to a stop
-    // A capture requested and not yet reported (the thread first needs a cpu to stop on): the
-    // thread is neither looked at nor sampled until it arrives, so its time is counted once.
-    bool capture_outstanding = false;
-    // Wall-mode samples of an unchanged stack, added to the profile in one go (flush_reuse):
-    // 1000 idle threads at 99 Hz would otherwise intern 99,000 identical samples a second.
-    int64_t reuse_count = 0, reuse_weight = 0;
-    // From the previous sample.
-    bool have_baseline = false;
-    CpuQuantum quantum;  // cpu mode: when this thread is due for a sample
-    SchedStat baseline;
-    int64_t last_sample_ns = 0;
-    bool have_stack = false;
-    RawStack stack;
-    std::string stack_syscall;
-    bool have_regs = false;
-    Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
-    uint64_t stops = 0, pause_ns = 0;
-};
 
 bool matches_filter(const ThreadSlot& t, const std::vector<std::string>& filter) {
     if (filter.empty()) return true;
@@ -139,85 +50,10 @@ code_maps(const std::vector<MemoryMap>& maps) {
     return out;
 }
 
-/// Functions where a complete unwind ends (glibc x86_64): a fast-path unwind that ends anywhere
-/// else probably followed a wrong frame pointer and is not trusted.
-bool is_root_function(const std::string& name) {
-    static const std::set<std::string> kRoots = {"_start",
-                                                 "clone",
-                                                 "clone3",
-                                                 "__clone",
-                                                 "__clone3",
-                                                 "__GI___clone",
-                                                 "__GI___clone3",
-                                                 "start_thread",
-                                                 "__libc_start_main",
-                                                 "__libc_start_call_main",
-                                                 "_dl_start_user"};
-    return kRoots.count(name) != 0;
-}
-
 std::string signal_text(int sig) {
     const char* abbrev = sigabbrev_np(sig);
     return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
 }
-
-class Sampler {
-  public:
-    Sampler(TraceSession& session, const SamplerOptions& opt);
-    Result<SamplerResult> run();
-
-  private:
-    Result<void> open_image();
-    void sync_threads(int64_t now);
-    /// `for_tick`: a cpu-mode thread that ran less than a quantum is not sampled this tick, so
-    /// its state is not read either.
-    void observe(ThreadSlot& t, bool for_tick = false);
-    void tick(int64_t now);
-    /// Samples `t` without stopping it when it can; false when it needs a stop this tick.
-    bool sample_without_stop(ThreadSlot& t, int64_t now);
-    int64_t sample_weight(const ThreadSlot& t, int64_t now) const;
-    bool try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out);
-    void stop_and_unwind(const std::vector<ThreadSlot*>& group, int64_t now);
-    void collect_captures(int64_t now);
-    void record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now);
-    RawStack unwind_capture(const ThreadCapture& cap);
-    bool maybe_reload_image();
-    void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
-                    int64_t weight, int64_t now);
-    void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
-    void note_unwinder_stats();
-    void follow_exec();
-    void flush_reuse(ThreadSlot& t);
-    void retire(ThreadSlot& t, int64_t now);
-    double worst_pause_fraction(int64_t now) const;
-    void wait_until(int64_t deadline);
-    void show_progress(int64_t now, bool last);
-    SamplerResult finish(SamplerEnd end, std::string message);
-
-    TraceSession& session_;
-    const SamplerOptions& opt_;
-    const pid_t pid_;
-    const int64_t nominal_ns_;
-    ProcessMemory memory_;
-    std::unique_ptr<ProcessImage> image_;
-    std::unique_ptr<Unwinder> unwinder_;
-    std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
-    ProfileBuilder builder_;
-    std::map<pid_t, ThreadSlot> threads_;
-    ChildEventWaiter waiter_;
-    PauseBudget budget_;
-    PauseHistogram pauses_;
-    PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
-    SamplerStats stats_;
-    std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
-    int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
-    rusage usage_start_{};
-    uint64_t tick_no_ = 0;
-    std::vector<Profile> before_exec_;  // one profile per program the target ran before this one
-    uint64_t synced_added_ = 0, synced_exited_ = 0;  // session counters at the last sync
-    bool announced_lowering_ = false;
-    bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
-};
 
 std::vector<ValueType> sample_types(SampleMode mode) {
     return {{"samples", "count"}, {mode == SampleMode::Cpu ? "cpu" : "wall", "nanoseconds"}};
@@ -226,6 +62,8 @@ std::vector<ValueType> sample_types(SampleMode mode) {
 int64_t nominal_interval(double rate_hz) {
     return static_cast<int64_t>(1e9 / std::clamp(rate_hz, 0.01, 100000.0));
 }
+
+}  // namespace
 
 Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
     : session_(session), opt_(opt), pid_(session.pid()), nominal_ns_(nominal_interval(opt.rate_hz)),
@@ -405,7 +243,7 @@ void Sampler::tick(int64_t now) {
         if (!sample_without_stop(t, now)) to_stop.push_back(&t);
         if (stop_requested()) return;
     }
-    if (!to_stop.empty()) stop_and_unwind(to_stop, now);
+    if (!to_stop.empty()) capture_group(to_stop, now);
 }
 
 bool Sampler::sample_without_stop(ThreadSlot& t, int64_t now) {
@@ -458,147 +296,6 @@ int64_t Sampler::sample_weight(const ThreadSlot& t, int64_t now) const {
     return t.last_sample_ns ? now - t.last_sample_ns : nominal_ns_;
 }
 
-/// The group is interrupted together; each thread is copied and resumed the moment its stop is
-/// reported (TraceSession::request_captures), and unwound after. The tick waits a short while
-/// for them: a thread on a cpu stops within microseconds, one waiting for a cpu stops when it
-/// gets one, possibly ticks later, and is collected then, never held meanwhile.
-void Sampler::stop_and_unwind(const std::vector<ThreadSlot*>& group, int64_t now) {
-    std::vector<pid_t> tids;
-    tids.reserve(group.size());
-    for (ThreadSlot* t : group) {
-        tids.push_back(t->tid);
-        t->capture_outstanding = true;
-    }
-    session_.request_captures(tids, opt_.capture);
-    const int64_t wait_ns = std::min<int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.capture.stop_timeout).count(),
-        std::max<int64_t>(kMs, nominal_ns_ / 4));
-    session_.wait_captures(std::chrono::nanoseconds(wait_ns));
-    collect_captures(now);
-}
-
-void Sampler::collect_captures(int64_t now) {
-    for (const ThreadCapture& cap : session_.take_captures()) {
-        auto it = threads_.find(cap.tid);
-        if (it == threads_.end() || !it->second.capture_outstanding) continue;
-        it->second.capture_outstanding = false;
-        record_capture(it->second, cap, now);
-    }
-}
-
-void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now) {
-    ++stats_.stops;
-    ++t.stops;
-    if (cap.ok) stop_waits_.add(cap.stop_wait_ns);
-    if (cap.pause_ns > 0) {
-        t.pause_ns += cap.pause_ns;
-        pauses_.add(cap.pause_ns);
-        budget_.record_stop(cap.pause_ns);
-    }
-    if (!cap.ok) {
-        // A thread that exited meanwhile (churn) or a ^C during the wait is no failure; a thread
-        // that did not stop in time (D state) or could not be read is.
-        observe(t);
-        const bool gone =
-            !t.alive || t.state == ThreadState::Zombie || t.state == ThreadState::Dead;
-        if (!gone && !stop_requested()) ++stats_.capture_failures;
-        log_debug("tid {}: {} (state now {}, wait {} us)", t.tid, cap.error,
-                  thread_state_name(t.state), cap.stop_wait_ns / 1000);
-        return;
-    }
-    t.regs = cap.regs;
-    t.have_regs = true;
-    const int64_t weight = sample_weight(t, now);
-    RawStack stack = unwind_capture(cap);
-    // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
-    // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
-    // keeps the pre-stop reading, so none of its cpu time goes uncounted.
-    t.baseline = t.sched;
-    if (is_blocked_state(t.state)) {
-        if (auto p = read_schedstat(t.schedstat_fd); p.ok()) {
-            t.baseline = *p;
-            t.last_seen = *p;
-        }
-    }
-    t.have_baseline = true;
-    add_sample(t, stack, is_blocked_state(t.state) ? t.tick_syscall : std::string(), weight, now);
-}
-
-/// Unwinds a blocked thread without stopping it: /proc/.../syscall gives its user sp and pc, the
-/// stack below sp cannot change while it stays blocked, and registers come from its last stop
-/// when sp and pc are the same (frame-pointer code needs rbp, FACTS.md). Trusted only if the
-/// thread did not run meanwhile and the unwind reaches a known root through code mappings.
-bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) {
-    if (!t.syscall_fd.valid()) return false;
-    // Read by observe() after this tick's schedstat (t.sched), so the check below that the
-    // thread has not run since t.sched covers it as it covers a fresh read.
-    auto text = t.observed_syscall.empty() ? pread_all(t.syscall_fd)
-                                           : Result<std::string>(std::move(t.observed_syscall));
-    t.observed_syscall.clear();
-    if (!text.ok()) return false;
-    auto sc = parse_syscall(*text);
-    if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0) return false;
-    if (sc->nr >= 0) *syscall = syscall_name(sc->nr);
-
-    ThreadCapture cap;
-    cap.tid = t.tid;
-    cap.ok = true;
-    if (t.have_regs && t.regs.sp() == sc->sp && t.regs.pc() == sc->pc) {
-        cap.regs = t.regs;
-    } else {
-        cap.regs = Registers{};
-        cap.regs.dwarf[Registers::kSp] = sc->sp;
-        cap.regs.dwarf[Registers::kPc] = sc->pc;
-        if (t.have_regs) cap.regs.fs_base = t.regs.fs_base;
-    }
-    cap.stack.base = sc->sp - kRedZone;
-    cap.stack.bytes.resize(opt_.capture.max_stack_bytes);
-    auto n = memory_.read(cap.stack.base, cap.stack.bytes.data(), cap.stack.bytes.size());
-    if (!n.ok() || *n == 0) return false;
-    cap.stack.bytes.resize(*n);
-
-    // The copy is consistent only if the thread stayed blocked from the tick's reading until now.
-    auto sched_now = read_schedstat(t.schedstat_fd);
-    if (!sched_now.ok() || !has_not_run(*sched_now, t.sched)) return false;
-
-    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
-    if (stack.truncated || stack.frames.size() < 2) return false;
-    for (const RawFrame& f : stack.frames) {
-        const MemoryMap* m = image_->find_map(f.pc);
-        if (m == nullptr || !m->executable()) return false;
-    }
-    const SymbolizedPc& root = root_symbols_->symbolize(stack.frames.back());
-    if (root.frames.empty() || !is_root_function(root.frames.back().function)) return false;
-    *out = std::move(stack);
-    return true;
-}
-
-RawStack Sampler::unwind_capture(const ThreadCapture& cap) {
-    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
-    const bool unknown_pc =
-        std::any_of(stack.frames.begin(), stack.frames.end(),
-                    [&](const RawFrame& f) { return image_->find_map(f.pc) == nullptr; });
-    if ((unknown_pc || stack.frames.empty()) && maybe_reload_image())
-        stack = unwinder_->unwind(cap, opt_.max_depth);
-    if (stack.truncated) ++stats_.unwind_failures;
-    return stack;
-}
-
-void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
-                         int64_t weight, int64_t now) {
-    flush_reuse(t);
-    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
-                              {"tid", "", t.tid, ""},
-                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
-    if (!syscall.empty()) labels.push_back({"syscall", syscall, 0, ""});
-    builder_.add(stack, {1, std::max<int64_t>(0, weight)}, labels);
-    ++stats_.samples;
-    t.last_sample_ns = now;
-    if (&stack != &t.stack) t.stack = stack;
-    t.stack_syscall = syscall;
-    t.have_stack = true;
-}
-
 /// The target called execve: the samples so far are the old program's. They are symbolized now
 /// with its image (its files stay open, the mappings are gone from the process), and sampling
 /// goes on with the new program's image; finish() merges the profiles.
@@ -620,33 +317,6 @@ void Sampler::follow_exec() {
     // If the new image cannot be read (the process is exiting), the loop's next check ends the
     // run; a pc outside the old image's mappings retries (maybe_reload_image).
     if (auto r = open_image(); !r.ok()) log_debug("after execve: {}", r.error().message);
-}
-
-/// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).
-void Sampler::note_unwinder_stats() {
-    if (!unwinder_) return;
-    const UnwindStats u = unwinder_->stats();
-    stats_.unwinds += u.stacks;
-    stats_.unwinds_cached += u.cached_walks;
-}
-
-void Sampler::add_reuse(ThreadSlot& t, int64_t weight, int64_t now) {
-    ++t.reuse_count;
-    t.reuse_weight += std::max<int64_t>(0, weight);
-    ++stats_.samples;
-    t.last_sample_ns = now;
-}
-
-/// The reused samples of `t` so far, as one sample of its kept stack (same stack, same labels).
-void Sampler::flush_reuse(ThreadSlot& t) {
-    if (t.reuse_count == 0 || !t.have_stack) return;
-    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
-                              {"tid", "", t.tid, ""},
-                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
-    if (!t.stack_syscall.empty()) labels.push_back({"syscall", t.stack_syscall, 0, ""});
-    builder_.add(t.stack, {t.reuse_count, t.reuse_weight}, labels);
-    t.reuse_count = 0;
-    t.reuse_weight = 0;
 }
 
 /// The largest stopped-time fraction of a live thread that has been watched for a while (a
@@ -800,10 +470,10 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     return r;
 }
 
-}  // namespace
+}  // namespace sampling
 
 Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt) {
-    Sampler sampler(session, opt);
+    sampling::Sampler sampler(session, opt);
     return sampler.run();
 }
 

@@ -1,0 +1,203 @@
+// What one sample is made of (src/sampler_internal.h): stopping a group of threads together and
+// recording each capture as it arrives, the /proc/.../syscall fast path for blocked threads,
+// unwinding, and the merged samples of stacks that did not change.
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pmprof/log.h"
+#include "pmprof/signals.h"
+#include "sampler_internal.h"
+
+namespace pmprof::sampling {
+namespace {
+
+/// Functions where a complete unwind ends (glibc x86_64): a fast-path unwind that ends anywhere
+/// else probably followed a wrong frame pointer and is not trusted.
+bool is_root_function(const std::string& name) {
+    static const std::set<std::string> kRoots = {"_start",
+                                                 "clone",
+                                                 "clone3",
+                                                 "__clone",
+                                                 "__clone3",
+                                                 "__GI___clone",
+                                                 "__GI___clone3",
+                                                 "start_thread",
+                                                 "__libc_start_main",
+                                                 "__libc_start_call_main",
+                                                 "_dl_start_user"};
+    return kRoots.count(name) != 0;
+}
+
+}  // namespace
+
+/// The group is interrupted together; each thread is copied and resumed the moment its stop is
+/// reported (TraceSession::request_captures), and unwound after. The tick waits a short while
+/// for them: a thread on a cpu stops within microseconds, one waiting for a cpu stops when it
+/// gets one, possibly ticks later, and is collected then, never held meanwhile.
+void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) {
+    std::vector<pid_t> tids;
+    tids.reserve(group.size());
+    for (ThreadSlot* t : group) {
+        tids.push_back(t->tid);
+        t->capture_outstanding = true;
+    }
+    session_.request_captures(tids, opt_.capture);
+    const int64_t wait_ns = std::min<int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.capture.stop_timeout).count(),
+        std::max<int64_t>(kMs, nominal_ns_ / 4));
+    session_.wait_captures(std::chrono::nanoseconds(wait_ns));
+    collect_captures(now);
+}
+
+void Sampler::collect_captures(int64_t now) {
+    for (const ThreadCapture& cap : session_.take_captures()) {
+        auto it = threads_.find(cap.tid);
+        if (it == threads_.end() || !it->second.capture_outstanding) continue;
+        it->second.capture_outstanding = false;
+        record_capture(it->second, cap, now);
+    }
+}
+
+void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now) {
+    ++stats_.stops;
+    ++t.stops;
+    if (cap.ok) stop_waits_.add(cap.stop_wait_ns);
+    if (cap.pause_ns > 0) {
+        t.pause_ns += cap.pause_ns;
+        pauses_.add(cap.pause_ns);
+        budget_.record_stop(cap.pause_ns);
+    }
+    if (!cap.ok) {
+        // A thread that exited meanwhile (churn) or a ^C during the wait is no failure; a thread
+        // that did not stop in time (D state) or could not be read is.
+        observe(t);
+        const bool gone =
+            !t.alive || t.state == ThreadState::Zombie || t.state == ThreadState::Dead;
+        if (!gone && !stop_requested()) ++stats_.capture_failures;
+        log_debug("tid {}: {} (state now {}, wait {} us)", t.tid, cap.error,
+                  thread_state_name(t.state), cap.stop_wait_ns / 1000);
+        return;
+    }
+    t.regs = cap.regs;
+    t.have_regs = true;
+    const int64_t weight = sample_weight(t, now);
+    RawStack stack = unwind_capture(cap);
+    // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
+    // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
+    // keeps the pre-stop reading, so none of its cpu time goes uncounted.
+    t.baseline = t.sched;
+    if (is_blocked_state(t.state)) {
+        if (auto p = read_schedstat(t.schedstat_fd); p.ok()) {
+            t.baseline = *p;
+            t.last_seen = *p;
+        }
+    }
+    t.have_baseline = true;
+    add_sample(t, stack, is_blocked_state(t.state) ? t.tick_syscall : std::string(), weight, now);
+}
+
+/// Unwinds a blocked thread without stopping it: /proc/.../syscall gives its user sp and pc, the
+/// stack below sp cannot change while it stays blocked, and registers come from its last stop
+/// when sp and pc are the same (frame-pointer code needs rbp, FACTS.md). Trusted only if the
+/// thread did not run meanwhile and the unwind reaches a known root through code mappings.
+bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) {
+    if (!t.syscall_fd.valid()) return false;
+    // Read by observe() after this tick's schedstat (t.sched), so the check below that the
+    // thread has not run since t.sched covers it as it covers a fresh read.
+    auto text = t.observed_syscall.empty() ? pread_all(t.syscall_fd)
+                                           : Result<std::string>(std::move(t.observed_syscall));
+    t.observed_syscall.clear();
+    if (!text.ok()) return false;
+    auto sc = parse_syscall(*text);
+    if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0) return false;
+    if (sc->nr >= 0) *syscall = syscall_name(sc->nr);
+
+    ThreadCapture cap;
+    cap.tid = t.tid;
+    cap.ok = true;
+    if (t.have_regs && t.regs.sp() == sc->sp && t.regs.pc() == sc->pc) {
+        cap.regs = t.regs;
+    } else {
+        cap.regs = Registers{};
+        cap.regs.dwarf[Registers::kSp] = sc->sp;
+        cap.regs.dwarf[Registers::kPc] = sc->pc;
+        if (t.have_regs) cap.regs.fs_base = t.regs.fs_base;
+    }
+    cap.stack.base = sc->sp - kRedZone;
+    cap.stack.bytes.resize(opt_.capture.max_stack_bytes);
+    auto n = memory_.read(cap.stack.base, cap.stack.bytes.data(), cap.stack.bytes.size());
+    if (!n.ok() || *n == 0) return false;
+    cap.stack.bytes.resize(*n);
+
+    // The copy is consistent only if the thread stayed blocked from the tick's reading until now.
+    auto sched_now = read_schedstat(t.schedstat_fd);
+    if (!sched_now.ok() || !has_not_run(*sched_now, t.sched)) return false;
+
+    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
+    if (stack.truncated || stack.frames.size() < 2) return false;
+    for (const RawFrame& f : stack.frames) {
+        const MemoryMap* m = image_->find_map(f.pc);
+        if (m == nullptr || !m->executable()) return false;
+    }
+    const SymbolizedPc& root = root_symbols_->symbolize(stack.frames.back());
+    if (root.frames.empty() || !is_root_function(root.frames.back().function)) return false;
+    *out = std::move(stack);
+    return true;
+}
+
+RawStack Sampler::unwind_capture(const ThreadCapture& cap) {
+    RawStack stack = unwinder_->unwind(cap, opt_.max_depth);
+    const bool unknown_pc =
+        std::any_of(stack.frames.begin(), stack.frames.end(),
+                    [&](const RawFrame& f) { return image_->find_map(f.pc) == nullptr; });
+    if ((unknown_pc || stack.frames.empty()) && maybe_reload_image())
+        stack = unwinder_->unwind(cap, opt_.max_depth);
+    if (stack.truncated) ++stats_.unwind_failures;
+    return stack;
+}
+
+void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
+                         int64_t weight, int64_t now) {
+    flush_reuse(t);
+    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
+                              {"tid", "", t.tid, ""},
+                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
+    if (!syscall.empty()) labels.push_back({"syscall", syscall, 0, ""});
+    builder_.add(stack, {1, std::max<int64_t>(0, weight)}, labels);
+    ++stats_.samples;
+    t.last_sample_ns = now;
+    if (&stack != &t.stack) t.stack = stack;
+    t.stack_syscall = syscall;
+    t.have_stack = true;
+}
+
+/// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).
+void Sampler::note_unwinder_stats() {
+    if (!unwinder_) return;
+    const UnwindStats u = unwinder_->stats();
+    stats_.unwinds += u.stacks;
+    stats_.unwinds_cached += u.cached_walks;
+}
+
+void Sampler::add_reuse(ThreadSlot& t, int64_t weight, int64_t now) {
+    ++t.reuse_count;
+    t.reuse_weight += std::max<int64_t>(0, weight);
+    ++stats_.samples;
+    t.last_sample_ns = now;
+}
+
+/// The reused samples of `t` so far, as one sample of its kept stack (same stack, same labels).
+void Sampler::flush_reuse(ThreadSlot& t) {
+    if (t.reuse_count == 0 || !t.have_stack) return;
+    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
+                              {"tid", "", t.tid, ""},
+                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
+    if (!t.stack_syscall.empty()) labels.push_back({"syscall", t.stack_syscall, 0, ""});
+    builder_.add(t.stack, {t.reuse_count, t.reuse_weight}, labels);
+    t.reuse_count = 0;
+    t.reuse_weight = 0;
+}
+
+}  // namespace pmprof::sampling
