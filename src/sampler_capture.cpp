@@ -169,7 +169,7 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     ++stats_.samples;
     t.last_sample_ns = now;
     if (&stack != &t.stack) t.stack = stack;
-    t.stack_syscall = syscall;
+    t.stack_labels = std::move(labels);
     t.have_stack = true;
 }
 
@@ -191,11 +191,7 @@ void Sampler::add_reuse(ThreadSlot& t, int64_t weight, int64_t now) {
 /// The reused samples of `t` so far, as one sample of its kept stack (same stack, same labels).
 void Sampler::flush_reuse(ThreadSlot& t) {
     if (t.reuse_count == 0 || !t.have_stack) return;
-    std::vector<Label> labels{{"thread_name", t.name, 0, ""},
-                              {"tid", "", t.tid, ""},
-                              {"state", std::string(thread_state_name(t.state)), 0, ""}};
-    if (!t.stack_syscall.empty()) labels.push_back({"syscall", t.stack_syscall, 0, ""});
-    builder_.add(t.stack, {t.reuse_count, t.reuse_weight}, labels);
+    builder_.add(t.stack, {t.reuse_count, t.reuse_weight}, t.stack_labels);
     t.reuse_count = 0;
     t.reuse_weight = 0;
 }

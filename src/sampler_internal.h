@@ -110,7 +110,9 @@ struct ThreadSlot {
     int64_t last_sample_ns = 0;
     bool have_stack = false;
     RawStack stack;
-    std::string stack_syscall;
+    // The labels of the sample that took `stack`: its reused samples are the same moment of a
+    // thread that has not run since, so they carry these, not the thread's state at the flush.
+    std::vector<Label> stack_labels;
     bool have_regs = false;
     Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
     uint64_t stops = 0, pause_ns = 0;

@@ -2,7 +2,8 @@
 // a busy thread's state comes from /proc/.../syscall ("running") rather than stat, so its
 // samples must still carry its name and state R; the blocked threads must never be stopped
 // (no EINTR); and a thread is sampled once per 1/rate of its cpu time (as perf -F counts), not
-// once per tick in which it ran.
+// once per tick in which it ran. And the labels of the samples the sampler takes without a stop
+// (issue 7's reused and merged samples), in wall mode, against the same target.
 #include <catch2/catch.hpp>
 #include <signal.h>
 #include <unistd.h>
@@ -77,4 +78,36 @@ TEST_CASE("attach -m cpu at 999 Hz: busy threads named and running, blocked ones
     CHECK(c["sleep_eintr"] == 0);
     CHECK(c["futex_eintr"] == 0);
     CHECK(c["epoll_eintr"] <= 1);
+}
+
+TEST_CASE("attach -m wall: reused samples keep the labels of the moment they repeat",
+          "[integration][sampler]") {
+    // The napper sleeps 150 ms (its sleeping stack is reused tick after tick, merged into one
+    // sample), then works 75 ms (stopped and sampled as running). The merged samples are flushed
+    // when the running sample comes: they must still say "sleeping" in nanosleep, not take the
+    // state the thread has at the flush.
+    auto target = Target::start(
+        {target_bin("split_target", true), "--busy", "1", "--idle", "1", "--nap-ms", "150"});
+    const std::string out = temp_path("wall-nap.pb.gz");
+    RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "2s", "-r",
+                       "99", "-m", "wall", "-o", out});
+    INFO("pmprof stderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(left_running(target->pid()) == "");
+
+    auto p = pmprof::decode_pprof(slurp(out));
+    REQUIRE(p.ok());
+    int64_t napper_running = 0, napper_sleeping_merged = 0;
+    for (const pmprof::Sample& s : p->samples) {
+        const std::string state = label(s, "state"), syscall = label(s, "syscall");
+        INFO("thread " << label(s, "thread_name") << " state " << state << " syscall " << syscall
+                       << " count " << s.values[0]);
+        // A running thread is not in a system call: a syscall label means a blocked moment.
+        if (state == "running") CHECK(syscall.empty());
+        if (label(s, "thread_name") != "napper") continue;
+        if (state == "running") napper_running += s.values[0];
+        if (state == "sleeping" && s.values[0] > 1) napper_sleeping_merged += s.values[0];
+    }
+    CHECK(napper_running > 0);          // the napper was seen working...
+    CHECK(napper_sleeping_merged > 0);  // ...and its sleeps were reused and merged
 }

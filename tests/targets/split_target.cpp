@@ -139,6 +139,24 @@ void futex_thread() {
             ++g_eintr_futex;
 }
 
+/// --nap-ms N: a thread that sleeps N ms, then works about N/2 ms, over and over (a sampler
+/// keeps its sleeping stack for many ticks, then sees it run).
+void nap_thread(int nap_ms) {
+    target::name_thread("napper");
+    ++g_started;
+    while (true) {
+        timespec t{nap_ms / 1000, (nap_ms % 1000) * 1000000L};
+        nanosleep(&t, nullptr);
+        timespec start{}, now{};
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        do {
+            descend(3, 0, 2000);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+        } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 <
+                 nap_ms / 2);
+    }
+}
+
 SPLIT_FRAME uint64_t churn_work() { return descend(3, 0, 20000); }
 
 void churn_thread() {
@@ -252,6 +270,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < busy; ++i) threads.emplace_back(busy_thread, i);
     if (arg_flag(argc, argv, "--churn")) {
         threads.emplace_back(churn_thread);
+        ++expected;
+    }
+    if (const int nap_ms = static_cast<int>(arg_double(argc, argv, "--nap-ms", 0)); nap_ms > 0) {
+        threads.emplace_back(nap_thread, nap_ms);
         ++expected;
     }
     while (g_started.load() < expected) usleep(1000);
