@@ -80,13 +80,18 @@ Result<void> Sampler::open_image() {
     if (!maps.ok()) return maps.error();
     auto image = ProcessImage::open(pid_, std::move(*maps));
     if (!image.ok()) return image.error();
+    install_image(std::move(*image));
+    return {};
+}
+
+/// Samples from now on are unwound with `image`; the old unwinder's counters are kept.
+void Sampler::install_image(std::unique_ptr<ProcessImage> image) {
     note_unwinder_stats();
-    unwinder_.reset();
+    unwinder_.reset();  // they refer to the old image: gone before it is
     root_symbols_.reset();
-    image_ = std::move(*image);
+    image_ = std::move(image);
     unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
     root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
-    return {};
 }
 
 /// Re-reads the maps when a stack holds a pc no known mapping covers (dlopen, or `record`
@@ -103,12 +108,7 @@ bool Sampler::maybe_reload_image() {
         log_debug("re-reading the modules of pid {}: {}", pid_, image.error().message);
         return false;
     }
-    note_unwinder_stats();
-    unwinder_.reset();
-    root_symbols_.reset();
-    image_ = std::move(*image);
-    unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
-    root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
+    install_image(std::move(*image));
     next_reload_ns_ = now + kReloadMin;
     ++stats_.image_reloads;
     return true;
@@ -166,12 +166,9 @@ void Sampler::observe(ThreadSlot& t, bool for_tick) {
     // Not due in cpu mode (CpuQuantum), sample_without_stop skips the thread whatever its state:
     // the state read (0.7-2.6 us) is saved, and t.state stays as last read until the tick that
     // samples it.
-    const bool skip_state =
-        for_tick && opt_.mode == SampleMode::Cpu && t.have_baseline &&
-        t.state != ThreadState::Unknown &&
-        !t.quantum.due(
-            static_cast<int64_t>(sched->run_ns - std::min(sched->run_ns, t.baseline.run_ns)),
-            nominal_ns_);
+    const bool skip_state = for_tick && opt_.mode == SampleMode::Cpu && t.have_baseline &&
+                            t.state != ThreadState::Unknown &&
+                            !t.quantum.due(cpu_since(*sched, t.baseline), nominal_ns_);
     bool running = false;
     if (!skip_state && ran && t.state != ThreadState::Unknown && t.syscall_fd.valid() &&
         now - t.stat_read_ns < kStatRefresh) {
@@ -291,8 +288,7 @@ bool Sampler::sample_without_stop(ThreadSlot& t, int64_t now) {
 /// cpu mode: the cpu time since the previous sample (the last look, so a late capture counts
 /// what ran up to its request; the rest goes to the next sample). wall: the time since then.
 int64_t Sampler::sample_weight(const ThreadSlot& t, int64_t now) const {
-    if (opt_.mode == SampleMode::Cpu)
-        return static_cast<int64_t>(t.sched.run_ns - std::min(t.sched.run_ns, t.baseline.run_ns));
+    if (opt_.mode == SampleMode::Cpu) return cpu_since(t.sched, t.baseline);
     return t.last_sample_ns ? now - t.last_sample_ns : nominal_ns_;
 }
 

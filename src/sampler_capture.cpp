@@ -114,7 +114,7 @@ bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) 
     if (!sc.ok() || sc->running || sc->sp <= kRedZone || sc->pc == 0) return false;
     if (sc->nr >= 0) *syscall = syscall_name(sc->nr);
 
-    ThreadCapture cap;
+    ThreadCapture& cap = fast_cap_;
     cap.tid = t.tid;
     cap.ok = true;
     if (t.have_regs && t.regs.sp() == sc->sp && t.regs.pc() == sc->pc) {

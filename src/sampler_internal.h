@@ -139,6 +139,7 @@ class Sampler {
     void record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now);
     RawStack unwind_capture(const ThreadCapture& cap);
     bool maybe_reload_image();
+    void install_image(std::unique_ptr<ProcessImage> image);
     void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
@@ -161,6 +162,7 @@ class Sampler {
     std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
     ProfileBuilder builder_;
     std::map<pid_t, ThreadSlot> threads_;
+    ThreadCapture fast_cap_;  // try_fast_path's copy: its stack buffer is allocated (zeroed) once
     ChildEventWaiter waiter_;
     PauseBudget budget_;
     PauseHistogram pauses_;

@@ -135,6 +135,10 @@ int64_t PauseBudget::next_interval_ns() const {
     return static_cast<int64_t>(std::min(needed, 10e9));  // never slower than one tick per 10 s
 }
 
+int64_t cpu_since(const SchedStat& now, const SchedStat& baseline) {
+    return static_cast<int64_t>(now.run_ns - std::min(now.run_ns, baseline.run_ns));
+}
+
 bool CpuQuantum::due(int64_t cpu_ns, int64_t quantum_ns) const {
     return cpu_ns + carry_ns >= quantum_ns / 2;
 }

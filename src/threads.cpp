@@ -10,7 +10,6 @@
 #include <map>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "pmprof/image.h"
 #include "pmprof/log.h"
@@ -117,8 +116,6 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     if (!session.ok()) return session.error();
     TraceSession& ts = **session;
 
-    std::vector<pid_t> wanted;
-    std::unordered_set<pid_t> running;
     for (pid_t tid : ts.threads()) {
         ThreadEntry t;
         if (auto it = before.find(tid); it != before.end()) {
@@ -127,17 +124,16 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             t.tid = tid;
             read_thread_info(pid, t);
         }
-        if (!matches_filter(t, opt.thread_filter)) continue;
-        wanted.push_back(tid);
-        if (t.state == ThreadState::Running) running.insert(tid);
-        dump.threads.push_back(std::move(t));
+        if (matches_filter(t, opt.thread_filter)) dump.threads.push_back(std::move(t));
     }
     // Interrupted in this order: running threads first. One on a cpu stops at once (the
     // interrupt kicks its cpu) and so frees that cpu for the sleeping threads the next
     // interrupts wake, which must run briefly to reach their stop; woken first, they would
     // queue behind the busy threads instead.
-    std::stable_partition(wanted.begin(), wanted.end(),
-                          [&](pid_t tid) { return running.count(tid) != 0; });
+    std::vector<pid_t> wanted;
+    for (bool running : {true, false})
+        for (const ThreadEntry& t : dump.threads)
+            if ((t.state == ThreadState::Running) == running) wanted.push_back(t.tid);
     if (dump.threads.empty()) {
         ts.detach_all();
         if (opt.thread_filter.empty())
