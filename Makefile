@@ -9,7 +9,7 @@ CXX      ?= g++
 GO       ?= go
 
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
-                 zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils
+                 zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils libiberty-dev
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
                  libjemalloc2 chromium
 
@@ -31,7 +31,8 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # --version) then unwound through it with one rt_sigprocmask per frame. It is still loaded as
 # libunwind-x86_64's dependency, so libgcc_s is made a direct one, which puts it first.
 PKG_LIBS   = $(filter-out -lunwind $(HTTP_LIBS),$(shell pkg-config --libs $(PKGS) 2>/dev/null))
-LDLIBS   += $(PKG_LIBS) -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
+# libiberty (static, PIC in Debian): cplus_demangle, for C++ and Rust names (src/demangle.cpp).
+LDLIBS   += $(PKG_LIBS) -liberty -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 
 SRCS       := $(sort $(wildcard src/*.cpp))
 MAIN_SRCS  := src/main.cpp src/main_serve.cpp
@@ -172,7 +173,7 @@ fuzz-build: $(BUILD)/fuzz_decode_pprof
 $(BUILD)/fuzz_decode_pprof: $(FUZZ_SRCS) $(wildcard src/*.h include/pmprof/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=undefined -Iinclude $(PKG_CFLAGS) -o $@ $(FUZZ_SRCS) $(PKG_LIBS)
+	  -fno-sanitize-recover=undefined -Iinclude $(PKG_CFLAGS) -o $@ $(FUZZ_SRCS) $(PKG_LIBS) -liberty
 fuzz: $(BUILD)/fuzz_decode_pprof
 	@mkdir -p tests/corpus/fuzz
 	$(BUILD)/fuzz_decode_pprof -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \

@@ -1,23 +1,47 @@
-// Demangling (Itanium C++ ABI, which also covers Rust's legacy "_ZN...17h<hash>E" names) and
-// module+offset labels.
-#include <cxxabi.h>
-
+// Demangling with libiberty's cplus_demangle, the demangler of gdb, binutils and perf: Itanium
+// C++ (with GCC's clone suffixes: "f() [clone .cold]"), Rust legacy ("_ZN...17h<hash>E") and
+// Rust v0 ("_R..."), and module+offset labels.
 #include <cstdlib>
 #include <memory>
+#include <string_view>
 
-#include "pmprof/symbolize.h"
 #include "pmprof/log.h"
+#include "pmprof/symbolize.h"
+
+// libiberty.h (included by demangle.h) declares basename() itself unless told that the C
+// library already does; glibc's C++ declaration differs from it.
+#define HAVE_DECL_BASENAME 1
+#include <libiberty/demangle.h>
 
 namespace pmprof {
+namespace {
+
+/// ".llvm.<digits>" (ThinLTO's suffix for promoted local symbols) says nothing to a reader and
+/// would make one function two in a profile built from two LTO builds; rustfilt drops it too.
+std::string_view without_llvm_suffix(std::string_view name) {
+    auto at = name.find(".llvm.");
+    if (at == std::string_view::npos || at == 0) return name;
+    std::string_view rest = name.substr(at + 6);
+    if (rest.empty()) return name;
+    for (char c : rest)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return name;
+    return name.substr(0, at);
+}
+
+}  // namespace
 
 std::string demangle(const std::string& mangled) {
-    // Only "_Z..." names are mangled; __cxa_demangle would also "demangle" plain type names such
-    // as "i" (int), which a C function name must never become.
-    if (mangled.size() < 3 || mangled.compare(0, 2, "_Z") != 0) return mangled;
-    int status = 0;
+    std::string name(without_llvm_suffix(mangled));
+    // Only "_Z..." (C++ and Rust legacy) and "_R..." (Rust v0) names are mangled; a C function
+    // whose name happens to be a type encoding ("i") must stay what it is.
+    if (name.size() < 3 || !(name.starts_with("_Z") || name.starts_with("_R"))) return name;
+    // DMGL_AUTO tries Rust first (legacy Rust names are valid Itanium names, and only the
+    // Rust demangler unescapes "$LT$" and drops the "h<hash>" element), then Itanium C++.
+    // Without DMGL_VERBOSE the Rust demangler drops the hash, as rustfilt and perf do.
     std::unique_ptr<char, decltype(&std::free)> out(
-        abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status), &std::free);
-    if (status != 0 || out == nullptr) return mangled;
+        cplus_demangle(name.c_str(), DMGL_PARAMS | DMGL_ANSI | DMGL_AUTO), &std::free);
+    if (out == nullptr) return name;
     return out.get();
 }
 

@@ -44,6 +44,8 @@ namespace {
 
 constexpr size_t kMaxNoteBytes = 64 * 1024;
 
+uint64_t page_size() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE)); }
+
 /// The ELF header fields and program headers image.cpp needs (64-bit little-endian only).
 struct ElfLayout {
     uint16_t type = 0;
@@ -77,20 +79,55 @@ std::optional<ElfLayout> read_elf_layout(int fd) {
     return layout;
 }
 
-/// Load bias of the file mapped by `m`: the PT_LOAD segment holding m.file_offset puts file
-/// offset O at bias + p_vaddr + (O - p_offset) (the kernel maps segments at page granularity).
-std::optional<uint64_t> bias_for_mapping(const ElfLayout& elf, const MemoryMap& m) {
-    if (elf.type == ET_EXEC) return 0;
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    for (const Elf64_Phdr& ph : elf.phdrs) {
-        if (ph.p_type != PT_LOAD) continue;
-        uint64_t seg_start = ph.p_offset & ~(page - 1);
-        if (m.file_offset < seg_start || m.file_offset >= ph.p_offset + std::max<uint64_t>(ph.p_filesz, 1))
-            continue;
-        return m.start - ph.p_vaddr - m.file_offset + ph.p_offset;
+}  // namespace
+
+std::optional<uint64_t> load_bias(uint16_t e_type, const std::vector<Elf64_Phdr>& phdrs,
+                                  const MemoryMap& m, const std::vector<MemoryMap>& file_maps,
+                                  uint64_t page_size) {
+    if (e_type == ET_EXEC) return 0;
+    // The kernel maps PT_LOAD segment S from file offset page_down(S.p_offset) to address
+    // page_down(bias + S.p_vaddr); a mapping that starts inside S (split by mprotect, as RELRO
+    // does) keeps the same distance between offset and address. So if `m` came from S, file
+    // offset O is at bias + S.p_vaddr + (O - S.p_offset), whichever page of S it starts at.
+    // lld and mold pack segments without page alignment (the read-only segment ends inside the
+    // page where the executable one starts), so one page of the file can belong to two
+    // segments, and "the first segment whose pages hold the offset" is a page off. Each
+    // segment that could have produced `m` gives a candidate; the right one is the segment the
+    // other mappings of the same file agree with, then the one whose permissions `m` has.
+    struct Candidate {
+        uint64_t bias;
+        int score;
+    };
+    auto candidates = [&](const MemoryMap& map) {
+        std::vector<Candidate> out;
+        for (const Elf64_Phdr& ph : phdrs) {
+            if (ph.p_type != PT_LOAD) continue;
+            const uint64_t seg_page = ph.p_offset & ~(page_size - 1);
+            const uint64_t seg_end = ph.p_offset + std::max<uint64_t>(ph.p_filesz, 1);
+            if (map.file_offset < seg_page || map.file_offset >= seg_end) continue;
+            int score = 0;
+            if (((ph.p_flags & PF_X) != 0) == map.executable()) score += 2;
+            if (((ph.p_flags & PF_W) != 0) == map.writable()) score += 1;
+            out.push_back({map.start - map.file_offset + ph.p_offset - ph.p_vaddr, score});
+        }
+        return out;
+    };
+    std::vector<Candidate> mine = candidates(m);
+    if (mine.empty()) return std::nullopt;
+    if (mine.size() == 1) return mine[0].bias;
+    for (const MemoryMap& other : file_maps) {
+        if (other.start == m.start || other.inode != m.inode || other.dev != m.dev) continue;
+        for (const Candidate& theirs : candidates(other))
+            for (Candidate& c : mine)
+                if (c.bias == theirs.bias) c.score += 8;  // one vote per agreeing mapping
     }
-    return std::nullopt;
+    const Candidate* best = &mine[0];
+    for (const Candidate& c : mine)
+        if (c.score > best->score) best = &c;
+    return best->bias;
 }
+
+namespace {
 
 /// The NT_GNU_BUILD_ID descriptor in a block of notes, hex; "" when absent.
 std::string build_id_from_notes(const std::vector<uint8_t>& notes) {
@@ -144,7 +181,9 @@ struct OpenedFile {
     uint64_t bias = 0;
 };
 
-std::optional<OpenedFile> open_mapped_file(pid_t pid, const MemoryMap& m, MemoryReader& memory) {
+std::optional<OpenedFile> open_mapped_file(pid_t pid, const MemoryMap& m,
+                                           const std::vector<MemoryMap>& file_maps,
+                                           MemoryReader& memory) {
     // map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); the path fallbacks are checked.
     std::vector<std::pair<std::string, bool>> candidates = {
         {map_files_path(pid, m), false},
@@ -160,7 +199,7 @@ std::optional<OpenedFile> open_mapped_file(pid_t pid, const MemoryMap& m, Memory
             log_debug("{}: not a 64-bit ELF file", path);
             return std::nullopt;
         }
-        auto bias = bias_for_mapping(*elf, m);
+        auto bias = load_bias(elf->type, elf->phdrs, m, file_maps, page_size());
         if (!bias) {
             log_debug("{}: no PT_LOAD covers file offset {:#x}", path, m.file_offset);
             return std::nullopt;
@@ -196,7 +235,7 @@ std::optional<OpenedFile> open_vdso(const MemoryMap& m, MemoryReader& memory) {
     if (!elf) return std::nullopt;
     MemoryMap whole = m;
     whole.file_offset = 0;
-    auto bias = bias_for_mapping(*elf, whole);
+    auto bias = load_bias(elf->type, elf->phdrs, whole, {}, page_size());
     if (!bias) return std::nullopt;
     return OpenedFile{std::move(fd), std::move(*elf), *bias};
 }
@@ -251,7 +290,8 @@ int find_debuginfo_cached(Dwfl_Module* mod, void** userdata, const char* modname
 /// ":.debug:/usr/lib/debug", plus the target's own /usr/lib/debug when its root differs.
 void setup_debuginfo_path(ProcessImage::Impl& impl) {
     impl.debuginfo_path = ":.debug:/usr/lib/debug";
-    struct stat self_root {}, target_root {};
+    struct stat self_root {
+    }, target_root{};
     std::string root = fmt::format("/proc/{}/root", impl.pid);
     if (::stat("/", &self_root) == 0 && ::stat(root.c_str(), &target_root) == 0 &&
         (self_root.st_dev != target_root.st_dev || self_root.st_ino != target_root.st_ino)) {
@@ -291,7 +331,7 @@ void report_modules(ProcessImage::Impl& impl) {
         if (m.path == "[vdso]") {
             file = open_vdso(m, memory);
         } else if (m.file_backed()) {
-            file = open_mapped_file(impl.pid, m, memory);
+            file = open_mapped_file(impl.pid, m, impl.maps, memory);
         }
         if (!file) continue;
         if (!seen.emplace(m.dev, m.inode, file->bias).second) continue;

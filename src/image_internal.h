@@ -2,7 +2,11 @@
 // symbolize.cpp. libdwfl types stay inside these adapter files (DESIGN.md §2).
 #pragma once
 
+#include <elf.h>
 #include <elfutils/libdwfl.h>
+
+#include <cstdint>
+#include <optional>
 
 #include <string>
 #include <unordered_map>
@@ -42,6 +46,13 @@ struct ProcessImage::Impl {
         if (dwfl != nullptr) dwfl_end(dwfl);
     }
 };
+
+/// Load bias of the ELF file (type `e_type`, program headers `phdrs`) that mapping `m` maps:
+/// the address of vaddr 0. `file_maps` are the process's mappings (those of the same file vote
+/// between segments that share a page); nullopt when no PT_LOAD holds m's file offset.
+std::optional<uint64_t> load_bias(uint16_t e_type, const std::vector<Elf64_Phdr>& phdrs,
+                                  const MemoryMap& m, const std::vector<MemoryMap>& file_maps,
+                                  uint64_t page_size);
 
 /// Hex string of `len` bytes.
 std::string hex_bytes(const unsigned char* bytes, size_t len);

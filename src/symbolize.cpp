@@ -7,7 +7,9 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -24,11 +26,27 @@
 namespace pmprof {
 namespace {
 
+/// One address range of a compilation unit, from its DW_AT_ranges or low_pc/high_pc.
+struct CuRange {
+    Dwarf_Addr start, end;  // DWARF addresses (module bias not applied)
+    size_t cu;              // index into CuIndex::units
+};
+
+/// The module's CUs by address, from the CU DIEs themselves: libdw 0.188 finds a pc's CU only
+/// through .debug_aranges (dwfl_module_addrdie, dwfl_module_getsrc), which clang does not
+/// emit by default and which a linker may leave incomplete; addr2line and gdb read the ranges.
+struct CuIndex {
+    std::vector<Dwarf_Die> units;
+    std::vector<CuRange> ranges;  // sorted by start
+    Dwarf_Addr bias = 0;
+};
+
 struct ModuleInfo {
     std::string name;
     std::string build_id;
     Dwarf_Addr bias = 0;
     std::unique_ptr<SymbolTable> symbols;  // read on the first lookup the cache cannot answer
+    std::unique_ptr<CuIndex> cu_index;     // built on the first pc libdwfl finds no CU for
     // Persistent results (symbol_cache.h): "" path when not cached; `source` is checked once,
     // when this run first computes frames, and nullopt then means "no DWARF: store nothing".
     std::string cache_path;
@@ -70,25 +88,113 @@ int attr_int(Dwarf_Die* die, int name) {
     return static_cast<int>(value);
 }
 
-/// "ns::Class::" for the namespaces and classes around a DIE, given its ancestors (die first),
+int decl_line(Dwarf_Die* die) {
+    int line = 0;
+    return dwarf_decl_line(die, &line) == 0 ? line : 0;
+}
+
+/// What an unnamed class or structure is called in a qualified name: a lambda's closure type
+/// (it has an operator()) "{lambda at file.cpp:42}", another "{unnamed type at file.cpp:42}".
+/// The demangler's "{lambda()#1}" needs the mangled name, which GCC leaves out for lambdas it
+/// never emits out of line; the declaration's place keeps two lambdas apart in any case.
+std::string unnamed_class_label(Dwarf_Die* cls) {
+    bool lambda = false;
+    Dwarf_Die child;
+    if (dwarf_child(cls, &child) == 0) {
+        do {
+            const char* name = dwarf_diename(&child);
+            if (dwarf_tag(&child) == DW_TAG_subprogram && name != nullptr &&
+                std::string_view(name) == "operator()") {
+                lambda = true;
+                break;
+            }
+        } while (dwarf_siblingof(&child, &child) == 0);
+    }
+    std::string label = lambda ? "{lambda" : "{unnamed type";
+    const char* file = dwarf_decl_file(cls);
+    if (file != nullptr) {
+        std::string_view base(file);
+        if (auto slash = base.rfind('/'); slash != std::string_view::npos)
+            base.remove_prefix(slash + 1);
+        label += fmt::format(" at {}:{}", base, decl_line(cls));
+    }
+    return label + "}";
+}
+
+/// "ns::Class::" for the scopes around a DIE, given its ancestors (die first), as gdb and the
+/// demangler qualify names: namespaces ("(anonymous namespace)" when unnamed), classes (an
+/// unnamed one by unnamed_class_label), and for a local class or lambda the function it is
+/// declared in, by its demangled linkage name when it has one ("Mailbox::send(int)::").
 /// "" at file scope.
 std::string scope_prefix(const std::vector<Dwarf_Die>& ancestors) {
     std::string prefix;
     for (size_t i = 1; i < ancestors.size(); ++i) {  // [0] is the DIE itself
         Dwarf_Die scope = ancestors[i];
-        int tag = dwarf_tag(&scope);
-        if (tag != DW_TAG_namespace && tag != DW_TAG_class_type && tag != DW_TAG_structure_type &&
-            tag != DW_TAG_union_type)
-            continue;
         const char* name = dwarf_diename(&scope);
-        prefix = std::string(name != nullptr ? name : "(anonymous namespace)") + "::" + prefix;
+        std::string part;
+        switch (dwarf_tag(&scope)) {
+        case DW_TAG_namespace:
+            part = name != nullptr ? name : "(anonymous namespace)";
+            break;
+        case DW_TAG_class_type:
+        case DW_TAG_structure_type:
+        case DW_TAG_union_type:
+            part = name != nullptr ? name : unnamed_class_label(&scope);
+            break;
+        case DW_TAG_subprogram: {
+            std::string linkage = attr_string(&scope, DW_AT_linkage_name);
+            if (linkage.empty()) linkage = attr_string(&scope, DW_AT_MIPS_linkage_name);
+            // A demangled linkage name is already qualified by everything outside it.
+            if (!linkage.empty()) return demangle(linkage) + "::" + prefix;
+            std::string own = attr_string(&scope, DW_AT_name);
+            part = own.empty() ? "{unnamed function}" : own;
+            break;
+        }
+        default:
+            continue;
+        }
+        prefix = part + "::" + prefix;
     }
     return prefix;
 }
 
-int decl_line(Dwarf_Die* die) {
-    int line = 0;
-    return dwarf_decl_line(die, &line) == 0 ? line : 0;
+/// A source path as addr2line prints it: relative names joined with the CU's DW_AT_comp_dir,
+/// then normalized ("a/./b/../c" is "a/c"), so every output names the file from any directory.
+std::string absolute_source(const char* file, const char* comp_dir) {
+    if (file == nullptr || file[0] == '\0') return {};
+    std::filesystem::path path(file);
+    if (path.is_relative() && comp_dir != nullptr && comp_dir[0] == '/')
+        path = std::filesystem::path(comp_dir) / path;
+    return path.lexically_normal().string();
+}
+
+const char* comp_dir_of(Dwarf_Die* cudie) {
+    Dwarf_Attribute attr;
+    return dwarf_attr(cudie, DW_AT_comp_dir, &attr) != nullptr ? dwarf_formstring(&attr) : nullptr;
+}
+
+std::unique_ptr<CuIndex> build_cu_index(Dwfl_Module* mod) {
+    auto index = std::make_unique<CuIndex>();
+    Dwarf* dwarf = dwfl_module_getdwarf(mod, &index->bias);
+    if (dwarf == nullptr) return index;
+    Dwarf_CU* cu = nullptr;
+    Dwarf_Half version = 0;
+    uint8_t unit_type = 0;
+    Dwarf_Die cudie, subdie;
+    while (dwarf_get_units(dwarf, cu, &cu, &version, &unit_type, &cudie, &subdie) == 0) {
+        const int tag = dwarf_tag(&cudie);
+        if (tag != DW_TAG_compile_unit && tag != DW_TAG_partial_unit && tag != DW_TAG_skeleton_unit)
+            continue;
+        const size_t at = index->units.size();
+        index->units.push_back(cudie);
+        Dwarf_Addr base = 0, start = 0, end = 0;
+        ptrdiff_t offset = 0;
+        while ((offset = dwarf_ranges(&cudie, offset, &base, &start, &end)) > 0)
+            if (end > start) index->ranges.push_back(CuRange{start, end, at});
+    }
+    std::sort(index->ranges.begin(), index->ranges.end(),
+              [](const CuRange& a, const CuRange& b) { return a.start < b.start; });
+    return index;
 }
 
 class DwflSymbolizer final : public Symbolizer {
@@ -114,8 +220,9 @@ class DwflSymbolizer final : public Symbolizer {
                   const std::vector<SourceFrame>& frames);
     std::optional<DwarfSource> dwarf_source(Dwfl_Module* mod);
     void save_caches() noexcept;
-    void add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
-                          std::vector<SourceFrame>& frames);
+    Dwarf_Die* cu_at(Dwfl_Module* mod, ModuleInfo& info, uint64_t lookup_pc, Dwarf_Addr* bias);
+    void add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, uint64_t lookup_pc,
+                          SourceFrame& outer, std::vector<SourceFrame>& frames);
     const std::optional<std::string>& declaration_scope(Dwarf_Die* die);
     void name_from_die(Dwarf_Die* die, SourceFrame& f);
 
@@ -248,11 +355,8 @@ void DwflSymbolizer::name_from_die(Dwarf_Die* die, SourceFrame& f) {
 /// Fills `frames` with the inlined functions around lookup_pc, innermost first, and gives
 /// `outer` (the function the code belongs to) its line: FACTS.md, "Inline chains". Each inlined
 /// scope's DW_AT_call_file/call_line is where the next outer function called it.
-void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, SourceFrame& outer,
-                                      std::vector<SourceFrame>& frames) {
-    Dwarf_Addr dwarf_bias = 0;
-    Dwarf_Die* cudie = dwfl_module_addrdie(mod, lookup_pc, &dwarf_bias);
-    if (cudie == nullptr) return;
+void DwflSymbolizer::add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, uint64_t lookup_pc,
+                                      SourceFrame& outer, std::vector<SourceFrame>& frames) {
     // The DIE ancestors of the innermost scope holding the pc, up to the CU: what
     // dwarf_getscopes + dwarf_getscopes_die gave, without their walks of the whole CU
     // (dwarf_scopes.cpp).
@@ -275,6 +379,7 @@ void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, Sour
     Dwarf_Files* files = nullptr;
     size_t nfiles = 0;
     if (dwarf_getsrcfiles(cudie, &files, &nfiles) != 0) files = nullptr;
+    const char* comp_dir = comp_dir_of(cudie);
     std::string file = outer.file;
     int line = outer.line;
     for (Dwarf_Die& scope : chain) {
@@ -302,10 +407,33 @@ void DwflSymbolizer::add_inline_chain(Dwfl_Module* mod, uint64_t lookup_pc, Sour
                 files != nullptr && static_cast<size_t>(call_file) < nfiles
                     ? dwarf_filesrc(files, static_cast<size_t>(call_file), nullptr, nullptr)
                     : nullptr;
-            file = name != nullptr ? name : "";
+            file = absolute_source(name, comp_dir);
             line = attr_int(die, DW_AT_call_line);
         }
     }
+}
+
+/// The CU whose ranges hold lookup_pc, or nullptr: libdwfl's (from .debug_aranges) when its
+/// ranges really hold the pc, else the one cu_index finds.
+Dwarf_Die* DwflSymbolizer::cu_at(Dwfl_Module* mod, ModuleInfo& info, uint64_t lookup_pc,
+                                 Dwarf_Addr* bias) {
+    Dwarf_Die* cu = dwfl_module_addrdie(mod, lookup_pc, bias);
+    if (cu != nullptr && dwarf_haspc(cu, lookup_pc - *bias) > 0) return cu;
+    if (info.cu_index == nullptr) info.cu_index = build_cu_index(mod);
+    const CuIndex& index = *info.cu_index;
+    const Dwarf_Addr pc = lookup_pc - index.bias;
+    auto it = std::upper_bound(index.ranges.begin(), index.ranges.end(), pc,
+                               [](Dwarf_Addr a, const CuRange& r) { return a < r.start; });
+    // Ranges of different CUs do not overlap, but one CU's may sit inside a gap of another's
+    // list: look back over the few that start below pc.
+    for (int back = 0; it != index.ranges.begin() && back < 8; ++back) {
+        --it;
+        if (pc >= it->start && pc < it->end) {
+            *bias = index.bias;
+            return &info.cu_index->units[it->cu];
+        }
+    }
+    return nullptr;
 }
 
 SymbolizedPc DwflSymbolizer::compute(const RawFrame& frame) {
@@ -355,17 +483,24 @@ std::vector<SourceFrame> DwflSymbolizer::compute_frames(Dwfl_Module* mod, Module
     // dwfl_module_getsrc answers with the nearest line row even for code no CU covers (_start,
     // from crt1.o without DWARF): use it only when the CU's ranges hold the pc.
     Dwarf_Addr cu_bias = 0;
-    Dwarf_Die* cu = dwfl_module_addrdie(mod, lookup_pc, &cu_bias);
-    const bool cu_covers = cu != nullptr && dwarf_haspc(cu, lookup_pc - cu_bias) > 0;
-    if (opt_.source_lines && cu_covers) {
+    Dwarf_Die* cu = cu_at(mod, info, lookup_pc, &cu_bias);
+    if (opt_.source_lines && cu != nullptr) {
+        int lineno = 0;
+        const char* file = nullptr;
+        const char* comp_dir = nullptr;
         if (Dwfl_Line* line = dwfl_module_getsrc(mod, lookup_pc)) {
-            int lineno = 0;
-            const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
-            outer.file = file != nullptr ? file : "";
-            outer.line = lineno;
+            file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+            comp_dir = dwfl_line_comp_dir(line);
+        } else if (Dwarf_Line* dline = dwarf_getsrc_die(cu, lookup_pc - cu_bias)) {
+            // The CU came from cu_index (no .debug_aranges entry): libdwfl cannot find its lines.
+            file = dwarf_linesrc(dline, nullptr, nullptr);
+            dwarf_lineno(dline, &lineno);
+            comp_dir = comp_dir_of(cu);
         }
+        outer.file = absolute_source(file, comp_dir);
+        outer.line = file != nullptr ? lineno : 0;
     }
-    if (opt_.inlines && cu_covers) add_inline_chain(mod, lookup_pc, outer, frames);
+    if (opt_.inlines && cu != nullptr) add_inline_chain(cu, cu_bias, lookup_pc, outer, frames);
     frames.push_back(std::move(outer));
     return frames;
 }

@@ -56,7 +56,8 @@ using pmprof::RawFrame;
 using pmprof::SymbolizedPc;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 uint64_t address_of(const void* p) { return reinterpret_cast<uint64_t>(p); }
@@ -89,7 +90,8 @@ TEST_CASE("module_offset is the ELF address addr2line understands", "[unit][symb
     auto sym = pmprof::make_symbolizer(*image, {});
     const uint64_t pc = address_of(reinterpret_cast<const void*>(&symtest::noinline_function));
     const SymbolizedPc& s = sym->symbolize(RawFrame{pc, true});
-    auto r = pmprof::test::run({"addr2line", "-f", "-e", s.module, fmt::format("{:#x}", s.module_offset)});
+    auto r = pmprof::test::run(
+        {"addr2line", "-f", "-e", s.module, fmt::format("{:#x}", s.module_offset)});
     REQUIRE(r.exit_code == 0);
     CHECK(r.out.rfind("_ZN7symtest17noinline_functionEi\n", 0) == 0);
     CHECK(pmprof::module_offset_label(s) == fmt::format("pmprof-tests+{:#x}", s.module_offset));
@@ -178,8 +180,28 @@ TEST_CASE("a pc outside every mapping gets neither module nor frames", "[unit][s
 TEST_CASE("demangle", "[unit][symbolize]") {
     CHECK(pmprof::demangle("_ZN2ns3Cls6methodEi") == "ns::Cls::method(int)");
     CHECK(pmprof::demangle("_Z3fooi.constprop.0") == "foo(int) [clone .constprop.0]");
-    CHECK(pmprof::demangle("_ZN4core3fmt5write17h0123456789abcdefE") ==
-          "core::fmt::write::h0123456789abcdef");
+    // Rust legacy: the "h<hash>" element dropped (as rustfilt and perf do), "$LT$" unescaped.
+    CHECK(pmprof::demangle("_ZN4core3fmt5write17h0123456789abcdefE") == "core::fmt::write");
+    CHECK(pmprof::demangle("_ZN1r6Crunch4step17hee77440a9406a696E") == "r::Crunch::step");
+    CHECK(pmprof::demangle("_ZN4core3ptr30drop_in_place$LT$r..Crunch$GT$17heab5f3ef45136011E") ==
+          "core::ptr::drop_in_place<r::Crunch>");
+    // ThinLTO's ".llvm.N" suffix is dropped for Rust and C++ alike.
+    CHECK(pmprof::demangle("_ZN1r6Crunch4step17hee77440a9406a696E.llvm.1234567890") ==
+          "r::Crunch::step");
+    CHECK(pmprof::demangle("_ZN2ns3Cls6methodEi.llvm.42") == "ns::Cls::method(int)");
+    // Rust v0 (rustc -C symbol-mangling-version=v0), names taken from a real binary.
+    CHECK(pmprof::demangle("_RNvMCsi7GFBnvyxwE_1rNtB2_6Crunch4step") == "<r::Crunch>::step");
+    CHECK(pmprof::demangle(
+              "_RINvNtCs6IL9ONYDOZW_4core3ptr13drop_in_placeNtCsi7GFBnvyxwE_1r6CrunchEBI_") ==
+          "core::ptr::drop_in_place::<r::Crunch>");
+    // GCC's clone suffixes, as gdb and perf print them.
+    CHECK(pmprof::demangle("_Z3fooi.cold") == "foo(int) [clone .cold]");
+    CHECK(pmprof::demangle("_Z3fooi.part.0") == "foo(int) [clone .part.0]");
+    CHECK(pmprof::demangle("_Z3fooi.isra.0") == "foo(int) [clone .isra.0]");
+    // Not mangled: unchanged, and a C name that is also a type encoding stays a name.
+    CHECK(pmprof::demangle("i") == "i");
+    CHECK(pmprof::demangle("crunch_step.cold") == "crunch_step.cold");
+    CHECK(pmprof::demangle("_Rubbish") == "_Rubbish");
     CHECK(pmprof::demangle("main") == "main");
     CHECK(pmprof::demangle("i") == "i");  // a C symbol, not the type "int"
     CHECK(pmprof::demangle("_Z") == "_Z");
