@@ -67,6 +67,45 @@ std::vector<Dwarf_Die> ranged_children(Dwarf_Die* parent) {
     return out;
 }
 
+namespace {
+
+/// The DIEs that only group declarations: descended into by libdw's scope walk whatever their
+/// pc ranges (it has none), and where Rust (and C++ compilers for class-scope definitions)
+/// nest the concrete functions.
+bool is_container(Dwarf_Die* die) {
+    switch (dwarf_tag(die)) {
+    case DW_TAG_namespace:
+    case DW_TAG_module:
+    case DW_TAG_class_type:
+    case DW_TAG_structure_type:
+    case DW_TAG_union_type:
+    case DW_TAG_interface_type:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void collect_nested(Dwarf_Die* parent, std::vector<Dwarf_Die>& out, int depth) {
+    Dwarf_Die child;
+    if (depth > 64 || dwarf_child(parent, &child) != 0) return;
+    do {
+        if (may_hold_pc(&child)) {
+            out.push_back(child);
+        } else if (is_container(&child) && dwarf_haschildren(&child) > 0) {
+            collect_nested(&child, out, depth + 1);
+        }
+    } while (dwarf_siblingof(&child, &child) == 0);
+}
+
+}  // namespace
+
+std::vector<Dwarf_Die> nested_ranged_children(Dwarf_Die* cudie) {
+    std::vector<Dwarf_Die> out;
+    collect_nested(cudie, out, 0);
+    return out;
+}
+
 std::vector<Dwarf_Die> scopes_at_pc(Dwarf_Die* cudie, const std::vector<Dwarf_Die>& cu_children,
                                     Dwarf_Addr pc) {
     std::vector<Dwarf_Die> path{*cudie};

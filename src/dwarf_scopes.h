@@ -13,6 +13,13 @@ namespace pmprof {
 /// DW_AT_low_pc and DW_AT_high_pc, or DW_AT_ranges.
 std::vector<Dwarf_Die> ranged_children(Dwarf_Die* parent);
 
+/// The DIEs with pc ranges below `cudie` in DIE order, looking through the namespaces, classes
+/// and structures that hold no pc themselves: where rustc puts every function
+/// ("r2::Crunch::step" is a subprogram inside namespaces r2 and Crunch), and what libdw's scope
+/// walk finds by descending into them. Walks the whole unit once: for when no child in
+/// ranged_children(cudie) holds a pc.
+std::vector<Dwarf_Die> nested_ranged_children(Dwarf_Die* cudie);
+
 /// The DIEs whose ranges hold `pc` (a CU-relative address, as for dwarf_getscopes), innermost
 /// first and ending with `cudie`: dwarf_getscopes' first traversal, which is also what
 /// dwarf_getscopes_die returns for the innermost one. Empty when no DIE below the CU holds pc.

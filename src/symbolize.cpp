@@ -234,7 +234,11 @@ class DwflSymbolizer final : public Symbolizer {
     // Both keyed by a DIE's address in the mapped debug data (unique per DIE): the scope of a
     // declaration, and the children of a CU that may hold pcs (ranged_children).
     std::unordered_map<const void*, std::optional<std::string>> decl_scopes_;
-    std::unordered_map<const void*, std::vector<Dwarf_Die>> cu_children_;
+    struct CuChildren {
+        std::vector<Dwarf_Die> top;                    // ranged_children
+        std::optional<std::vector<Dwarf_Die>> nested;  // nested_ranged_children, when needed
+    };
+    std::unordered_map<const void*, CuChildren> cu_children_;
 };
 
 ModuleInfo& DwflSymbolizer::module_info(Dwfl_Module* mod) {
@@ -362,8 +366,16 @@ void DwflSymbolizer::add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, u
     // (dwarf_scopes.cpp).
     auto children = cu_children_.find(cudie->addr);
     if (children == cu_children_.end())
-        children = cu_children_.emplace(cudie->addr, ranged_children(cudie)).first;
-    std::vector<Dwarf_Die> chain = scopes_at_pc(cudie, children->second, lookup_pc - dwarf_bias);
+        children = cu_children_.emplace(cudie->addr, CuChildren{ranged_children(cudie), {}}).first;
+    std::vector<Dwarf_Die> chain =
+        scopes_at_pc(cudie, children->second.top, lookup_pc - dwarf_bias);
+    if (chain.empty()) {
+        // GCC and clang put C++ function definitions at unit level; rustc nests them in
+        // namespaces (and both may nest class-scope ones), which the unit-level list skips.
+        auto& nested = children->second.nested;
+        if (!nested) nested = nested_ranged_children(cudie);
+        chain = scopes_at_pc(cudie, *nested, lookup_pc - dwarf_bias);
+    }
     if (chain.empty()) return;
     // dwarf_getscopes answered nothing when it could not find the abstract origin of the
     // innermost inlined scope (dwarf_getscopes.c): keep that, so the frames stay the same.
