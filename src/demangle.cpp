@@ -45,6 +45,14 @@ std::string demangle(const std::string& mangled) {
     return out.get();
 }
 
+std::string demangle_type(const std::string& mangled) {
+    if (mangled.empty()) return mangled;
+    std::unique_ptr<char, decltype(&std::free)> out(
+        cplus_demangle(mangled.c_str(), DMGL_PARAMS | DMGL_ANSI | DMGL_TYPES | DMGL_GNU_V3),
+        &std::free);
+    return out != nullptr ? std::string(out.get()) : mangled;
+}
+
 std::string module_offset_label(const SymbolizedPc& s) {
     if (s.module.empty()) return fmt::format("{:#x}", s.pc);
     auto slash = s.module.rfind('/');

@@ -3,7 +3,6 @@
 // /proc/PID/root/<path>; separate debug files by build id under /usr/lib/debug/.build-id.
 #include "heap_symbols.h"
 
-#include <cxxabi.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -21,6 +20,7 @@
 
 #include "heap_internal.h"
 #include "pmprof/fd.h"
+#include "pmprof/symbolize.h"
 
 namespace pmprof::heap_detail {
 namespace {
@@ -132,8 +132,8 @@ std::unique_ptr<ElfFile> open_mapped(pid_t pid, const MemoryMap& m) {
 /// The separate debug file for `build_id`, in the target's root or ours.
 std::unique_ptr<ElfFile> open_debug(pid_t pid, const std::string& build_id) {
     if (build_id.size() < 3) return nullptr;
-    std::string rel = "/usr/lib/debug/.build-id/" + build_id.substr(0, 2) + "/" +
-                      build_id.substr(2) + ".debug";
+    std::string rel =
+        "/usr/lib/debug/.build-id/" + build_id.substr(0, 2) + "/" + build_id.substr(2) + ".debug";
     auto e = ElfFile::open(fmt::format("/proc/{}/root{}", pid, rel));
     if (!e) e = ElfFile::open(rel);
     return e;
@@ -146,16 +146,7 @@ bool is_libc_name(const std::string& base) {
 }  // namespace
 
 std::string demangle_name(const std::string& mangled, bool is_type) {
-    if (!is_type && !mangled.starts_with("_Z")) return mangled;
-    int status = 0;
-    char* out = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
-    if (status != 0 || !out) {
-        std::free(out);
-        return mangled;
-    }
-    std::string s(out);
-    std::free(out);
-    return s;
+    return is_type ? demangle_type(mangled) : demangle(mangled);
 }
 
 const MemoryMap* find_libc(const std::vector<MemoryMap>& maps) {
@@ -166,8 +157,8 @@ const MemoryMap* find_libc(const std::vector<MemoryMap>& maps) {
 
 Result<void> check_glibc_malloc(pid_t pid, const std::vector<MemoryMap>& maps) {
     static const std::pair<const char*, const char*> kOthers[] = {
-        {"libjemalloc", "jemalloc"},   {"libtcmalloc", "tcmalloc (gperftools)"},
-        {"libmimalloc", "mimalloc"},   {"libhoard", "Hoard"},
+        {"libjemalloc", "jemalloc"},    {"libtcmalloc", "tcmalloc (gperftools)"},
+        {"libmimalloc", "mimalloc"},    {"libhoard", "Hoard"},
         {"libtbbmalloc", "TBB malloc"}, {"ld-musl", "musl libc"},
         {"libc.musl", "musl libc"}};
     for (const MemoryMap& m : maps)
@@ -318,7 +309,8 @@ Result<MallocRoots> roots_by_scan(MemoryReader& mem, const std::vector<MemoryMap
     MallocRoots roots;
     int arenas = 0, mps = 0;
     for (uint64_t hit : find_qword(mem, data, *top)) {
-        if (hit < layout.arena_top || !arena_cycle_ok(mem, hit - layout.arena_top, layout)) continue;
+        if (hit < layout.arena_top || !arena_cycle_ok(mem, hit - layout.arena_top, layout))
+            continue;
         roots.main_arena = hit - layout.arena_top;
         ++arenas;
     }
@@ -366,9 +358,10 @@ std::vector<VtableRange> load_vtables(pid_t pid, const std::vector<MemoryMap>& m
     std::sort(out.begin(), out.end(), [](const VtableRange& a, const VtableRange& b) {
         return a.start != b.start ? a.start < b.start : a.end > b.end;
     });
-    out.erase(std::unique(out.begin(), out.end(),
-                          [](const VtableRange& a, const VtableRange& b) { return a.start == b.start; }),
-              out.end());
+    out.erase(
+        std::unique(out.begin(), out.end(),
+                    [](const VtableRange& a, const VtableRange& b) { return a.start == b.start; }),
+        out.end());
     return out;
 }
 

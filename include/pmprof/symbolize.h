@@ -27,8 +27,13 @@ class Symbolizer {
 /// `image` must outlive the symbolizer.
 std::unique_ptr<Symbolizer> make_symbolizer(ProcessImage& image, const SymbolizeOptions& opt);
 
-/// Demangles an Itanium C++ (or Rust legacy) name; returns it unchanged when it is not mangled.
+/// Demangles a C++ (Itanium, with GCC's clone suffixes) or Rust (legacy or v0) symbol as gdb
+/// and perf print it, without Rust's hash and ThinLTO's ".llvm.N"; returns a name that is not
+/// mangled unchanged.
 std::string demangle(const std::string& mangled);
+/// Demangles an Itanium type encoding ("N2ns3FooE" from a type_info's name); unchanged when it
+/// is not one.
+std::string demangle_type(const std::string& mangled);
 /// "libc.so.6+0x1234" style label for a pc without symbol.
 std::string module_offset_label(const SymbolizedPc& s);
 
