@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "pmprof/log.h"
 #include "pmprof/symbolize.h"
@@ -29,6 +30,53 @@ std::string_view without_llvm_suffix(std::string_view name) {
     return name.substr(0, at);
 }
 
+bool is_ident(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/// Rust v0 demangles a method of an inherent impl as "<r::Crunch>::step" where legacy names,
+/// gdb and rustc's own DWARF say "r::Crunch::step": the brackets of a "<Path>::" that is not a
+/// trait impl ("<T as Trait>::") and not generic arguments ("Vec<T>", "f::<T>") are dropped.
+std::string without_inherent_brackets(const std::string& name) {
+    std::string out;
+    out.reserve(name.size());
+    std::vector<bool> dropped;  // per open '<': was it dropped
+    for (size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        if (c == '<') {
+            const bool path_start = i == 0 || !(is_ident(name[i - 1]) || name[i - 1] == ':');
+            bool drop = false;
+            if (path_start && i + 1 < name.size() && is_ident(name[i + 1])) {
+                // Find the matching '>' and see what follows it and what is inside.
+                int depth = 0;
+                size_t close = std::string::npos;
+                bool trait_impl = false;
+                for (size_t j = i; j < name.size(); ++j) {
+                    if (name[j] == '<') ++depth;
+                    if (name[j] == '>' && --depth == 0) {
+                        close = j;
+                        break;
+                    }
+                    if (depth == 1 && name.compare(j, 4, " as ") == 0) trait_impl = true;
+                }
+                drop = close != std::string::npos && !trait_impl &&
+                       name.compare(close + 1, 2, "::") == 0;
+            }
+            dropped.push_back(drop);
+            if (!drop) out += c;
+            continue;
+        }
+        if (c == '>' && !dropped.empty()) {
+            const bool drop = dropped.back();
+            dropped.pop_back();
+            if (!drop) out += c;
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
 }  // namespace
 
 std::string demangle(const std::string& mangled) {
@@ -42,7 +90,7 @@ std::string demangle(const std::string& mangled) {
     std::unique_ptr<char, decltype(&std::free)> out(
         cplus_demangle(name.c_str(), DMGL_PARAMS | DMGL_ANSI | DMGL_AUTO), &std::free);
     if (out == nullptr) return name;
-    return out.get();
+    return name.starts_with("_R") ? without_inherent_brackets(out.get()) : std::string(out.get());
 }
 
 std::string demangle_type(const std::string& mangled) {

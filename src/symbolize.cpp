@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "debug_cache.h"
+#include "dwarf_names.h"
 #include "dwarf_scopes.h"
 #include "image_internal.h"
 #include "pmprof/log.h"
@@ -72,14 +73,7 @@ bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
     return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
 }
 
-std::string attr_string(Dwarf_Die* die, int name) {
-    Dwarf_Attribute attr;
-    // _integrate follows DW_AT_abstract_origin and DW_AT_specification (the declaration in the
-    // class holds the name for an out-of-line member function).
-    if (dwarf_attr_integrate(die, name, &attr) == nullptr) return {};
-    const char* s = dwarf_formstring(&attr);
-    return s != nullptr ? s : "";
-}
+std::string attr_string(Dwarf_Die* die, int name) { return die_string(die, name); }
 
 int attr_int(Dwarf_Die* die, int name) {
     Dwarf_Attribute attr;
@@ -88,74 +82,22 @@ int attr_int(Dwarf_Die* die, int name) {
     return static_cast<int>(value);
 }
 
+/// The line a function starts at: its DW_AT_decl_line, or for a lambda's operator(), which GCC
+/// gives none, the closure type's.
 int decl_line(Dwarf_Die* die) {
-    int line = 0;
-    return dwarf_decl_line(die, &line) == 0 ? line : 0;
+    if (int line = die_decl_line(die); line > 0) return line;
+    Dwarf_Die decl = declaration_of(die);
+    std::vector<Dwarf_Die> ancestors = die_ancestors(&decl);
+    if (ancestors.size() < 2) return 0;
+    const int tag = dwarf_tag(&ancestors[1]);
+    if (tag != DW_TAG_structure_type && tag != DW_TAG_class_type) return 0;
+    return die_decl_line(&ancestors[1]);
 }
 
-/// What an unnamed class or structure is called in a qualified name: a lambda's closure type
-/// (it has an operator()) "{lambda at file.cpp:42}", another "{unnamed type at file.cpp:42}".
-/// The demangler's "{lambda()#1}" needs the mangled name, which GCC leaves out for lambdas it
-/// never emits out of line; the declaration's place keeps two lambdas apart in any case.
-std::string unnamed_class_label(Dwarf_Die* cls) {
-    bool lambda = false;
-    Dwarf_Die child;
-    if (dwarf_child(cls, &child) == 0) {
-        do {
-            const char* name = dwarf_diename(&child);
-            if (dwarf_tag(&child) == DW_TAG_subprogram && name != nullptr &&
-                std::string_view(name) == "operator()") {
-                lambda = true;
-                break;
-            }
-        } while (dwarf_siblingof(&child, &child) == 0);
-    }
-    std::string label = lambda ? "{lambda" : "{unnamed type";
-    const char* file = dwarf_decl_file(cls);
-    if (file != nullptr) {
-        std::string_view base(file);
-        if (auto slash = base.rfind('/'); slash != std::string_view::npos)
-            base.remove_prefix(slash + 1);
-        label += fmt::format(" at {}:{}", base, decl_line(cls));
-    }
-    return label + "}";
-}
-
-/// "ns::Class::" for the scopes around a DIE, given its ancestors (die first), as gdb and the
-/// demangler qualify names: namespaces ("(anonymous namespace)" when unnamed), classes (an
-/// unnamed one by unnamed_class_label), and for a local class or lambda the function it is
-/// declared in, by its demangled linkage name when it has one ("Mailbox::send(int)::").
-/// "" at file scope.
-std::string scope_prefix(const std::vector<Dwarf_Die>& ancestors) {
-    std::string prefix;
-    for (size_t i = 1; i < ancestors.size(); ++i) {  // [0] is the DIE itself
-        Dwarf_Die scope = ancestors[i];
-        const char* name = dwarf_diename(&scope);
-        std::string part;
-        switch (dwarf_tag(&scope)) {
-        case DW_TAG_namespace:
-            part = name != nullptr ? name : "(anonymous namespace)";
-            break;
-        case DW_TAG_class_type:
-        case DW_TAG_structure_type:
-        case DW_TAG_union_type:
-            part = name != nullptr ? name : unnamed_class_label(&scope);
-            break;
-        case DW_TAG_subprogram: {
-            std::string linkage = attr_string(&scope, DW_AT_linkage_name);
-            if (linkage.empty()) linkage = attr_string(&scope, DW_AT_MIPS_linkage_name);
-            // A demangled linkage name is already qualified by everything outside it.
-            if (!linkage.empty()) return demangle(linkage) + "::" + prefix;
-            std::string own = attr_string(&scope, DW_AT_name);
-            part = own.empty() ? "{unnamed function}" : own;
-            break;
-        }
-        default:
-            continue;
-        }
-        prefix = part + "::" + prefix;
-    }
-    return prefix;
+/// Legacy Rust mangling names every closure of a function "{{closure}}" and tells them apart
+/// only by the hash demangling drops; rustc's DWARF numbers them ("{closure#1}") as gdb shows.
+bool is_legacy_rust_closure(const std::string& name) {
+    return name.find("{{closure}}") != std::string::npos;
 }
 
 /// A source path as addr2line prints it: relative names joined with the CU's DW_AT_comp_dir,
@@ -321,16 +263,7 @@ void DwflSymbolizer::save_caches() noexcept {
 /// Where a DIE's name is declared: "ns::Class::" (cached per declaration), or nullopt when
 /// dwarf_getscopes_die would not find the declaration.
 const std::optional<std::string>& DwflSymbolizer::declaration_scope(Dwarf_Die* die) {
-    Dwarf_Die decl = *die;
-    for (int hop = 0; hop < 4; ++hop) {  // origin -> specification chains are short
-        Dwarf_Attribute attr;
-        Dwarf_Die next;
-        if ((dwarf_attr(&decl, DW_AT_abstract_origin, &attr) == nullptr &&
-             dwarf_attr(&decl, DW_AT_specification, &attr) == nullptr) ||
-            dwarf_formref_die(&attr, &next) == nullptr)
-            break;
-        decl = next;
-    }
+    Dwarf_Die decl = declaration_of(die);
     auto it = decl_scopes_.find(decl.addr);
     if (it != decl_scopes_.end()) return it->second;
     std::vector<Dwarf_Die> ancestors = die_ancestors(&decl);
@@ -347,13 +280,16 @@ void DwflSymbolizer::name_from_die(Dwarf_Die* die, SourceFrame& f) {
     if (!linkage.empty()) {
         f.mangled = linkage;
         f.function = demangle(linkage);
+        if (!is_legacy_rust_closure(f.function)) return;
+        f.function = declaration_scope(die).value_or("") + attr_string(die, DW_AT_name);
         return;
     }
-    // No linkage name (a static or always_inline function that was never emitted out of line):
-    // qualify DW_AT_name with the namespaces and classes around its declaration, so it reads
-    // like the demangled names around it ("ns::helper", not "helper").
+    // No linkage name (a lambda, a static or always_inline function never emitted out of
+    // line): its name as the linkage name would demangle, from the scopes around its
+    // declaration ("ns::helper(int)", "f()::{lambda()#1}::operator()() const").
     f.mangled = attr_string(die, DW_AT_name);
-    f.function = declaration_scope(die).value_or("") + f.mangled;
+    f.function = function_name(die, declaration_scope(die).value_or(""));
+    if (f.function.empty()) f.function = f.mangled;
 }
 
 /// Fills `frames` with the inlined functions around lookup_pc, innermost first, and gives
@@ -401,6 +337,9 @@ void DwflSymbolizer::add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, u
             outer.file = file;
             outer.line = line;
             outer.start_line = decl_line(die);
+            if (is_legacy_rust_closure(outer.function))
+                if (std::string name = attr_string(die, DW_AT_name); !name.empty())
+                    outer.function = declaration_scope(die).value_or("") + name;
             break;
         }
         if (tag != DW_TAG_inlined_subroutine) continue;

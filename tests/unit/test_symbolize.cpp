@@ -190,7 +190,9 @@ TEST_CASE("demangle", "[unit][symbolize]") {
           "r::Crunch::step");
     CHECK(pmprof::demangle("_ZN2ns3Cls6methodEi.llvm.42") == "ns::Cls::method(int)");
     // Rust v0 (rustc -C symbol-mangling-version=v0), names taken from a real binary.
-    CHECK(pmprof::demangle("_RNvMCsi7GFBnvyxwE_1rNtB2_6Crunch4step") == "<r::Crunch>::step");
+    // An inherent method reads as in legacy names and gdb: "r::Crunch::step", not
+    // "<r::Crunch>::step".
+    CHECK(pmprof::demangle("_RNvMCsi7GFBnvyxwE_1rNtB2_6Crunch4step") == "r::Crunch::step");
     CHECK(pmprof::demangle(
               "_RINvNtCs6IL9ONYDOZW_4core3ptr13drop_in_placeNtCsi7GFBnvyxwE_1r6CrunchEBI_") ==
           "core::ptr::drop_in_place::<r::Crunch>");
@@ -217,4 +219,24 @@ TEST_CASE("module_offset_label uses the module's base name", "[unit][symbolize]"
     CHECK(pmprof::module_offset_label(s) == "libc.so.6+0x1234");
     s.module = "[vdso]";
     CHECK(pmprof::module_offset_label(s) == "[vdso]+0x1234");
+}
+
+TEST_CASE("demangle: v0 inherent impls without brackets, trait impls and generics kept",
+          "[unit][symbolize]") {
+    // Real v0 names from a rustc 1.63 binary (-C symbol-mangling-version=v0).
+    // Turbofish generic arguments keep their brackets; the inherent impl inside loses its own.
+    CHECK(pmprof::demangle("_RINvNtCs6IL9ONYDOZW_4core3ptr13drop_in_placeNCINvMNtCsdyIG5SqMl5y_"
+                           "3std6threadNtBM_7Builder16spawn_unchecked_NCNvCs35vA2Gx1xbd_2r24main0u"
+                           "Es_0EB1M_") ==
+          "core::ptr::drop_in_place::<std::thread::Builder::spawn_unchecked_<r2::main::{closure#0},"
+          " ()>::{closure#1}>");
+    // A trait impl keeps "<T as Trait>::".
+    CHECK(pmprof::demangle("_RNSNvYNCINvMNtCsdyIG5SqMl5y_3std6threadNtBa_7Builder16spawn_unchecked_"
+                           "NCNvCs35vA2Gx1xbd_2r24main0uEs_0INtNtNtCs6IL9ONYDOZW_4core3ops8function"
+                           "6FnOnceuE9call_once6vtableB1a_") ==
+          "<std::thread::Builder::spawn_unchecked_<r2::main::{closure#0}, ()>::{closure#1} as "
+          "core::ops::function::FnOnce<()>>::call_once::{shim:vtable#0}");
+    CHECK(pmprof::demangle("_RNvXNvMs_NtNtCsihNoVIYWwLU_5alloc3ffi5c_strNtB7_7CString3newNtNtBb_"
+                           "6string6StringNtB2_11SpecNewImpl13spec_new_implCs35vA2Gx1xbd_2r2") ==
+          "<alloc::string::String as alloc::ffi::c_str::CString::new::SpecNewImpl>::spec_new_impl");
 }
