@@ -200,7 +200,8 @@ struct Frame {
     std::string name;  // as printed
     std::string file;  // as printed ("" without)
     int line = 0;
-    std::string text;  // the whole frame line, for messages
+    std::string text;    // the whole frame line, for messages
+    bool at_pc = false;  // pmprof: the frame at the thread's pc, or inlined there (not a call site)
 };
 
 /// gdb's `thread apply all bt`, by LWP: "#N  [0xPC in ]NAME (ARGS) at FILE:LINE" or
@@ -231,25 +232,31 @@ std::map<pid_t, std::vector<Frame>> parse_gdb(const std::string& out) {
     return threads;
 }
 
+/// The block of pmprof's text output for one thread, from "Thread TID " to the next blank line.
+std::string thread_block(const std::string& out, pid_t tid) {
+    std::string head = "Thread " + std::to_string(tid) + " ";
+    auto start = out.find(head);
+    if (start == std::string::npos) return "";
+    auto end = out.find("\n\n", start);
+    return out.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
 /// pmprof's text frames of thread `tid`: "#N 0xPC NAME (FILE:LINE) [MODULE] (inlined)".
 std::vector<Frame> parse_pmprof_thread(const std::string& out, pid_t tid) {
     std::vector<Frame> frames;
-    std::string head = "Thread " + std::to_string(tid) + " ";
-    auto start = out.find(head);
-    if (start == std::string::npos) return frames;
-    auto end = out.find("\n\n", start);
-    std::istringstream in(
-        out.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    std::istringstream in(thread_block(out, tid));
     static const std::regex kFrame(R"(^\s*#\d+\s+0x[0-9a-f]+ (.*)$)"), kModule(R"( \[[^\]]*\]$)"),
         kSource(R"( \(([^()\s]+):(\d+)\)$)");
     std::string line;
     std::smatch m;
+    bool seen_outer = false;
     while (std::getline(in, line)) {
         if (!std::regex_search(line, m, kFrame)) continue;
         Frame f;
         f.text = line;
         std::string rest = m[1];
-        if (rest.ends_with(" (inlined)")) rest.resize(rest.size() - 10);
+        const bool inlined = rest.ends_with(" (inlined)");
+        if (inlined) rest.resize(rest.size() - 10);
         if (std::regex_search(rest, m, kModule)) rest.resize(rest.size() - m[0].length());
         if (std::regex_search(rest, m, kSource)) {
             f.file = m[1];
@@ -257,6 +264,8 @@ std::vector<Frame> parse_pmprof_thread(const std::string& out, pid_t tid) {
             rest.resize(rest.size() - m[0].length());
         }
         f.name = rest;
+        f.at_pc = !seen_outer;
+        seen_outer |= !inlined;
         frames.push_back(f);
     }
     return frames;
@@ -354,7 +363,11 @@ TEST_CASE("toolchains: stacks names every frame gdb names, and stacks are comple
                         INFO("own frame " << i << ": gdb " << a[i].text << "\npmprof "
                                           << b[i].text);
                         CHECK(same_function(a[i].name, b[i].name, tc.rust));
-                        CHECK(a[i].line == b[i].line);
+                        // Lines of call sites. At the stopped pc itself gdb 13 may pick another
+                        // row than addr2line and pmprof do (seen: the `++i` of Crunch::step in the
+                        // g++ -fomit-frame-pointer build, line 50 for addr2line and pmprof, 40 for
+                        // gdb); the profile test checks those lines against the source's markers.
+                        if (!b[i].at_pc) CHECK(a[i].line == b[i].line);
                     }
                     // Complete: down to the thread's start (clone3 under start_thread) or, for
                     // the main thread, _start; no frame without a name.
@@ -363,7 +376,7 @@ TEST_CASE("toolchains: stacks names every frame gdb names, and stacks are comple
                         CHECK(f.name.find("+0x") == std::string::npos);
                         CHECK(f.name != "??");
                     }
-                    CHECK(ours.out.find("unwind") == std::string::npos);
+                    CHECK(thread_block(ours.out, tid).find("truncated") == std::string::npos);
                     if (tid == pid) {
                         CHECK(mine.back().name == "_start");
                     } else {
@@ -502,6 +515,13 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                 // different places (file, first line) is two functions. Instantiations of one
                 // generic (same file and first line) count as one function, as they are one in
                 // the source (legacy Rust mangling cannot tell them apart by name either).
+                // A function of the target's own source without a first line could not be
+                // told from another of the same name: every one must have it (gdb knows it).
+                for (const pmprof::Function& f : p.functions) {
+                    if (f.filename != src) continue;
+                    INFO("function " << f.name << " in " << f.filename);
+                    CHECK(f.start_line > 0);
+                }
                 std::map<std::string, std::set<std::pair<std::string, int64_t>>> places;
                 for (const pmprof::Function& f : p.functions)
                     if (!f.filename.empty() && f.start_line > 0)
@@ -566,19 +586,6 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                     REQUIRE(theirs.total >= 50);
                     CHECK(std::abs(ours.percent() - theirs.percent()) <= 2.0);
                 }
-
-                // go tool pprof -list from /tmp: per-line costs of the hot function's source.
-                RunResult list = go_tool_pprof_in("/tmp", {"-list", "Crunch::step", out});
-                INFO("go tool pprof -list (in /tmp):\n" << list.out << list.err);
-                REQUIRE(list.exit_code == 0);
-                CHECK(list.out.find("ROUTINE") != std::string::npos);
-                CHECK(list.out.find(" in " + src) != std::string::npos);
-                // "  FLAT  CUM  LINE: source": the call of mix_round carries the time.
-                std::regex cost_line("\\n\\s+(\\S+)\\s+(\\S+)\\s+" + std::to_string(l_step) +
-                                     ":\\s+[^\\n]*mix_round");
-                std::smatch m;
-                REQUIRE(std::regex_search(list.out, m, cost_line));
-                CHECK(m[2] != ".");
 
                 if (!tc.rust) {
                     // Three lambdas, all hot, each its own function: the names gdb gives them.
@@ -655,6 +662,20 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                                     n.ends_with(" as core::ops::drop::Drop>::drop");
                     CHECK(vec_drop);
                 }
+
+                // go tool pprof -list from /tmp: per-line costs of the hot function's source.
+                RunResult list = go_tool_pprof_in("/tmp", {"-list", "Crunch::step", out});
+                INFO("go tool pprof -list (in /tmp):\n" << list.out << list.err);
+                CHECK(list.exit_code == 0);
+                CHECK(list.out.find("ROUTINE") != std::string::npos);
+                CHECK(list.out.find(" in " + src) != std::string::npos);
+                // "  FLAT  CUM  LINE: source": the call of mix_round carries the time.
+                std::regex cost_line("\\n\\s+(\\S+)\\s+(\\S+)\\s+" + std::to_string(l_step) +
+                                     ":\\s+[^\\n]*mix_round");
+                std::smatch m;
+                const bool listed = std::regex_search(list.out, m, cost_line);
+                CHECK(listed);
+                if (listed) CHECK(m[2] != ".");
             }
         }
     }
