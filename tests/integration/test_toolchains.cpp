@@ -131,10 +131,11 @@ std::string strip_params(std::string name) {
 ///   - generic arguments go: gdb's "drive<rust_target::Mixer<u32>>", v0's
 ///     "drive::<rust_target::Mixer<u32>>" and legacy's "drive" (legacy mangling has none) are one
 ///     function;
-///   - an impl block is "{impl}": gdb numbers the impl blocks of a module ("rust_target::{impl#1}
+///   - a trait impl is "{impl}": gdb numbers the impl blocks of a module ("rust_target::{impl#1}
 ///     ::run"), the symbol names its Self type and trait ("<rust_target::Mixer<T> as
 ///     rust_target::Stage>::run"); both say "method run of an impl in module rust_target"
 ///     (the module of the Self type), and the numbers are compared when both sides have one;
+///     an inherent impl's "<rust_target::Crunch>::step" (v0) is "rust_target::Crunch::step";
 ///   - legacy mangling's "{{closure}}" is "{closure}" (it has no closure index; v0 and gdb say
 ///     "{closure#0}").
 /// The legacy "::h<16 hex>" hash is not removed: a name that keeps it does not match.
@@ -149,13 +150,14 @@ std::vector<std::string> rust_components(const std::string& name) {
         }
         if (c.starts_with("<")) {
             if (i > 0) continue;  // a turbofish "::<...>": generic arguments
-            // "<Self as Trait>" (or "<Self>"): Self's module, then the impl.
+            // "<Self as Trait>": Self's module, then the impl. "<Self>" (v0's inherent impl,
+            // "<rust_target::Crunch>::step"): Self's path, as gdb and legacy say it.
             std::string inner = c.substr(1, c.size() - 2);
             size_t as = find_top(inner, " as ");
             std::vector<std::string> self = rust_components(inner.substr(0, as));
-            if (!self.empty()) self.pop_back();  // the type itself
+            if (as != std::string::npos && !self.empty()) self.pop_back();  // the type itself
             out.insert(out.end(), self.begin(), self.end());
-            out.push_back("{impl}");
+            if (as != std::string::npos) out.push_back("{impl}");
             continue;
         }
         if (size_t lt = c.find('<'); lt != std::string::npos && lt > 0) c.resize(lt);
@@ -537,7 +539,7 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                 // The hot thread's cpu: the hot function's share against perf's, and its file:line
                 // (absolute: comp_dir joined, so any directory finds it).
                 Share ours;
-                double with_line = 0;
+                double with_file = 0, with_line = 0;
                 bool chain = false;
                 const int l_rotate = line_of(tc, "rotate"), l_mix = line_of(tc, "mix_calls_rotate"),
                           l_step = line_of(tc, "step_calls_mix");
@@ -547,10 +549,14 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                     ours.total += w;
                     const pmprof::Location* leaf = p.location(s.location_ids[0]);
                     REQUIRE(leaf != nullptr);
-                    if (leaf->lines.empty() || fn_of(p, leaf->lines.back()).name != hot_name(tc))
+                    // The hot function however spelled (same_function); that it is spelled
+                    // "rust_target::Crunch::step" is checked with the other Rust names below.
+                    if (leaf->lines.empty() ||
+                        !same_function(hot_name(tc), fn_of(p, leaf->lines.back()).name, tc.rust))
                         continue;
                     ours.hot += w;
                     const pmprof::Line& outer = leaf->lines.back();
+                    if (fn_of(p, outer).filename == src) with_file += w;
                     if (fn_of(p, outer).filename == src && outer.line > 0) with_line += w;
                     // The known inline chain, innermost first: rotate_bits at its rotate, in
                     // mix_round at its call of rotate_bits, in Crunch::step at its call of
@@ -569,7 +575,10 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                                 << " ns of the cruncher");
                 REQUIRE(ours.total > 0);
                 CHECK(ours.percent() > 90);
-                CHECK(with_line >= 0.95 * ours.hot);
+                CHECK(with_file >= 0.99 * ours.hot);
+                // rustc writes line-0 rows ("no line") into hot loops (addr2line: "?"), so only
+                // the C++ targets must have a line nearly everywhere.
+                if (!tc.rust) CHECK(with_line >= 0.95 * ours.hot);
                 CHECK(chain);
                 if (!with_perf) {
                     WARN("SKIPPED the comparison with perf: " << perf_unavailable());
@@ -588,23 +597,35 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                 }
 
                 if (!tc.rust) {
-                    // Three lambdas, all hot, each its own function: the names gdb gives them.
+                    // Three lambdas, all hot, each its own function, with the names gdb gives
+                    // them: found by their call sites (the line of their caller that calls them).
+                    const int l_encode = line_of(tc, "send_calls_encode"),
+                              l_checksum = line_of(tc, "send_calls_checksum"),
+                              l_churn = line_of(tc, "churn_calls_lambda");
                     std::map<std::string, std::set<std::string>> by_marker;
                     for (const pmprof::Location& loc : p.locations)
-                        for (const pmprof::Line& l : loc.lines)
-                            for (const char* marker :
-                                 {"encode_lambda", "checksum_lambda", "churn_lambda"})
-                                if (l.line == line_of(tc, marker) && fn_of(p, l).filename == src)
-                                    by_marker[marker].insert(fn_of(p, l).name);
+                        for (size_t k = 0; k + 1 < loc.lines.size(); ++k) {
+                            const pmprof::Line &l = loc.lines[k], &caller = loc.lines[k + 1];
+                            const std::string called_by = strip_params(fn_of(p, caller).name);
+                            const char* marker = nullptr;
+                            if (called_by == "Mailbox::send_message" && caller.line == l_encode)
+                                marker = "encode";
+                            if (called_by == "Mailbox::send_message" && caller.line == l_checksum)
+                                marker = "checksum";
+                            if (called_by == "(anonymous namespace)::churn" &&
+                                caller.line == l_churn)
+                                marker = "churn";
+                            if (marker != nullptr) by_marker[marker].insert(fn_of(p, l).name);
+                        }
                     std::string names;
                     for (const auto& [marker, set] : by_marker)
                         for (const std::string& n : set) names += "\n  " + marker + ": " + n;
                     INFO("lambda functions:" << names);
                     REQUIRE(by_marker.size() == 3);
                     for (const auto& [marker, set] : by_marker) CHECK(set.size() == 1);
-                    const std::string enc = *by_marker["encode_lambda"].begin(),
-                                      chk = *by_marker["checksum_lambda"].begin(),
-                                      churn = *by_marker["churn_lambda"].begin();
+                    const std::string enc = *by_marker["encode"].begin(),
+                                      chk = *by_marker["checksum"].begin(),
+                                      churn = *by_marker["churn"].begin();
                     CHECK(enc != chk);
                     CHECK(enc != churn);
                     CHECK(chk != churn);
@@ -664,7 +685,7 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                 }
 
                 // go tool pprof -list from /tmp: per-line costs of the hot function's source.
-                RunResult list = go_tool_pprof_in("/tmp", {"-list", "Crunch::step", out});
+                RunResult list = go_tool_pprof_in("/tmp", {"-list", "Crunch>?::step", out});
                 INFO("go tool pprof -list (in /tmp):\n" << list.out << list.err);
                 CHECK(list.exit_code == 0);
                 CHECK(list.out.find("ROUTINE") != std::string::npos);
