@@ -492,6 +492,13 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                     temp_path(std::string(tc.target) + (fp ? "-fp" : "-nofp") + ".perf");
                 RunResult perf;
                 std::thread perf_thread;
+                // Joined on every way out of the section (a std::thread destroyed joinable aborts).
+                struct Joiner {
+                    std::thread& t;
+                    ~Joiner() {
+                        if (t.joinable()) t.join();
+                    }
+                } joiner{perf_thread};
                 if (with_perf)
                     perf_thread = std::thread([&] {
                         perf = run({"perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
