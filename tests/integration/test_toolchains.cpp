@@ -600,6 +600,8 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
                     INFO("perf: " << theirs.hot << " of " << theirs.total
                                   << " samples of the cruncher");
                     REQUIRE(theirs.total >= 50);
+                    CHECK(theirs.percent() >
+                          90);  // perf was read right: the comparison means something
                     CHECK(std::abs(ours.percent() - theirs.percent()) <= 2.0);
                 }
 
@@ -707,4 +709,46 @@ TEST_CASE("toolchains: cpu profile names, lines, shares against perf, and -list 
             }
         }
     }
+}
+
+TEST_CASE("toolchains: what counts as the same name as gdb's", "[unit][toolchains]") {
+    // C++: parameters and qualifiers aside.
+    CHECK(same_function("Crunch::step", "Crunch::step()", false));
+    CHECK(same_function("(anonymous namespace)::churn",
+                        "(anonymous namespace)::churn(unsigned long)", false));
+    CHECK(same_function("Mailbox::send_message(unsigned long)::$_0::operator()() const",
+                        "Mailbox::send_message(unsigned long)::$_0::operator()() const", false));
+    CHECK(same_function("operator()",
+                        "Mailbox::send_message(unsigned long)::{lambda()#1}::operator()() const",
+                        false));
+    CHECK_FALSE(same_function("Crunch::step", "crunch_loop()", false));
+    CHECK_FALSE(same_function("Crunch::step", "toolchain_target+0x14ab", false));
+    CHECK_FALSE(same_function("operator()", "(anonymous namespace)::operator()", false));
+    CHECK_FALSE(same_function("operator()",
+                              "churn::{lambda at toolchain_target.cpp:77}::operator()", false));
+    CHECK_FALSE(same_function("Mailbox::send_message(unsigned long)::$_0::operator()() const",
+                              "Mailbox::send_message(unsigned long)::$_1::operator()() const",
+                              false));
+    // Rust: generics, impl blocks and closure numbers as each side can say them.
+    CHECK(same_function("rust_target::Crunch::step", "rust_target::Crunch::step", true));
+    CHECK(same_function("rust_target::Crunch::step", "<rust_target::Crunch>::step", true));
+    CHECK(same_function("rust_target::drive<rust_target::Mixer<u32>>", "rust_target::drive", true));
+    CHECK(same_function("rust_target::drive<rust_target::Mixer<u32>>",
+                        "rust_target::drive::<rust_target::Mixer<u32>>", true));
+    CHECK(same_function("rust_target::{impl#1}::run<u32>",
+                        "<rust_target::Mixer<T> as rust_target::Stage>::run", true));
+    CHECK(same_function("rust_target::{impl#2}::drop",
+                        "<rust_target::Item as core::ops::drop::Drop>::drop", true));
+    CHECK(same_function("rust_target::main::{closure#0}", "rust_target::main::{{closure}}", true));
+    CHECK(same_function("rust_target::main::{closure#0}", "rust_target::main::{closure#0}", true));
+    CHECK_FALSE(
+        same_function("rust_target::main::{closure#0}", "rust_target::main::{closure#1}", true));
+    CHECK_FALSE(same_function("rust_target::Crunch::step",
+                              "rust_target::Crunch::step::h0123456789abcdef", true));
+    CHECK_FALSE(same_function("rust_target::Crunch::step",
+                              "_RNvMCsdkt7z8fvNUK_11rust_targetNtB2_6Crunch4step", true));
+    CHECK_FALSE(same_function("rust_target::{impl#1}::run<u32>",
+                              "<rust_target::Item as core::ops::drop::Drop>::drop", true));
+    CHECK_FALSE(
+        same_function("rust_target::crunch_loop", "std::thread::lifecycle::spawn_unchecked", true));
 }
