@@ -10,8 +10,10 @@ GO       ?= go
 
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
                  zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils libiberty-dev
+# clang, lld, mold and rustc build the toolchain targets (tests/integration/test_toolchains.cpp),
+# which perf (linux-perf) checks the cpu shares of.
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
-                 libjemalloc2 chromium
+                 libjemalloc2 chromium clang lld mold rustc linux-perf
 
 PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
 # Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/main.cpp says why.
@@ -109,6 +111,45 @@ $(BUILD)/targets/%-nofp: tests/targets/%.cpp tests/targets/target_support.h | $(
 	@mkdir -p $(dir $@)
 	$(CXX) $(TARGET_FLAGS) -fomit-frame-pointer -o $@ $<
 
+# The same program from every toolchain the tests check names against (test_toolchains.cpp),
+# each with and without frame pointers. g++ + GNU ld is the rule above (toolchain_target-fp,
+# -nofp); then clang++ + lld, g++ + mold, and clang++ alone (GNU ld; clang 14 writes DWARF 5 and
+# no .debug_aranges, which the test checks with readelf).
+TOOLCHAIN_GXX   ?= g++
+TOOLCHAIN_CLANG ?= clang++
+TC_CXX_clang-lld := $(TOOLCHAIN_CLANG) -fuse-ld=lld
+TC_CXX_gcc-mold  := $(TOOLCHAIN_GXX) -fuse-ld=mold
+TC_CXX_clang     := $(TOOLCHAIN_CLANG)
+TC_FP_fp   := -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
+TC_FP_nofp := -fomit-frame-pointer
+TOOLCHAIN_BINS := $(foreach v,clang-lld gcc-mold clang,$(foreach f,fp nofp,\
+                    $(BUILD)/targets/toolchain_target-$(v)-$(f)))
+define toolchain_rule
+$(BUILD)/targets/toolchain_target-$(1)-$(2): tests/targets/toolchain_target.cpp \
+    tests/targets/target_support.h | $(BUILD)/.test-deps-ok
+	@mkdir -p $$(dir $$@)
+	$$(TC_CXX_$(1)) $$(TARGET_FLAGS) $$(TC_FP_$(2)) -o $$@ $$<
+endef
+$(foreach v,clang-lld gcc-mold clang,$(foreach f,fp nofp,$(eval $(call toolchain_rule,$(v),$(f)))))
+
+# The Rust target, with Debian's rustc (1.63; a rustup rustc earlier in PATH is not what CI has):
+# legacy symbol mangling (1.63's default), v0 mangling, and legacy linked by lld (the default
+# linker of newer Rust), each with and without frame pointers.
+RUSTC      ?= /usr/bin/rustc
+RUST_FLAGS := -O -g --edition 2021 --crate-name rust_target
+RUST_MANGLE_legacy :=
+RUST_MANGLE_v0     := -C symbol-mangling-version=v0
+RUST_MANGLE_lld    := -C link-arg=-fuse-ld=lld
+RUST_FP_fp   := -C force-frame-pointers=yes
+RUST_FP_nofp :=
+RUST_BINS := $(foreach v,legacy v0 lld,$(foreach f,fp nofp,$(BUILD)/targets/rust_target-$(v)-$(f)))
+define rust_rule
+$(BUILD)/targets/rust_target-$(1)-$(2): tests/targets/rust_target.rs | $(BUILD)/.test-deps-ok
+	@mkdir -p $$(dir $$@)
+	$$(RUSTC) $$(RUST_FLAGS) $$(RUST_MANGLE_$(1)) $$(RUST_FP_$(2)) -o $$@ $$<
+endef
+$(foreach v,legacy v0 lld,$(foreach f,fp nofp,$(eval $(call rust_rule,$(v),$(f)))))
+
 $(BUILD)/examples/%: examples/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++20 -O2 -g -pthread -o $@ $<
@@ -119,7 +160,8 @@ $(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
 	cd tests/tools/pprofcheck && GO111MODULE=off GOPATH=/usr/share/gocode \
 	  GOCACHE=$(abspath $(BUILD))/gocache $(GO) build -o $(abspath $@) .
 
-TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGET_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
+TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGET_BINS) \
+             $(TOOLCHAIN_BINS) $(RUST_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
 test: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
