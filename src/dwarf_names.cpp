@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <string_view>
+#include <utility>
 
 #include "dwarf_scopes.h"
 #include "pmprof/symbolize.h"
@@ -38,6 +39,24 @@ bool is_cplusplus(Dwarf_Die* die) {
 
 std::optional<std::string> type_name(Dwarf_Die* type, int depth);
 
+/// GCC names base types the C way ("long unsigned int"); the demangler, and so every mangled
+/// name in a profile, says "unsigned long".
+std::string demangler_base_type(std::string_view name) {
+    static constexpr std::pair<std::string_view, std::string_view> kSpellings[] = {
+        {"long unsigned int", "unsigned long"},
+        {"long int", "long"},
+        {"short int", "short"},
+        {"short unsigned int", "unsigned short"},
+        {"long long int", "long long"},
+        {"long long unsigned int", "unsigned long long"},
+        {"__int128 unsigned", "unsigned __int128"},
+        {"_Bool", "bool"},
+    };
+    for (const auto& [dwarf, demangled] : kSpellings)
+        if (name == dwarf) return std::string(demangled);
+    return std::string(name);
+}
+
 /// The type a DIE's DW_AT_type names, spelled; "void" when it has none.
 std::optional<std::string> inner_type(Dwarf_Die* die, int depth) {
     Dwarf_Die inner;
@@ -51,7 +70,7 @@ std::optional<std::string> type_name(Dwarf_Die* type, int depth) {
     switch (dwarf_tag(type)) {
     case DW_TAG_base_type:
         if (name == nullptr) return std::nullopt;
-        return std::string(name);
+        return demangler_base_type(name);
     case DW_TAG_typedef: {  // the mangled name has the canonical type
         Dwarf_Die inner;
         if (!ref_die(type, DW_AT_type, &inner)) return std::nullopt;
