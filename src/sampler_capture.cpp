@@ -83,6 +83,13 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
     t.regs = cap.regs;
     t.have_regs = true;
     const int64_t weight = sample_weight(t, now);
+    if (opt_.mode == SampleMode::Cpu && t.have_block_site && cap.regs.sp() == t.block_sp &&
+        cap.regs.pc() == t.block_pc) {
+        // Stopped at the return of the syscall it was last seen blocked in: woken, and it was
+        // runnable, waiting for a cpu, when the tick found it (state R), not running there.
+        charge_off_cpu(t, weight, false);
+        return;
+    }
     RawStack stack = unwind_capture(cap);
     // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
     // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
@@ -171,6 +178,50 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     if (&stack != &t.stack) t.stack = stack;
     t.stack_labels = std::move(labels);
     t.have_stack = true;
+}
+
+void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site) {
+    ++stats_.not_on_cpu;
+    off_cpu_ns_[t.tid] += std::max<int64_t>(0, weight);
+    t.baseline = t.sched;
+    t.have_baseline = true;
+    if (!read_block_site || !t.syscall_fd.valid()) return;
+    auto text = t.observed_syscall.empty() ? pread_all(t.syscall_fd)
+                                           : Result<std::string>(std::move(t.observed_syscall));
+    t.observed_syscall.clear();
+    if (!text.ok()) return;
+    auto sc = parse_syscall(*text);
+    if (!sc.ok() || sc->running || sc->pc == 0) return;
+    t.have_block_site = true;
+    t.block_sp = sc->sp;
+    t.block_pc = sc->pc;
+}
+
+void Sampler::add_sched_totals(const ThreadSlot& t) {
+    if (!t.have_seen) return;
+    stats_.threads_run_ns += t.last_seen.run_ns - std::min(t.last_seen.run_ns, t.first_seen.run_ns);
+    stats_.threads_wait_ns +=
+        t.last_seen.wait_ns - std::min(t.last_seen.wait_ns, t.first_seen.wait_ns);
+}
+
+void Sampler::share_out_pools(Profile& profile) const {
+    if (off_cpu_ns_.empty() || profile.sample_types.size() < 2) return;
+    std::map<int64_t, int64_t> sampled;  // tid -> cpu ns in its samples
+    auto tid_of = [](const Sample& s) {
+        for (const Label& l : s.labels)
+            if (l.key == "tid") return l.num;
+        return int64_t{0};
+    };
+    for (const Sample& s : profile.samples) sampled[tid_of(s)] += s.values[1];
+    for (Sample& s : profile.samples) {
+        const int64_t tid = tid_of(s);
+        auto pool = off_cpu_ns_.find(static_cast<pid_t>(tid));
+        const int64_t in_samples = sampled[tid];
+        if (pool == off_cpu_ns_.end() || in_samples <= 0) continue;
+        const double factor =
+            1.0 + static_cast<double>(pool->second) / static_cast<double>(in_samples);
+        s.values[1] = static_cast<int64_t>(static_cast<double>(s.values[1]) * factor);
+    }
 }
 
 /// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).

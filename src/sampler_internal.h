@@ -94,6 +94,7 @@ struct ThreadSlot {
     // has not run for a while is looked at on fewer ticks (check_interval_ticks).
     bool have_seen = false;
     SchedStat last_seen;
+    SchedStat first_seen;  // the first look's reading (run and wait totals at retire)
     uint64_t ran_tick = 0;
     uint64_t next_check_tick = 0;
     std::string tick_syscall;  // from a fast-path attempt that fell back to a stop
@@ -113,6 +114,10 @@ struct ThreadSlot {
     // The labels of the sample that took `stack`: its reused samples are the same moment of a
     // thread that has not run since, so they carry these, not the thread's state at the flush.
     std::vector<Label> stack_labels;
+    // cpu mode: where the thread was last seen blocked (/proc/.../syscall sp and pc): a stop
+    // that lands there again found it woken and waiting for a cpu, not running (issue 15).
+    bool have_block_site = false;
+    uint64_t block_sp = 0, block_pc = 0;
     bool have_regs = false;
     Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
     uint64_t stops = 0, pause_ns = 0;
@@ -143,6 +148,14 @@ class Sampler {
     void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
+    /// cpu mode: `t` is not on a cpu (blocked, or woken and waiting where it slept): its cpu
+    /// time since its last sample goes to its pool instead of a sample.
+    void charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site);
+    /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
+    /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
+    void share_out_pools(Profile& profile) const;
+    /// The thread's time on a cpu and waiting for one while watched, into the stats.
+    void add_sched_totals(const ThreadSlot& t);
     void note_unwinder_stats();
     void follow_exec();
     void flush_reuse(ThreadSlot& t);
@@ -169,6 +182,7 @@ class Sampler {
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
     SamplerStats stats_;
     std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
+    std::map<pid_t, int64_t> off_cpu_ns_;  // cpu mode: per thread, cpu time with no sample
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     uint64_t tick_no_ = 0;

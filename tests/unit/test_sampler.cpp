@@ -57,8 +57,9 @@ TEST_CASE("choose_action: cpu mode samples only threads that ran", "[unit][sampl
           SampleAction::Skip);  // idle: absent from cpu profiles
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Running, b, true, a, true)) ==
           SampleAction::Stop);
+    // Ran, but blocked now: not on a cpu, so no sample (its cpu time goes to its pool).
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Sleeping, b, true, a, true)) ==
-          SampleAction::TryFastPath);
+          SampleAction::OffCpu);
 }
 
 TEST_CASE("is_blocked_state and has_not_run", "[unit][sampler]") {
