@@ -9,6 +9,7 @@
 #include "pmprof/error.h"
 #include "pmprof/fd.h"
 #include "pmprof/http.h"
+#include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
 #include "pmprof/unwind.h"
 

@@ -103,7 +103,7 @@ class PerfSampler {
     SamplerStats stats_;
     UnwindStats unwind_before_;  // counters of unwinders replaced by a reload or an exec
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0;
-    rusage usage_start_{};
+    rusage usage_start_{}, usage_loop_{};
 };
 
 Result<void> PerfSampler::open_image() {
@@ -266,6 +266,7 @@ Result<SamplerResult> PerfSampler::run(const std::function<void()>& started) {
     cfg_.watermark = kRingBytes / 4;  // and every kPollSlice, for a ring the limit made smaller
     if (auto r = open_events(); !r.ok()) return r.error();
     if (started) started();
+    getrusage(RUSAGE_SELF, &usage_loop_);
     const int64_t deadline = opt_.duration_ns > 0 ? start_ns_ + opt_.duration_ns : INT64_MAX;
     std::vector<pollfd> fds;
     for (const perf::Ring& r : rings_) fds.push_back({r.fd(), POLLIN, 0});
@@ -309,6 +310,8 @@ SamplerResult PerfSampler::finish(SamplerEnd end, std::string message) {
     getrusage(RUSAGE_SELF, &usage_end);
     stats_.cpu_user_ns = timeval_ns(usage_end.ru_utime) - timeval_ns(usage_start_.ru_utime);
     stats_.cpu_system_ns = timeval_ns(usage_end.ru_stime) - timeval_ns(usage_start_.ru_stime);
+    stats_.perf_loop_cpu_ns = timeval_ns(usage_end.ru_utime) + timeval_ns(usage_end.ru_stime) -
+                              timeval_ns(usage_loop_.ru_utime) - timeval_ns(usage_loop_.ru_stime);
     const UnwindStats u = unwinder_->stats();
     stats_.unwinds = unwind_before_.stacks + u.stacks;
     stats_.unwinds_cached = unwind_before_.cached_walks + u.cached_walks;

@@ -82,10 +82,11 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
     out += "pmprof: " + backend_line(s).substr(std::string("pmprof ").size()) + "\n";
     if (s.backend == "perf") {
-        const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
         if (s.samples > 0)
-            out += fmt::format("pmprof: tracer cpu per sample: {:.1f} us\n",
-                               cpu_s * 1e6 / static_cast<double>(s.samples));
+            out += fmt::format("pmprof: tracer cpu per sample (reading and unwinding, after the "
+                               "events were opened): {:.1f} us\n",
+                               static_cast<double>(s.perf_loop_cpu_ns) / 1e3 /
+                                   static_cast<double>(s.samples));
     } else {
         out += fmt::format(
             "pmprof: target pause per thread-sample: median {}, p99 {}, max {} ({} stops; the "

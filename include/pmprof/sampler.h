@@ -65,6 +65,7 @@ struct SamplerStats {
     uint64_t perf_lost = 0;       // perf: samples the kernel dropped (ring buffer full)
     uint64_t perf_throttled = 0;  // perf: throttle records (perf_event_max_sample_rate)
     uint64_t perf_no_user = 0;    // perf: samples without user registers (not unwound)
+    uint64_t perf_loop_cpu_ns = 0;  // perf: pmprof's cpu after the events were opened
     uint64_t ticks = 0;
     uint64_t samples = 0;           // thread-samples added to the profile
     uint64_t stops = 0;             // thread stops (capture()) by the sampler

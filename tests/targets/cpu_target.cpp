@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -28,13 +29,30 @@ int64_t thread_cpu_ns() {
     return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-/// Spins for `ns` of this thread's own cpu time (so preemption does not shorten the work).
-TARGET_NOINLINE void spin_cpu(int64_t ns) {
-    const int64_t end = thread_cpu_ns() + ns;
+uint64_t g_iters_per_us = 100;  // calibrate() sets it
+
+/// `n` rounds of an LCG: work counted in instructions, not read off a clock, so the shares are
+/// known whatever the machine's load (a clock-timed spin is not: time-sliced or stolen time
+/// counts differently in different clocks).
+TARGET_NOINLINE void spin_rounds(uint64_t n) {
     uint64_t x = g_sink;
-    while (thread_cpu_ns() < end)
-        for (int i = 0; i < 2000; ++i) x = x * 6364136223846793005u + 1442695040888963407u;
+    for (uint64_t i = 0; i < n; ++i) x = x * 6364136223846793005u + 1442695040888963407u;
     g_sink = x;
+}
+
+/// About `ns` of cpu time on an idle cpu.
+void spin_cpu(int64_t ns) { spin_rounds(g_iters_per_us * static_cast<uint64_t>(ns) / 1000); }
+
+/// Rounds per microsecond of this thread's cpu time, measured once at start.
+void calibrate() {
+    const uint64_t n = 2'000'000;
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 5; ++i) {
+        const int64_t t0 = thread_cpu_ns();
+        spin_rounds(n);
+        best = std::min<uint64_t>(best, static_cast<uint64_t>(thread_cpu_ns() - t0));
+    }
+    g_iters_per_us = std::max<uint64_t>(1, n * 1000 / std::max<uint64_t>(1, best));
 }
 
 TARGET_NOINLINE void burst_compute() {
@@ -131,6 +149,7 @@ int main(int argc, char** argv) {
         if (a == "--case") kind = argv[i + 1];
         if (a == "--threads") threads = std::atoi(argv[i + 1]);
     }
+    calibrate();
     std::vector<std::thread> ts;
     if (kind == "bursty") {
         ts.emplace_back(bursty_main);
