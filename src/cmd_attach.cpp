@@ -81,6 +81,10 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     auto backend = parse_cpu_backend(a.backend);
     if (!backend.ok()) throw FatalError(backend.error().message, {}, kExitUsage);
     o.backend = *backend;
+    if (o.backend == CpuBackend::Perf && o.mode == SampleMode::Wall)
+        throw FatalError("--backend perf samples cpu time only: use it with --mode cpu (wall mode "
+                         "needs every thread's stack, blocked or not, which only ptrace gives)",
+                         {}, kExitUsage);
     o.kernel_frames = a.kernel;
     o.rate_hz = a.rate;
     o.duration_ns = a.duration.empty() ? default_duration_ns : parse_duration_ns(a.duration);

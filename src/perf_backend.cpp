@@ -1,6 +1,7 @@
 // Which backend samples cpu mode (include/pmprof/perf_sampler.h): what the kernel allows for the
 // target, found by opening one sampling event on it, and auto's choice with its reason.
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -66,7 +67,14 @@ PerfAccess probe_perf_access(pid_t pid) {
         return a;
     }
     const int err = fd.error().errno_value;
-    if (err == EACCES || err == EPERM) {
+    struct stat st {};
+    const bool other_user =
+        pid > 0 && ::stat(fmt::format("/proc/{}", pid).c_str(), &st) == 0 && st.st_uid != geteuid();
+    if ((err == EACCES || err == EPERM) && !privileged && a.paranoid <= 2 && other_user) {
+        a.why = fmt::format("perf_event_open on pid {} is not allowed: it runs as uid {} and perf "
+                            "events on another user's process need root or CAP_PERFMON",
+                            pid, st.st_uid);
+    } else if (err == EACCES || err == EPERM) {
         a.why = fmt::format("perf_event_open is not allowed here (kernel.perf_event_paranoid = {}"
                             "; it needs a value <= 2 for user-space sampling of your own "
                             "processes, <= 1 to count kernel time, or CAP_PERFMON)",

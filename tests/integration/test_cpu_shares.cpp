@@ -4,6 +4,9 @@
 // with wide margins only, never timings (docs/cpu-mode.md has the estimators).
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -42,6 +45,8 @@ std::pair<int64_t, int64_t> cpu_in(const pmprof::Profile& p, const std::string& 
     }
     return {all, in};
 }
+
+bool access_path_missing(const char* path) { return access(path, X_OK) != 0; }
 
 double share(const std::pair<int64_t, int64_t>& v) {
     return v.first > 0 ? static_cast<double>(v.second) / static_cast<double>(v.first) : 0.0;
@@ -156,10 +161,46 @@ TEST_CASE("--backend: wall mode refuses perf; a bad name is a usage error",
     auto target = Target::start({target_bin("cpu_target", false), "--case", "bursty"});
     RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "1s", "-m",
                        "wall", "--backend", "perf", "-o", temp_path("wall-perf.pb.gz")});
-    CHECK(r.exit_code == 2);
+    CHECK(r.exit_code == 64);  // a usage error, found before anything is traced
     CHECK(r.err.find("--mode cpu") != std::string::npos);
     CHECK(left_running(target->pid()) == "");
     RunResult bad =
         run({pmprof_bin(), "attach", std::to_string(target->pid()), "--backend", "dtrace"});
-    CHECK(bad.exit_code != 0);
+    CHECK(bad.exit_code == 64);
+}
+
+TEST_CASE("cpu mode, perf backend, unprivileged: user-space time only; another user's process "
+          "refused in one line",
+          "[integration][sampler][cpu_shares]") {
+    const pmprof::PerfAccess access = pmprof::probe_perf_access(getpid());
+    if (geteuid() != 0 || access.paranoid != 2 || access_path_missing("/usr/bin/setpriv")) {
+        WARN("needs root to switch to uid 65534, and kernel.perf_event_paranoid = 2");
+        return;
+    }
+    const std::vector<std::string> nobody = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                             "--clear-groups"};
+    std::vector<std::string> argv = nobody;
+    argv.insert(argv.end(), {target_bin("cpu_target", false), "--case", "bursty"});
+    auto target = Target::start(argv);
+    std::vector<std::string> pm = nobody;
+    pm.insert(pm.end(), {pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "2s", "-m",
+                         "cpu", "-r", "199", "--backend", "perf", "-f", "pprof", "-o", "-"});
+    RunResult r = run(pm);
+    INFO("pmprof stderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.find("user-space time only") != std::string::npos);
+    auto p = pmprof::decode_pprof(r.out);
+    REQUIRE(p.ok());
+    CHECK(share(cpu_in(*p, "burst", "burst_compute")) >= 0.90);
+
+    // This test process runs as root: not nobody's to sample.
+    std::vector<std::string> other = nobody;
+    other.insert(other.end(), {pmprof_bin(), "attach", std::to_string(getpid()), "-d", "1s", "-m",
+                               "cpu", "--backend", "perf", "-o", "-"});
+    RunResult refused = run(other);
+    INFO("refused: " << refused.err);
+    CHECK(refused.exit_code == 2);
+    CHECK(refused.err.find("runs as uid 0") != std::string::npos);
+    CHECK(refused.err.find("CAP_PERFMON") != std::string::npos);
+    CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
 }
