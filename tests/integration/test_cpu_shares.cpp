@@ -77,7 +77,7 @@ pmprof::Profile profile_of(const Target& target, const std::string& backend,
 }  // namespace
 
 TEST_CASE("cpu mode: a thread that computes 8 ms and sleeps 2 ms is charged to its compute",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     auto target = Target::start({target_bin("cpu_target", false), "--case", "bursty"});
     for (const std::string& backend : backends()) {
         INFO("backend " << backend);
@@ -94,7 +94,7 @@ TEST_CASE("cpu mode: a thread that computes 8 ms and sleeps 2 ms is charged to i
 }
 
 TEST_CASE("cpu mode: a loopback server's cpu is in its work, not in recv",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     auto target = Target::start({target_bin("cpu_target", false), "--case", "server"});
     for (const std::string& backend : backends()) {
         INFO("backend " << backend);
@@ -110,7 +110,7 @@ TEST_CASE("cpu mode: a loopback server's cpu is in its work, not in recv",
 }
 
 TEST_CASE("cpu mode: more busy threads than cpus keep their 70/30 split",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     auto target = Target::start({target_bin("cpu_target", false), "--case", "oversub"});
     for (const std::string& backend : backends()) {
         INFO("backend " << backend);
@@ -127,7 +127,7 @@ TEST_CASE("cpu mode: more busy threads than cpus keep their 70/30 split",
 }
 
 TEST_CASE("cpu mode, perf backend: nothing is stopped, so no blocked call sees EINTR",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     if (!pmprof::probe_perf_access(getpid()).allowed) {
         WARN("perf_event_open not allowed here: " << pmprof::probe_perf_access(getpid()).why);
         return;
@@ -157,7 +157,7 @@ TEST_CASE("cpu mode, perf backend: nothing is stopped, so no blocked call sees E
 }
 
 TEST_CASE("--backend: wall mode refuses perf; a bad name is a usage error",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     auto target = Target::start({target_bin("cpu_target", false), "--case", "bursty"});
     RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "1s", "-m",
                        "wall", "--backend", "perf", "-o", temp_path("wall-perf.pb.gz")});
@@ -171,7 +171,7 @@ TEST_CASE("--backend: wall mode refuses perf; a bad name is a usage error",
 
 TEST_CASE("cpu mode, perf backend, unprivileged: user-space time only; another user's process "
           "refused in one line",
-          "[integration][sampler][cpu_shares]") {
+          "[integration][sampler][shares]") {
     const pmprof::PerfAccess access = pmprof::probe_perf_access(getpid());
     if (geteuid() != 0 || access.paranoid != 2 || access_path_missing("/usr/bin/setpriv")) {
         WARN("needs root to switch to uid 65534, and kernel.perf_event_paranoid = 2");
