@@ -78,7 +78,7 @@ def perf_shares(data, workdir):
         for line in f:
             if not line.strip():
                 continue
-            if line[0] in " \t":
+            if line[0] == "\t":  # a frame; a sample's header line starts with spaces
                 if leaf is not None:
                     continue
                 parts = line.split(None, 1)
