@@ -79,8 +79,8 @@ def perf_shares(data, workdir):
             if not line.strip():
                 continue
             if line[0] == "\t":  # a frame; a sample's header line starts with spaces
-                if leaf is not None:
-                    continue
+                if leaf is not None or line.rstrip().endswith("(inlined)"):
+                    continue  # pmprof runs with --no-inline: the real function is the leaf
                 parts = line.split(None, 1)
                 rest = parts[1] if len(parts) > 1 else ""
                 dso = rest[rest.rfind("(") + 1:].rstrip(")\n ") if "(" in rest else ""

@@ -36,7 +36,11 @@ constexpr int64_t kMs = 1000000;
 constexpr int64_t kPollSlice = 10 * kMs;        // longest wait between checks of the end
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // maps re-read at most this often
 constexpr size_t kRingBytes = 4u << 20;         // per cpu; halved when the mlock limit says so
-constexpr uint32_t kMaxStack = 65528 - 2048;    // a sample's size is a u16, with the rest
+// Stack bytes per sample: half the ptrace path's copy (64 KiB from sp - 128). The kernel copies
+// them at every sample into the ring, so this is what the target pays per sample (perf's own
+// default is 8 KiB); deeper stacks come out truncated. Under 64 KiB in any case: a record's size
+// is a u16.
+constexpr uint32_t kMaxStack = 32 * 1024;
 
 int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(

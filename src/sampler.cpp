@@ -90,6 +90,7 @@ void Sampler::install_image(std::unique_ptr<ProcessImage> image) {
     unwinder_.reset();  // they refer to the old image: gone before it is
     root_symbols_.reset();
     image_ = std::move(image);
+    syscall_sites_.clear();  // the code they described may be gone
     unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
     root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
 }

@@ -83,10 +83,7 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
     t.regs = cap.regs;
     t.have_regs = true;
     const int64_t weight = sample_weight(t, now);
-    if (opt_.mode == SampleMode::Cpu && t.have_block_site && cap.regs.sp() == t.block_sp &&
-        cap.regs.pc() == t.block_pc) {
-        // Stopped at the return of the syscall it was last seen blocked in: woken, and it was
-        // runnable, waiting for a cpu, when the tick found it (state R), not running there.
+    if (opt_.mode == SampleMode::Cpu && waited_at_syscall_return(t, cap)) {
         charge_off_cpu(t, weight, false);
         return;
     }
@@ -178,6 +175,29 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     if (&stack != &t.stack) t.stack = stack;
     t.stack_labels = std::move(labels);
     t.have_stack = true;
+}
+
+/// cpu mode: a thread seen runnable (R) may have been waiting for a cpu, not running: woken from
+/// a syscall, or preempted on its way out of one (a send that woke its peer). Then the stop
+/// lands at that syscall's return, which is not where cpu time went. Two signs, for a stop at a
+/// syscall return only (user-code stops are where the thread was preempted: unbiased):
+///   - the return of the syscall the thread was last seen blocked in (same sp and pc);
+///   - the stop took a while (>= kWaitEvidenceNs from the interrupt) and the thread's run-queue
+///     wait grew by at least half of that since the tick's reading: it stopped only once it got
+///     a cpu. An on-cpu thread stops within microseconds of the interrupt.
+bool Sampler::waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap) {
+    const uint64_t pc = cap.regs.pc();
+    if (t.have_block_site && cap.regs.sp() == t.block_sp && pc == t.block_pc) return true;
+    auto site = syscall_sites_.find(pc);
+    if (site == syscall_sites_.end()) {
+        uint8_t insn[2] = {0, 0};
+        const bool ok = pc >= 2 && memory_.read_value(pc - 2, &insn);
+        site = syscall_sites_.emplace(pc, ok && insn[0] == 0x0f && insn[1] == 0x05).first;
+    }
+    if (!site->second || cap.stop_wait_ns < kWaitEvidenceNs) return false;
+    auto now = read_schedstat(t.schedstat_fd);
+    return now.ok() && now->wait_ns >= t.sched.wait_ns &&
+           now->wait_ns - t.sched.wait_ns >= cap.stop_wait_ns / 2;
 }
 
 void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site) {

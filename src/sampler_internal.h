@@ -30,6 +30,7 @@ constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling 
 constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
 constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
+constexpr uint64_t kWaitEvidenceNs = 100'000;   // a stop this slow may have waited for a cpu
 constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 // A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
 // has the thread's name, is still read at least this often for it (a rename shows that late).
@@ -151,6 +152,8 @@ class Sampler {
     /// cpu mode: `t` is not on a cpu (blocked, or woken and waiting where it slept): its cpu
     /// time since its last sample goes to its pool instead of a sample.
     void charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site);
+    /// cpu mode: the stop of `t` (seen R) landed at a syscall return it waited at, not ran at.
+    bool waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap);
     /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
     /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
     void share_out_pools(Profile& profile) const;
@@ -182,7 +185,8 @@ class Sampler {
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
     SamplerStats stats_;
     std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
-    std::map<pid_t, int64_t> off_cpu_ns_;  // cpu mode: per thread, cpu time with no sample
+    std::map<pid_t, int64_t> off_cpu_ns_;     // cpu mode: per thread, cpu time with no sample
+    std::map<uint64_t, bool> syscall_sites_;  // pc -> the instruction before it is `syscall`
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     uint64_t tick_no_ = 0;

@@ -33,15 +33,18 @@ uint64_t g_iters_per_us = 100;  // calibrate() sets it
 
 /// `n` rounds of an LCG: work counted in instructions, not read off a clock, so the shares are
 /// known whatever the machine's load (a clock-timed spin is not: time-sliced or stolen time
-/// counts differently in different clocks).
-TARGET_NOINLINE void spin_rounds(uint64_t n) {
+/// counts differently in different clocks). Always inlined: each case's cpu time is the self
+/// time of its own function (burst_compute, server_work, ...).
+__attribute__((always_inline)) inline void spin_rounds(uint64_t n) {
     uint64_t x = g_sink;
     for (uint64_t i = 0; i < n; ++i) x = x * 6364136223846793005u + 1442695040888963407u;
     g_sink = x;
 }
 
 /// About `ns` of cpu time on an idle cpu.
-void spin_cpu(int64_t ns) { spin_rounds(g_iters_per_us * static_cast<uint64_t>(ns) / 1000); }
+__attribute__((always_inline)) inline void spin_cpu(int64_t ns) {
+    spin_rounds(g_iters_per_us * static_cast<uint64_t>(ns) / 1000);
+}
 
 /// Rounds per microsecond of this thread's cpu time, measured once at start.
 void calibrate() {
