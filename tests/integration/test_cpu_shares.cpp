@@ -204,3 +204,21 @@ TEST_CASE("cpu mode, perf backend, unprivileged: user-space time only; another u
     CHECK(refused.err.find("CAP_PERFMON") != std::string::npos);
     CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
 }
+
+TEST_CASE("cpu mode, perf backend: an execve is followed, the old program keeps its symbols",
+          "[integration][sampler][shares]") {
+    if (!pmprof::probe_perf_access(getpid()).allowed) return;
+    // split_target works for 1 s, then execs /bin/sleep 30.
+    auto target =
+        Target::start({target_bin("split_target", false), "--busy", "1", "--exec-after", "1"});
+    const std::string out = temp_path("perf-exec.pb.gz");
+    RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "2500ms", "-m",
+                       "cpu", "--backend", "perf", "-o", out});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.find("execve") != std::string::npos);
+    auto p = pmprof::decode_pprof(slurp(out));
+    REQUIRE(p.ok());
+    CHECK(cpu_in(*p, "", "work_seventy").second > 0);
+    CHECK(tracer_pid(target->pid()) == 0);
+}
