@@ -37,6 +37,7 @@ def norm(name):
     cut = name.find("(")
     if cut > 0:
         name = name[:cut]
+    name = re.sub(r"@.*$", "", name)  # perf: clock_nanosleep@GLIBC_2.2.5
     name = re.sub(r"\.(constprop|isra|part|cold)\.\d+$", "", name)
     prev = None
     while prev != name:
@@ -64,8 +65,10 @@ def pmprof_shares(pmprof, profile, workdir):
 
 def perf_shares(data, workdir):
     text = os.path.join(workdir, "perf.script")
-    r = benchlib.run(["perf", "script", "-i", data, "-F", "period,ip,sym,dso"], 600,
-                     stdout=text)
+    # --no-inline: the real function of each address (with inline frames, perf prints some
+    # addresses as inline entries only).
+    r = benchlib.run(["perf", "script", "--no-inline", "-i", data, "-F", "period,ip,sym,dso"],
+                     600, stdout=text)
     if r.rc != 0:
         raise benchlib.BenchError(f"perf script: rc {r.rc}")
     weights, period, leaf = {}, 0, None
@@ -79,8 +82,8 @@ def perf_shares(data, workdir):
             if not line.strip():
                 continue
             if line[0] == "\t":  # a frame; a sample's header line starts with spaces
-                if leaf is not None or line.rstrip().endswith("(inlined)"):
-                    continue  # pmprof runs with --no-inline: the real function is the leaf
+                if leaf is not None:
+                    continue
                 parts = line.split(None, 1)
                 rest = parts[1] if len(parts) > 1 else ""
                 dso = rest[rest.rfind("(") + 1:].rstrip(")\n ") if "(" in rest else ""
@@ -128,7 +131,18 @@ def start_target(args, case, workdir):
     raise benchlib.BenchError(f"cpu_target --case {case} did not get ready")
 
 
+def analyze(args, case, backend, workdir, busy):
+    ours = to_shares(pmprof_shares(args.pmprof, os.path.join(workdir, "pmprof.pb.gz"), workdir))
+    theirs = to_shares(perf_shares(os.path.join(workdir, "perf.data"), workdir))
+    worst, rows = compare(ours, theirs)
+    return {"case": case, "backend": backend, "worst_fn": worst[0],
+            "worst_diff": abs(worst[1] - worst[2]), "busy_cpus_before": busy, "rows": rows[:10]}
+
+
 def one(args, case, backend, workdir):
+    if args.reanalyze:  # the files of an earlier run, analyzed again
+        with open(os.path.join(workdir, "busy")) as f:
+            return analyze(args, case, backend, workdir, json.load(f))
     target = start_target(args, case, workdir)
     pid = target.pid if case == "reference" else target.proc.pid
     try:
@@ -151,12 +165,9 @@ def one(args, case, backend, workdir):
         perf.finish(signal.SIGINT)
         if r.rc != 0:
             raise benchlib.BenchError(f"pmprof attach --backend {backend}: rc {r.rc}")
-        ours = to_shares(pmprof_shares(args.pmprof, profile, workdir))
-        theirs = to_shares(perf_shares(data, workdir))
-        worst, rows = compare(ours, theirs)
-        return {"case": case, "backend": backend, "worst_fn": worst[0],
-                "worst_diff": abs(worst[1] - worst[2]), "busy_cpus_before": busy,
-                "rows": rows[:10]}
+        with open(os.path.join(workdir, "busy"), "w") as f:
+            json.dump(busy, f)
+        return analyze(args, case, backend, workdir, busy)
     finally:
         if case == "reference":
             target.close()
@@ -202,6 +213,8 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reanalyze", action="store_true",
+                    help="no measurement: analyze the files an earlier run left in OUT")
     args = ap.parse_args()
     if args.quick:
         args.seconds = 2

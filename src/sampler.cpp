@@ -255,7 +255,7 @@ bool Sampler::sample_without_stop(ThreadSlot& t, int64_t now) {
     if (opt_.mode == SampleMode::Cpu && action != SampleAction::Skip) {
         if (!t.quantum.due(weight, nominal_ns_)) return true;
         if (action == SampleAction::OffCpu) {
-            charge_off_cpu(t, weight, true);
+            charge_off_cpu(t, weight);
             return true;
         }
         t.quantum.sampled(weight, nominal_ns_);

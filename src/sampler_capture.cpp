@@ -84,7 +84,7 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
     t.have_regs = true;
     const int64_t weight = sample_weight(t, now);
     if (opt_.mode == SampleMode::Cpu && waited_at_syscall_return(t, cap)) {
-        charge_off_cpu(t, weight, false);
+        charge_off_cpu(t, weight);
         return;
     }
     RawStack stack = unwind_capture(cap);
@@ -178,16 +178,15 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
 }
 
 /// cpu mode: a thread seen runnable (R) may have been waiting for a cpu, not running: woken from
-/// a syscall, or preempted on its way out of one (a send that woke its peer). Then the stop
-/// lands at that syscall's return, which is not where cpu time went. Two signs, for a stop at a
-/// syscall return only (user-code stops are where the thread was preempted: unbiased):
-///   - the return of the syscall the thread was last seen blocked in (same sp and pc);
-///   - the stop took a while (>= kWaitEvidenceNs from the interrupt) and the thread's run-queue
-///     wait grew by at least half of that since the tick's reading: it stopped only once it got
-///     a cpu. An on-cpu thread stops within microseconds of the interrupt.
+/// a syscall, or preempted on its way out of one (a send that woke its peer: without kernel
+/// preemption, that happens at the syscall's exit). Then the stop lands at that syscall's
+/// return, which is not where cpu time went. For a stop at a syscall return only (a user-code
+/// stop is where the thread was preempted: unbiased), the sign is that the stop took a while
+/// (>= kWaitEvidenceNs from the interrupt) and the thread's run-queue wait grew by at least half
+/// of that since the tick's reading: it stopped only once it got a cpu. An on-cpu thread stops
+/// within microseconds of the interrupt.
 bool Sampler::waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap) {
     const uint64_t pc = cap.regs.pc();
-    if (t.have_block_site && cap.regs.sp() == t.block_sp && pc == t.block_pc) return true;
     auto site = syscall_sites_.find(pc);
     if (site == syscall_sites_.end()) {
         uint8_t insn[2] = {0, 0};
@@ -200,21 +199,11 @@ bool Sampler::waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap) 
            now->wait_ns - t.sched.wait_ns >= cap.stop_wait_ns / 2;
 }
 
-void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site) {
+void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight) {
     ++stats_.not_on_cpu;
     off_cpu_ns_[t.tid] += std::max<int64_t>(0, weight);
     t.baseline = t.sched;
     t.have_baseline = true;
-    if (!read_block_site || !t.syscall_fd.valid()) return;
-    auto text = t.observed_syscall.empty() ? pread_all(t.syscall_fd)
-                                           : Result<std::string>(std::move(t.observed_syscall));
-    t.observed_syscall.clear();
-    if (!text.ok()) return;
-    auto sc = parse_syscall(*text);
-    if (!sc.ok() || sc->running || sc->pc == 0) return;
-    t.have_block_site = true;
-    t.block_sp = sc->sp;
-    t.block_pc = sc->pc;
 }
 
 void Sampler::add_sched_totals(const ThreadSlot& t) {

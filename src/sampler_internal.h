@@ -30,7 +30,7 @@ constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling 
 constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
 constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
-constexpr uint64_t kWaitEvidenceNs = 100'000;   // a stop this slow may have waited for a cpu
+constexpr uint64_t kWaitEvidenceNs = 30'000;    // a stop this slow may have waited for a cpu
 constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 // A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
 // has the thread's name, is still read at least this often for it (a rename shows that late).
@@ -115,10 +115,6 @@ struct ThreadSlot {
     // The labels of the sample that took `stack`: its reused samples are the same moment of a
     // thread that has not run since, so they carry these, not the thread's state at the flush.
     std::vector<Label> stack_labels;
-    // cpu mode: where the thread was last seen blocked (/proc/.../syscall sp and pc): a stop
-    // that lands there again found it woken and waiting for a cpu, not running (issue 15).
-    bool have_block_site = false;
-    uint64_t block_sp = 0, block_pc = 0;
     bool have_regs = false;
     Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
     uint64_t stops = 0, pause_ns = 0;
@@ -149,9 +145,9 @@ class Sampler {
     void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
-    /// cpu mode: `t` is not on a cpu (blocked, or woken and waiting where it slept): its cpu
+    /// cpu mode: `t` is not on a cpu (blocked, or waiting for one at a syscall return): its cpu
     /// time since its last sample goes to its pool instead of a sample.
-    void charge_off_cpu(ThreadSlot& t, int64_t weight, bool read_block_site);
+    void charge_off_cpu(ThreadSlot& t, int64_t weight);
     /// cpu mode: the stop of `t` (seen R) landed at a syscall return it waited at, not ran at.
     bool waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap);
     /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured

@@ -25,8 +25,8 @@ std::string backend_line(const SamplerStats& s) {
                             s.perf_lost, s.perf_throttled, s.perf_no_user);
     } else if (s.mode == SampleMode::Cpu) {
         const uint64_t runnable = s.threads_run_ns + s.threads_wait_ns;
-        line += fmt::format("; {} looks found a thread off cpu (blocked, or woken and waiting "
-                            "at the syscall it slept in): no cpu weight; run-queue wait {:.1f}% "
+        line += fmt::format("; {} looks found a thread off cpu (blocked, or waiting for a cpu at "
+                            "a syscall return): no cpu weight; run-queue wait {:.1f}% "
                             "of runnable time (bounds the share of samples at a wake-up point)",
                             s.not_on_cpu,
                             runnable ? 100.0 * static_cast<double>(s.threads_wait_ns) /

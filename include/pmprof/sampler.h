@@ -45,8 +45,8 @@ struct SamplerOptions {
     SymbolizeOptions symbolize;
     CpuBackend backend = CpuBackend::Ptrace;  // run_sampler is the ptrace backend itself
     bool kernel_frames = false;               // perf backend: kernel frames on top (--kernel)
-    bool progress = false;     // one-line progress display on stderr
-    std::string command_line;  // for the profile comment
+    bool progress = false;                    // one-line progress display on stderr
+    std::string command_line;                 // for the profile comment
 };
 
 /// Why the loop ended.
@@ -56,15 +56,15 @@ struct SamplerStats {
     SampleMode mode = SampleMode::Wall;
     std::string backend = "ptrace";  // "ptrace" or "perf"
     std::string backend_reason;      // why that backend ran (auto's choice, a limit)
-    // cpu mode, ptrace: samples dropped because the thread was blocked, or stopped at the
-    // return of the syscall it was last seen blocked in (woken, waiting for a cpu: not cpu time).
+    // cpu mode, ptrace: samples dropped because the thread was blocked, or stopped at a syscall
+    // return after waiting for a cpu there (woken or preempted: not cpu time).
     uint64_t not_on_cpu = 0;
     // ptrace: the sampled threads' time on a cpu and waiting for one (schedstat, first look to
     // last): wait / (run + wait) bounds the share of cpu samples found at a wake-up point.
     uint64_t threads_run_ns = 0, threads_wait_ns = 0;
-    uint64_t perf_lost = 0;       // perf: samples the kernel dropped (ring buffer full)
-    uint64_t perf_throttled = 0;  // perf: throttle records (perf_event_max_sample_rate)
-    uint64_t perf_no_user = 0;    // perf: samples without user registers (not unwound)
+    uint64_t perf_lost = 0;         // perf: samples the kernel dropped (ring buffer full)
+    uint64_t perf_throttled = 0;    // perf: throttle records (perf_event_max_sample_rate)
+    uint64_t perf_no_user = 0;      // perf: samples without user registers (not unwound)
     uint64_t perf_loop_cpu_ns = 0;  // perf: pmprof's cpu after the events were opened
     uint64_t ticks = 0;
     uint64_t samples = 0;           // thread-samples added to the profile
