@@ -37,9 +37,12 @@ def sampler_cmd(kind, rate, mode=None):
     """A sampling cell's command line, given the target pid and the output file."""
     def cmd(c, pid, out):
         if kind == "pmprof":
-            # Ended by SIGINT like perf; the duration is only a safety net.
-            return [c.pmprof, "attach", str(pid), "-r", str(rate), "-m", mode, "-d",
-                    str(int(c.window_s + 60)), "--no-progress", "-o", out]
+            # Ended by SIGINT like perf; the duration is only a safety net. cpu: the ptrace
+            # backend; cpu-perf: the kernel-sampled one (issue 15).
+            backend = ["--backend", "perf" if mode == "cpu-perf" else "ptrace"]
+            return [c.pmprof, "attach", str(pid), "-r", str(rate), "-m", mode.split("-")[0],
+                    "-d", str(int(c.window_s + 60)), "--no-progress", "-o", out] + \
+                (backend if mode.startswith("cpu") else [])
         graph = ["-g"] if kind == "perf-fp" else ["--call-graph", "dwarf"]
         return ["perf", "record", "-q"] + graph + ["-F", str(rate), "-p", str(pid), "-o", out]
     return cmd
@@ -48,10 +51,12 @@ def sampler_cmd(kind, rate, mode=None):
 SAMPLING_CELLS = {
     "pmprof wall 99": sampler_cmd("pmprof", 99, "wall"),
     "pmprof cpu 99": sampler_cmd("pmprof", 99, "cpu"),
+    "pmprof cpu-perf 99": sampler_cmd("pmprof", 99, "cpu-perf"),
     "perf fp 99": sampler_cmd("perf-fp", 99),
     "perf dwarf 99": sampler_cmd("perf-dwarf", 99),
     "pmprof wall 999": sampler_cmd("pmprof", 999, "wall"),
     "pmprof cpu 999": sampler_cmd("pmprof", 999, "cpu"),
+    "pmprof cpu-perf 999": sampler_cmd("pmprof", 999, "cpu-perf"),
     "perf fp 999": sampler_cmd("perf-fp", 999),
     "perf dwarf 999": sampler_cmd("perf-dwarf", 999),
 }
@@ -294,12 +299,27 @@ class Bench:
             if is_perf:
                 if os.path.exists(out) and os.path.getsize(out) > 0:
                     break
-            elif self.tracer_of(target.pid) == tool.proc.pid:
+            elif self.tracer_of(target.pid) == tool.proc.pid or self.has_perf_events(tool):
                 break
             time.sleep(0.01)
         else:
             raise BenchError("the tool did not start sampling within 30 s")
         time.sleep(0.5)
+
+    @staticmethod
+    def has_perf_events(tool):
+        """pmprof's perf backend traces nothing: it samples once it holds perf event fds."""
+        try:
+            fds = os.listdir(f"/proc/{tool.proc.pid}/fd")
+        except OSError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{tool.proc.pid}/fd/{fd}") == "anon_inode:[perf_event]":
+                    return True
+            except OSError:
+                pass
+        return False
 
     @staticmethod
     def tracer_of(pid):
@@ -357,6 +377,8 @@ class Bench:
         data, err = self.path("sched.data"), self.path("tool.err")
         cmd = [self.pmprof, "attach", str(target.pid), "-r", rate, "-m", mode, "-d",
                str(TRACED_S), "--no-progress", "-o", self.path("profile.pb.gz")]
+        if mode == "cpu":
+            cmd += ["--backend", "ptrace"]  # the stops are what this cell measures
         r = bl.run(bl.sched_trace_cmd(data, cmd), 120, stderr=err, env=self.env)
         if r.timed_out or r.rc not in (0, 1):
             raise BenchError(f"sched-traced {name}: {'timeout' if r.timed_out else 'rc %d' % r.rc}")

@@ -60,7 +60,7 @@ def snapshot_goals(d):
 
 def throughput_goals(d, rate, points):
     labels, values = [], []
-    for mode in ("cpu", "wall"):
+    for mode in ("cpu", "cpu-perf", "wall"):
         for build in ("fp", "nofp"):
             a = d.rounds("sampling", f"pmprof {mode} {rate}", build, 21, "ops_per_s")
             p = d.rounds("sampling", f"perf dwarf {rate}", build, 21, "ops_per_s")
@@ -82,7 +82,7 @@ def sampling_goals(d, cells, split_cell, complete_pct):
         for build in ("fp", "nofp"):
             # wall: ticks per second; cpu: samples per second of the target's cpu time, which
             # is what -r asks for in cpu mode (as perf -F).
-            key = "hz_per_cpu_s" if cell.split()[1] == "cpu" else "eff_hz"
+            key = "hz_per_cpu_s" if cell.split()[1].startswith("cpu") else "eff_hz"
             hz = _med(d.series("sampling", cell, build, 21, key))
             rates.append((f"{cell.split()[1]} {int(requested)}/{build}",
                           None if hz is None else hz / requested * 100))

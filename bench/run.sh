@@ -4,7 +4,8 @@
 # with bench/report.py. Needs root (or CAP_SYS_PTRACE + perf_event_paranoid <= -1) for ptrace
 # and the system-wide sched trace. Environment: BUILD (default build), BENCH_ROUNDS (3),
 # BENCH_BUDGET_S (1000), BENCH_QUICK=1 (one short round, for working on the scripts),
-# BENCH_SECTIONS (snapshot,sampling,scale,memory,heap).
+# BENCH_SECTIONS (snapshot,sampling,scale,memory,heap,shares; shares: bench/shares.py, cpu mode's
+# per-function shares against perf's, issue 15).
 set -eu
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 
@@ -41,6 +42,14 @@ for variant in fp nofp; do
     fi
 done
 
+# The shares section's target (issue 15): the test target, built the same way.
+cpu_target=$build/bench/cpu_target-nofp
+if [ ! -x "$cpu_target" ] || [ "$root/tests/targets/cpu_target.cpp" -nt "$cpu_target" ]; then
+    echo "g++ $flags -fomit-frame-pointer -o $cpu_target tests/targets/cpu_target.cpp"
+    # shellcheck disable=SC2086
+    g++ $flags -fomit-frame-pointer -o "$cpu_target" "$root/tests/targets/cpu_target.cpp"
+fi
+
 if [ "$(id -u)" != 0 ]; then
     echo "bench: not root: ptrace of the target and perf's system-wide sched trace may fail" \
          "(those cells are recorded as failed)" >&2
@@ -52,12 +61,22 @@ quick=
 echo "bench: raw results in $results; about ${BENCH_BUDGET_S:-1000} s at most" >&2
 # The report is written from whatever was measured, even when the driver stopped early.
 status=0
+sections=${BENCH_SECTIONS:-snapshot,sampling,scale,memory,heap,shares}
 python3 "$here/bench.py" --pmprof "$build/pmprof" \
     --target-fp "$build/bench/reference_target-fp" \
     --target-nofp "$build/bench/reference_target-nofp" \
-    --out "$results" --sections "${BENCH_SECTIONS:-snapshot,sampling,scale,memory,heap}" $quick ||
-    status=$?
+    --out "$results" --sections "${sections}" $quick || status=$?
+rm -f "$results/shares.md"
+case ",$sections," in
+*,shares,*)
+    python3 "$here/shares.py" --pmprof "$build/pmprof" --cpu-target "$cpu_target" \
+        --reference "$build/bench/reference_target-nofp" --out "$results" $quick || status=$?
+    ;;
+esac
 python3 "$here/report.py" "$results" > "$results/RESULTS.md.tmp"
+if [ -f "$results/shares.md" ]; then
+    { echo; cat "$results/shares.md"; } >> "$results/RESULTS.md.tmp"
+fi
 if [ -z "$quick" ] && [ -z "${BENCH_RESULTS:-}" ]; then
     mv "$results/RESULTS.md.tmp" "$here/RESULTS.md"
     echo "bench: wrote bench/RESULTS.md" >&2

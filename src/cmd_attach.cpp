@@ -15,6 +15,7 @@
 #include "pmprof/error.h"
 #include "pmprof/log.h"
 #include "pmprof/output_pprof.h"
+#include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
 #include "pmprof/ptrace.h"
 #include "pmprof/report.h"
@@ -35,6 +36,8 @@ struct SampleArgs {
     std::vector<std::string> threads;
     std::string max_pause = "5%";
     std::string unwinder = "dwfl";
+    std::string backend = "auto";
+    bool kernel = false;
     size_t max_depth = 256;
     int stop_timeout_ms = 100;
     bool no_inline = false;
@@ -75,6 +78,14 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     auto kind = parse_unwinder_kind(a.unwinder);
     if (!kind.ok()) throw FatalError(kind.error().message, {}, kExitUsage);
     o.unwinder = *kind;
+    auto backend = parse_cpu_backend(a.backend);
+    if (!backend.ok()) throw FatalError(backend.error().message, {}, kExitUsage);
+    o.backend = *backend;
+    if (o.backend == CpuBackend::Perf && o.mode == SampleMode::Wall)
+        throw FatalError("--backend perf samples cpu time only: use it with --mode cpu (wall mode "
+                         "needs every thread's stack, blocked or not, which only ptrace gives)",
+                         {}, kExitUsage);
+    o.kernel_frames = a.kernel;
     o.rate_hz = a.rate;
     o.duration_ns = a.duration.empty() ? default_duration_ns : parse_duration_ns(a.duration);
     o.max_pause_fraction = parse_max_pause(a.max_pause);
@@ -112,17 +123,43 @@ std::string joined(const std::vector<std::string>& words) {
     return out;
 }
 
+/// --backend for `opt` on `pid` (0: a process of ours not started yet); --backend perf
+/// without permission ends the run here, before anything is traced.
+BackendChoice backend_for(pid_t pid, const SamplerOptions& opt) {
+    auto choice = choose_backend(pid, opt);
+    if (!choice.ok()) throw FatalError(choice.error().message);
+    if (opt.kernel_frames && (choice->backend != CpuBackend::Perf || !choice->kernel_time))
+        log_warn("--kernel: no kernel frames ({})",
+                 choice->backend != CpuBackend::Perf
+                     ? "only the perf backend sees them"
+                     : "kernel time is not sampled here: perf_event_paranoid <= 1 or "
+                       "CAP_PERFMON allows it");
+    return *choice;
+}
+
+/// The ptrace backend's result says why it ran.
+Result<SamplerResult> noted(Result<SamplerResult> r, const BackendChoice& choice) {
+    if (r.ok()) r->stats.backend_reason = choice.reason;
+    return r;
+}
+
 int run_attach(const SampleArgs& a) {
     const pid_t pid = parse_pid(a.pid);
     const std::string cmdline = read_cmdline(pid);
     SamplerOptions opt =
         sampler_options(a, 10'000'000'000, "pmprof attach " + a.pid + ": " + cmdline);
     const std::string output = a.output.empty() ? default_output(pid) : a.output;
+    const BackendChoice choice = backend_for(pid, opt);
 
-    auto session = TraceSession::seize(pid);
-    if (!session.ok()) throw FatalError(session.error());
-    auto result = run_sampler(**session, opt);
-    (*session)->detach_all();  // before writing: the target runs untraced as soon as possible
+    Result<SamplerResult> result = Error{""};
+    if (choice.backend == CpuBackend::Perf) {
+        result = run_perf_sampler(pid, opt, choice);  // nothing is stopped or traced
+    } else {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) throw FatalError(session.error());
+        result = noted(run_sampler(**session, opt), choice);
+        (*session)->detach_all();  // before writing: the target runs untraced at once
+    }
     if (!result.ok()) throw FatalError(result.error());
     const bool any = write_results(*result, output, a.format);
     if (!any)
@@ -163,12 +200,28 @@ int run_record(const SampleArgs& a) {
         throw FatalError("record needs a command: pmprof record -- CMD ARGS...", {}, kExitUsage);
     // Parse everything before starting CMD, so a usage error never leaves a child behind.
     SamplerOptions opt = sampler_options(a, 0, "pmprof record: " + joined(a.command));
+    const BackendChoice choice = backend_for(0, opt);  // CMD will run as we do
     auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
     if (!session.ok()) throw FatalError(session.error());
     const pid_t pid = (*session)->pid();
     const std::string output = a.output.empty() ? default_output(pid) : a.output;
-    auto result = run_sampler(**session, opt);
-    (*session)->detach_all();
+    Result<SamplerResult> result = Error{""};
+    if (choice.backend == CpuBackend::Perf) {
+        // The events are opened while CMD waits at its exec, then CMD is detached and runs
+        // untraced; its threads and children inherit the events.
+        result = run_perf_sampler(pid, opt, choice, [&] { (*session)->detach_all(); });
+        (*session)->detach_all();
+        if (result.ok() && result->end == SamplerEnd::TargetExited) {
+            write_results(*result, output, a.format);
+            int status = 0;
+            if (::waitpid(pid, &status, 0) == pid)
+                return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+            return kExitComplete;
+        }
+    } else {
+        result = noted(run_sampler(**session, opt), choice);
+        (*session)->detach_all();
+    }
     if (!result.ok()) {
         log_warn("{}", result.error().message);
         return wait_for_child(pid);
@@ -191,6 +244,16 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
                     "weighted by each thread's cpu time")
         ->check(CLI::IsMember({"wall", "cpu"}))
         ->capture_default_str();
+    cmd->add_option("--backend", a->backend,
+                    "cpu mode's sampler: perf (the kernel's task-clock samples of registers and "
+                    "stack top: no thread is ever stopped), ptrace (PTRACE_INTERRUPT ticks), or "
+                    "auto: perf when the kernel allows it (root, CAP_PERFMON, "
+                    "perf_event_paranoid), else ptrace. Wall mode is always ptrace")
+        ->check(CLI::IsMember({"auto", "ptrace", "perf"}))
+        ->capture_default_str();
+    cmd->add_flag("--kernel", a->kernel,
+                  "cpu mode, perf backend: kernel frames on top of each stack (when kernel time "
+                  "may be sampled: root, CAP_PERFMON or perf_event_paranoid <= 1)");
     cmd->add_option("-o,--output", a->output,
                     "Profile file (gzipped pprof; '-' for stdout); default "
                     "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz");
@@ -221,7 +284,10 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
 }
 
 constexpr const char* kSamplingFooter =
-    "\nEach tick reads every thread's state from /proc. A thread that has not run since its "
+    "\ncpu mode with the perf backend (the default where the kernel allows it) stops nothing: "
+    "the kernel copies each sample's registers and stack top, pmprof unwinds them after. "
+    "Otherwise each tick reads every thread's state from /proc. A thread that has not run since "
+    "its "
     "previous sample keeps its stack without being stopped; a blocked thread is unwound from "
     "/proc/PID/task/TID/syscall when possible; the others are stopped one at a time, only to copy "
     "registers and the top of the stack. Ctrl-C or SIGTERM stops sampling and writes what was "

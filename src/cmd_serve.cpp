@@ -9,6 +9,7 @@
 #include "pmprof/error.h"
 #include "pmprof/fd.h"
 #include "pmprof/http.h"
+#include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
 #include "pmprof/unwind.h"
 
@@ -22,6 +23,7 @@ struct ServeArgs {
     std::string token_file;
     int max_seconds = 300;
     std::string unwinder = "dwfl";
+    std::string backend = "auto";
 };
 
 /// The token from --token or --token-file (trailing newline and spaces dropped).
@@ -53,6 +55,9 @@ int run_serve(const ServeArgs& a) {
     auto kind = parse_unwinder_kind(a.unwinder);
     if (!kind.ok()) throw FatalError(kind.error().message, {}, kExitUsage);
     opt.unwinder = *kind;
+    auto backend = parse_cpu_backend(a.backend);
+    if (!backend.ok()) throw FatalError(backend.error().message, {}, kExitUsage);
+    opt.backend = *backend;
     const std::string cmdline = read_cmdline(opt.pid);
     opt.on_listening = [&](const std::string& url) {
         // Always printed (also with -q): it is how a script learns the port of --listen HOST:0.
@@ -95,6 +100,11 @@ void add_serve_command(CLI::App& app, CommandRunner* runner) {
         ->capture_default_str();
     cmd->add_option("--unwinder", args->unwinder, "Unwinder: dwfl or libunwind")
         ->check(CLI::IsMember({"dwfl", "libunwind"}))
+        ->capture_default_str();
+    cmd->add_option("--backend", args->backend,
+                    "Who samples mode=cpu profiles: perf (the kernel's task-clock samples, no "
+                    "thread stopped), ptrace, or auto (perf when the kernel allows it)")
+        ->check(CLI::IsMember({"auto", "ptrace", "perf"}))
         ->capture_default_str();
     cmd->callback([runner, args] { *runner = [args] { return run_serve(*args); }; });
 }

@@ -100,6 +100,7 @@ struct JobContext {
     const Tracer* tracer = nullptr;
     UnwinderKind unwinder = UnwinderKind::Dwfl;
     double max_pause_fraction = 0.05;
+    CpuBackend backend = CpuBackend::Auto;
 };
 
 // Jobs: run on the tracer thread; each seizes, works, detaches, and answers 410 when the pinned

@@ -13,6 +13,7 @@
 #include "pmprof/markup.h"
 #include "pmprof/output_pprof.h"
 #include "pmprof/output_threads.h"
+#include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
 #include "pmprof/ptrace.h"
 #include "pmprof/sampler.h"
@@ -47,21 +48,31 @@ Reply gone_reply(pid_t pid) {
 Reply profile_job(const JobContext& ctx, const ProfileRequest& req) {
     const pid_t pid = ctx.pin->pid();
     if (!ctx.pin->alive()) return gone_reply(pid);
-    auto session = TraceSession::seize(pid);
-    if (!session.ok()) return failure_reply(ctx, session.error().message);
-    // Checked again while seized: a pid reused between the check above and the seize is caught
-    // here, before a single sample of the wrong process is taken.
-    if (!ctx.pin->alive()) return gone_reply(pid);  // the session's destructor detaches
-
     SamplerOptions opt;
     opt.mode = req.mode;
     opt.rate_hz = req.rate_hz;
     opt.duration_ns = int64_t{req.seconds} * 1'000'000'000;
     opt.unwinder = ctx.unwinder;
     opt.max_pause_fraction = ctx.max_pause_fraction;
+    opt.backend = ctx.backend;
     opt.command_line = fmt::format("pmprof serve {}: {}", pid, read_cmdline(pid));
-    auto result = run_sampler(**session, opt);
-    (*session)->detach_all();  // the target runs untraced before we encode anything
+    // cpu mode: attach's choice (perf when the kernel allows it; nothing is traced then).
+    auto choice = choose_backend(pid, opt);
+    if (!choice.ok()) return failure_reply(ctx, choice.error().message);
+    Result<SamplerResult> result = Error{""};
+    if (choice->backend == CpuBackend::Perf) {
+        result = run_perf_sampler(pid, opt, *choice);
+        if (!ctx.pin->alive()) return gone_reply(pid);  // may describe a reused pid
+    } else {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) return failure_reply(ctx, session.error().message);
+        // Checked again while seized: a pid reused between the check above and the seize is
+        // caught here, before a single sample of the wrong process is taken.
+        if (!ctx.pin->alive()) return gone_reply(pid);  // the session's destructor detaches
+        result = run_sampler(**session, opt);
+        (*session)->detach_all();  // the target runs untraced before we encode anything
+        if (result.ok()) result->stats.backend_reason = choice->reason;
+    }
     if (!result.ok()) return failure_reply(ctx, result.error().message);
     if (result->end == SamplerEnd::StopRequested)  // cancelled: nobody reads this answer
         return Reply::text(503, ctx.tracer->shutting_down() ? "pmprof serve is shutting down"

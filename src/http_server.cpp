@@ -82,6 +82,7 @@ class PprofServer {
         : opt_(opt), pin_(pin), ctx_{&pin, nullptr, opt.unwinder, opt.max_pause_fraction},
           tracer_(kMaxQueuedJobs) {
         ctx_.tracer = &tracer_;
+        ctx_.backend = opt.backend;
         configure();
     }
     ~PprofServer() { tracer_.shutdown(); }

@@ -90,6 +90,7 @@ void Sampler::install_image(std::unique_ptr<ProcessImage> image) {
     unwinder_.reset();  // they refer to the old image: gone before it is
     root_symbols_.reset();
     image_ = std::move(image);
+    syscall_sites_.clear();  // the code they described may be gone
     unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
     root_symbols_ = make_symbolizer(*image_, SymbolizeOptions{false, false});
 }
@@ -194,6 +195,7 @@ void Sampler::observe(ThreadSlot& t, bool for_tick) {
         t.stat_read_ns = now;
     }
     t.sched = *sched;
+    if (!t.have_seen) t.first_seen = *sched;
     t.last_seen = *sched;
     t.have_seen = true;
     if (ran) t.ran_tick = tick_no_;
@@ -252,12 +254,17 @@ bool Sampler::sample_without_stop(ThreadSlot& t, int64_t now) {
     // the next sample, so nothing is lost but the tail after a thread's last sample.
     if (opt_.mode == SampleMode::Cpu && action != SampleAction::Skip) {
         if (!t.quantum.due(weight, nominal_ns_)) return true;
+        if (action == SampleAction::OffCpu) {
+            charge_off_cpu(t, weight);
+            return true;
+        }
         t.quantum.sampled(weight, nominal_ns_);
     }
     RawStack stack;
     std::string& syscall = t.tick_syscall;
     syscall.clear();
     switch (action) {
+    case SampleAction::OffCpu:  // handled above
     case SampleAction::Skip:
         if (!t.have_baseline) {
             t.baseline = t.sched;
@@ -329,6 +336,7 @@ double Sampler::worst_pause_fraction(int64_t now) const {
 
 void Sampler::retire(ThreadSlot& t, int64_t now) {
     flush_reuse(t);
+    if (matches_filter(t, opt_.thread_filter)) add_sched_totals(t);
     // Bounded: a churning target would otherwise grow this list for the whole run.
     if (t.stops && retired_stops_.size() < kMaxStopsListed)
         retired_stops_.emplace_back(t.tid, t.stops);
@@ -444,6 +452,7 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     // Symbolization happens here, once per unique pc, from files opened while the target lived.
     auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
     r.profile = builder_.build(*symbolizer, image_->maps());
+    if (opt_.mode == SampleMode::Cpu) share_out_pools(r.profile);
     if (!before_exec_.empty()) {
         // pprof's convention: the first mapping is the main binary, here the last program's.
         const std::string main_file =

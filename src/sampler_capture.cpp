@@ -83,6 +83,10 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
     t.regs = cap.regs;
     t.have_regs = true;
     const int64_t weight = sample_weight(t, now);
+    if (opt_.mode == SampleMode::Cpu && waited_at_syscall_return(t, cap)) {
+        charge_off_cpu(t, weight);
+        return;
+    }
     RawStack stack = unwind_capture(cap);
     // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
     // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
@@ -171,6 +175,62 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     if (&stack != &t.stack) t.stack = stack;
     t.stack_labels = std::move(labels);
     t.have_stack = true;
+}
+
+/// cpu mode: a thread seen runnable (R) may have been waiting for a cpu, not running: woken from
+/// a syscall, or preempted on its way out of one (a send that woke its peer: without kernel
+/// preemption, that happens at the syscall's exit). Then the stop lands at that syscall's
+/// return, which is not where cpu time went. For a stop at a syscall return only (a user-code
+/// stop is where the thread was preempted: unbiased), the sign is that the stop took a while
+/// (>= kWaitEvidenceNs from the interrupt) and the thread's run-queue wait grew by at least half
+/// of that since the tick's reading: it stopped only once it got a cpu. An on-cpu thread stops
+/// within microseconds of the interrupt.
+bool Sampler::waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap) {
+    const uint64_t pc = cap.regs.pc();
+    auto site = syscall_sites_.find(pc);
+    if (site == syscall_sites_.end()) {
+        uint8_t insn[2] = {0, 0};
+        const bool ok = pc >= 2 && memory_.read_value(pc - 2, &insn);
+        site = syscall_sites_.emplace(pc, ok && insn[0] == 0x0f && insn[1] == 0x05).first;
+    }
+    if (!site->second || cap.stop_wait_ns < kWaitEvidenceNs) return false;
+    auto now = read_schedstat(t.schedstat_fd);
+    return now.ok() && now->wait_ns >= t.sched.wait_ns &&
+           now->wait_ns - t.sched.wait_ns >= cap.stop_wait_ns / 2;
+}
+
+void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight) {
+    ++stats_.not_on_cpu;
+    off_cpu_ns_[t.tid] += std::max<int64_t>(0, weight);
+    t.baseline = t.sched;
+    t.have_baseline = true;
+}
+
+void Sampler::add_sched_totals(const ThreadSlot& t) {
+    if (!t.have_seen) return;
+    stats_.threads_run_ns += t.last_seen.run_ns - std::min(t.last_seen.run_ns, t.first_seen.run_ns);
+    stats_.threads_wait_ns +=
+        t.last_seen.wait_ns - std::min(t.last_seen.wait_ns, t.first_seen.wait_ns);
+}
+
+void Sampler::share_out_pools(Profile& profile) const {
+    if (off_cpu_ns_.empty() || profile.sample_types.size() < 2) return;
+    std::map<int64_t, int64_t> sampled;  // tid -> cpu ns in its samples
+    auto tid_of = [](const Sample& s) {
+        for (const Label& l : s.labels)
+            if (l.key == "tid") return l.num;
+        return int64_t{0};
+    };
+    for (const Sample& s : profile.samples) sampled[tid_of(s)] += s.values[1];
+    for (Sample& s : profile.samples) {
+        const int64_t tid = tid_of(s);
+        auto pool = off_cpu_ns_.find(static_cast<pid_t>(tid));
+        const int64_t in_samples = sampled[tid];
+        if (pool == off_cpu_ns_.end() || in_samples <= 0) continue;
+        const double factor =
+            1.0 + static_cast<double>(pool->second) / static_cast<double>(in_samples);
+        s.values[1] = static_cast<int64_t>(static_cast<double>(s.values[1]) * factor);
+    }
 }
 
 /// Adds the current unwinder's counters to the run's (an image reload replaces the unwinder).

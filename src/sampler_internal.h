@@ -30,6 +30,7 @@ constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling 
 constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
 constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
+constexpr uint64_t kWaitEvidenceNs = 30'000;    // a stop this slow may have waited for a cpu
 constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 // A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
 // has the thread's name, is still read at least this often for it (a rename shows that late).
@@ -94,6 +95,7 @@ struct ThreadSlot {
     // has not run for a while is looked at on fewer ticks (check_interval_ticks).
     bool have_seen = false;
     SchedStat last_seen;
+    SchedStat first_seen;  // the first look's reading (run and wait totals at retire)
     uint64_t ran_tick = 0;
     uint64_t next_check_tick = 0;
     std::string tick_syscall;  // from a fast-path attempt that fell back to a stop
@@ -143,6 +145,16 @@ class Sampler {
     void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
                     int64_t weight, int64_t now);
     void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
+    /// cpu mode: `t` is not on a cpu (blocked, or waiting for one at a syscall return): its cpu
+    /// time since its last sample goes to its pool instead of a sample.
+    void charge_off_cpu(ThreadSlot& t, int64_t weight);
+    /// cpu mode: the stop of `t` (seen R) landed at a syscall return it waited at, not ran at.
+    bool waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap);
+    /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
+    /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
+    void share_out_pools(Profile& profile) const;
+    /// The thread's time on a cpu and waiting for one while watched, into the stats.
+    void add_sched_totals(const ThreadSlot& t);
     void note_unwinder_stats();
     void follow_exec();
     void flush_reuse(ThreadSlot& t);
@@ -169,6 +181,8 @@ class Sampler {
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
     SamplerStats stats_;
     std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
+    std::map<pid_t, int64_t> off_cpu_ns_;     // cpu mode: per thread, cpu time with no sample
+    std::map<uint64_t, bool> syscall_sites_;  // pc -> the instruction before it is `syscall`
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};
     uint64_t tick_no_ = 0;

@@ -39,7 +39,9 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
         // cpu mode weights a sample by the cpu time since the previous one: without a baseline
         // there is no weight, and a thread that did not run has nothing to report.
         if (!obs.have_baseline || idle_since) return SampleAction::Skip;
-        return blocked ? SampleAction::TryFastPath : SampleAction::Stop;
+        // Found blocked, the thread is not on a cpu: its stack says where it waits, not where
+        // its cpu time went (issue 15).
+        return blocked ? SampleAction::OffCpu : SampleAction::Stop;
     }
     // Not having run since the last sample is enough, blocked or not: a runnable thread still
     // waiting for a cpu has not executed a user instruction since then either.

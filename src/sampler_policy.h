@@ -17,6 +17,8 @@ enum class SampleAction {
     Skip,         // no sample: gone, or (cpu mode) did not run / no baseline yet
     Reuse,        // has not run since the previous sample: same stack, no stop
     TryFastPath,  // blocked: unwind from /proc/.../syscall sp/pc without stopping, else Stop
+    OffCpu,       // cpu mode, blocked: no sample; its cpu time goes to the thread's pool
+                  // (docs/cpu-mode.md), shared out over its on-cpu samples at the end
     Stop,         // running (or unknown): PTRACE_INTERRUPT, copy, resume
 };
 

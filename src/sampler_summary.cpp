@@ -15,6 +15,27 @@ std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double
 
 const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
 
+/// Which backend ran and why; what it dropped.
+std::string backend_line(const SamplerStats& s) {
+    std::string line = fmt::format("pmprof backend: {}", s.backend);
+    if (!s.backend_reason.empty()) line += " (" + s.backend_reason + ")";
+    if (s.backend == "perf") {
+        line += fmt::format("; no thread stopped; {} samples lost, {} throttled, {} without user "
+                            "registers",
+                            s.perf_lost, s.perf_throttled, s.perf_no_user);
+    } else if (s.mode == SampleMode::Cpu) {
+        const uint64_t runnable = s.threads_run_ns + s.threads_wait_ns;
+        line += fmt::format("; {} looks found a thread off cpu (blocked, or waiting for a cpu at "
+                            "a syscall return): no cpu weight; run-queue wait {:.1f}% "
+                            "of runnable time (bounds the share of samples at a wake-up point)",
+                            s.not_on_cpu,
+                            runnable ? 100.0 * static_cast<double>(s.threads_wait_ns) /
+                                           static_cast<double>(runnable)
+                                     : 0.0);
+    }
+    return line;
+}
+
 }  // namespace
 
 std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
@@ -31,6 +52,7 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
         us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
+    out.push_back(backend_line(s));
     if (s.execs > 0)
         out.push_back(fmt::format("pmprof: {} execve followed: the samples of each program carry "
                                   "its own symbols",
@@ -58,19 +80,29 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         "effective{})\n",
         s.samples, s.threads_seen, wall_s, mode_name(s.mode), s.requested_rate_hz,
         s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
-    out += fmt::format(
-        "pmprof: target pause per thread-sample: median {}, p99 {}, max {} ({} stops; the "
-        "most-stopped thread was stopped {:.2f}% of the time)\n",
-        us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
-        s.max_thread_pause_fraction * 100);
+    out += "pmprof: " + backend_line(s).substr(std::string("pmprof ").size()) + "\n";
+    if (s.backend == "perf") {
+        if (s.samples > 0)
+            out += fmt::format("pmprof: tracer cpu per sample (reading and unwinding, after the "
+                               "events were opened): {:.1f} us\n",
+                               static_cast<double>(s.perf_loop_cpu_ns) / 1e3 /
+                                   static_cast<double>(s.samples));
+    } else {
+        out += fmt::format(
+            "pmprof: target pause per thread-sample: median {}, p99 {}, max {} ({} stops; the "
+            "most-stopped thread was stopped {:.2f}% of the time)\n",
+            us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
+            s.max_thread_pause_fraction * 100);
+    }
     if (s.stops > 0)
         out += fmt::format("pmprof: stop latency (interrupt to stop, the thread running or waiting "
                            "for a cpu meanwhile): median {}, p99 {}\n",
                            us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns));
-    out +=
-        fmt::format("pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
-                    "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
-                    s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    if (s.backend != "perf")
+        out += fmt::format(
+            "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
+            "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
+            s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
     if (s.execs > 0)
         out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
                            "each program symbolized with its own files\n",

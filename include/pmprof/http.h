@@ -67,6 +67,7 @@ struct ServeOptions {
     int max_seconds = 300;
     UnwinderKind unwinder = UnwinderKind::Dwfl;
     double max_pause_fraction = 0.05;
+    CpuBackend backend = CpuBackend::Auto;  // cpu-mode profiles: as attach's --backend
     /// Called once the socket is bound, with the URL of the index (the real port when 0 was
     /// asked for); `pmprof serve` prints it.
     std::function<void(const std::string& url)> on_listening;

@@ -28,6 +28,11 @@ enum class SampleMode { Wall, Cpu };
 /// Parses "wall" / "cpu".
 Result<SampleMode> parse_sample_mode(std::string_view name);
 
+/// Who samples cpu mode (include/pmprof/perf_sampler.h): the kernel's task-clock events (perf,
+/// nothing stopped) or PTRACE_INTERRUPT ticks; auto takes perf when the kernel allows it. Wall
+/// mode is always ptrace.
+enum class CpuBackend { Auto, Ptrace, Perf };
+
 struct SamplerOptions {
     SampleMode mode = SampleMode::Wall;
     double rate_hz = 99;
@@ -38,8 +43,10 @@ struct SamplerOptions {
     size_t max_depth = 256;
     CaptureOptions capture;
     SymbolizeOptions symbolize;
-    bool progress = false;     // one-line progress display on stderr
-    std::string command_line;  // for the profile comment
+    CpuBackend backend = CpuBackend::Ptrace;  // run_sampler is the ptrace backend itself
+    bool kernel_frames = false;               // perf backend: kernel frames on top (--kernel)
+    bool progress = false;                    // one-line progress display on stderr
+    std::string command_line;                 // for the profile comment
 };
 
 /// Why the loop ended.
@@ -47,6 +54,18 @@ enum class SamplerEnd { Duration, StopRequested, TargetExited };
 
 struct SamplerStats {
     SampleMode mode = SampleMode::Wall;
+    std::string backend = "ptrace";  // "ptrace" or "perf"
+    std::string backend_reason;      // why that backend ran (auto's choice, a limit)
+    // cpu mode, ptrace: samples dropped because the thread was blocked, or stopped at a syscall
+    // return after waiting for a cpu there (woken or preempted: not cpu time).
+    uint64_t not_on_cpu = 0;
+    // ptrace: the sampled threads' time on a cpu and waiting for one (schedstat, first look to
+    // last): wait / (run + wait) bounds the share of cpu samples found at a wake-up point.
+    uint64_t threads_run_ns = 0, threads_wait_ns = 0;
+    uint64_t perf_lost = 0;         // perf: samples the kernel dropped (ring buffer full)
+    uint64_t perf_throttled = 0;    // perf: throttle records (perf_event_max_sample_rate)
+    uint64_t perf_no_user = 0;      // perf: samples without user registers (not unwound)
+    uint64_t perf_loop_cpu_ns = 0;  // perf: pmprof's cpu after the events were opened
     uint64_t ticks = 0;
     uint64_t samples = 0;           // thread-samples added to the profile
     uint64_t stops = 0;             // thread stops (capture()) by the sampler

@@ -1,4 +1,4 @@
-// `pmprof attach -m cpu` at 999 Hz against tests/targets/split_target.cpp (issue 7, tracer cpu):
+// `pmprof attach -m cpu --backend ptrace` at 999 Hz against tests/targets/split_target.cpp (issue 7, tracer cpu):
 // a busy thread's state comes from /proc/.../syscall ("running") rather than stat, so its
 // samples must still carry its name and state R; the blocked threads must never be stopped
 // (no EINTR); and a thread is sampled once per 1/rate of its cpu time (as perf -F counts), not
@@ -35,7 +35,7 @@ TEST_CASE("attach -m cpu at 999 Hz: busy threads named and running, blocked ones
     auto target = Target::start({target_bin("split_target", true), "--busy", "4", "--idle", "2"});
     const std::string out = temp_path("cpu999.pb.gz");
     RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "3s", "-r",
-                       "999", "-m", "cpu", "-o", out});
+                       "999", "-m", "cpu", "--backend", "ptrace", "-o", out});
     INFO("pmprof stderr: " << r.err);
     REQUIRE(r.exit_code == 0);
     CHECK(left_running(target->pid()) == "");

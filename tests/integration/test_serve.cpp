@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "../support/harness.h"
+#include "pmprof/output_pprof.h"
+#include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
 
 using namespace pmprof::test;
@@ -219,7 +221,8 @@ TEST_CASE("go tool pprof reads profile, heap and threads from pmprof serve",
     CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
 
     for (const char* name : {"goroutine", "threads"}) {
-        RunResult t = run(go_tool_pprof_argv({"-raw", server.base() + name}), std::chrono::seconds(120));
+        RunResult t =
+            run(go_tool_pprof_argv({"-raw", server.base() + name}), std::chrono::seconds(120));
         INFO("pprof " << name << " stderr: " << t.err);
         REQUIRE(t.exit_code == 0);
         CHECK(t.out.find("descend") != std::string::npos);
@@ -315,7 +318,8 @@ TEST_CASE("serve --token: every request needs the bearer token", "[integration][
 TEST_CASE("serve: a second concurrent profile gets 409 at once; other requests still work",
           "[integration][serve]") {
     auto target = start_split();
-    Server server(target->pid());
+    // Traced while it profiles: the ptrace backend (auto takes perf where allowed).
+    Server server(target->pid(), {"--backend", "ptrace"});
     auto first = std::async(std::launch::async,
                             [&] { return curl("GET", server.base() + "profile?seconds=3"); });
     REQUIRE(wait_traced(target->pid(), std::chrono::seconds(5)));
@@ -338,7 +342,8 @@ TEST_CASE("serve: a second concurrent profile gets 409 at once; other requests s
 TEST_CASE("serve: a client that disconnects cancels its profile; detached within a second",
           "[integration][serve]") {
     auto target = start_split();
-    Server server(target->pid());
+    // Traced while it profiles: the ptrace backend (auto takes perf where allowed).
+    Server server(target->pid(), {"--backend", "ptrace"});
     int fd = open_request(server.port(), "/debug/pprof/profile?seconds=30");
     REQUIRE(fd >= 0);
     REQUIRE(wait_traced(target->pid(), std::chrono::seconds(5)));
@@ -367,7 +372,8 @@ TEST_CASE("serve: after the target exits every request gets 410 Gone", "[integra
 TEST_CASE("serve: SIGTERM mid-profile leaves the target running and untraced",
           "[integration][serve]") {
     auto target = start_split();
-    Server server(target->pid());
+    // Traced while it profiles: the ptrace backend (auto takes perf where allowed).
+    Server server(target->pid(), {"--backend", "ptrace"});
     int fd = open_request(server.port(), "/debug/pprof/profile?seconds=30");
     REQUIRE(fd >= 0);
     REQUIRE(wait_traced(target->pid(), std::chrono::seconds(5)));
@@ -376,6 +382,35 @@ TEST_CASE("serve: SIGTERM mid-profile leaves the target running and untraced",
     close(fd);
     CHECK(target->alive());
     REQUIRE(left_running(target->pid()) == "");
+}
+
+TEST_CASE("serve: mode=cpu profiles take attach's backend choice; perf traces nothing",
+          "[integration][serve]") {
+    auto target = start_split();
+    const bool perf = pmprof::probe_perf_access(getpid()).allowed;
+    for (const std::string backend : {"auto", "ptrace"}) {
+        INFO("serve --backend " << backend);
+        Server server(target->pid(), {"--backend", backend});
+        auto answer = std::async(std::launch::async, [&] {
+            return curl("GET", server.base() + "profile?seconds=2&mode=cpu");
+        });
+        bool traced = false;
+        for (int i = 0; i < 150 && !traced; ++i) {
+            traced = tracer_pid(target->pid()) > 0;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        HttpAnswer a = answer.get();
+        REQUIRE(a.status == 200);
+        auto p = pmprof::decode_pprof(a.body);
+        REQUIRE(p.ok());
+        const std::string expect =
+            backend == "auto" && perf ? "pmprof backend: perf" : "pmprof backend: ptrace";
+        bool said = false;
+        for (const std::string& c : p->comments) said |= c.rfind(expect, 0) == 0;
+        CHECK(said);
+        CHECK(traced == (expect == "pmprof backend: ptrace"));
+        REQUIRE(left_running(target->pid()) == "");
+    }
 }
 
 TEST_CASE("serve: a port in use is a one-line error with exit 2", "[integration][serve]") {

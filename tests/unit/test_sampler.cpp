@@ -57,8 +57,9 @@ TEST_CASE("choose_action: cpu mode samples only threads that ran", "[unit][sampl
           SampleAction::Skip);  // idle: absent from cpu profiles
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Running, b, true, a, true)) ==
           SampleAction::Stop);
+    // Ran, but blocked now: not on a cpu, so no sample (its cpu time goes to its pool).
     CHECK(choose_action(SampleMode::Cpu, obs(ThreadState::Sleeping, b, true, a, true)) ==
-          SampleAction::TryFastPath);
+          SampleAction::OffCpu);
 }
 
 TEST_CASE("is_blocked_state and has_not_run", "[unit][sampler]") {
@@ -188,8 +189,25 @@ TEST_CASE("sampler summary and comments carry the statistics and the top table",
     CHECK(summary.find("hot_function") != std::string::npos);  // the top table
     CHECK(summary.find("flat%") != std::string::npos);
 
+    CHECK(summary.find("backend: ptrace") != std::string::npos);
+    CHECK(summary.find("run-queue wait") != std::string::npos);  // the ptrace estimator's bound
+
     const std::vector<std::string> comments = format_sampler_comments(r);
-    REQUIRE(comments.size() == 2);
+    REQUIRE(comments.size() == 3);
     CHECK(comments[0].find("mode cpu") != std::string::npos);
-    CHECK(comments[1] == "pmprof stops per thread (tid:stops): 41:3 42:297");
+    CHECK(comments[1].rfind("pmprof backend: ptrace", 0) == 0);
+    CHECK(comments[2] == "pmprof stops per thread (tid:stops): 41:3 42:297");
+
+    // The perf backend stops nothing: no pause figures, what it lost instead.
+    r.stats.backend = "perf";
+    r.stats.backend_reason = "auto: perf_event_open allowed (root)";
+    r.stats.stops = 0;
+    r.stats.perf_lost = 5;
+    r.stats.perf_loop_cpu_ns = 1234 * 8000;
+    const std::string perf = format_sampler_summary(r);
+    CHECK(perf.find("backend: perf (auto: perf_event_open allowed (root)); no thread stopped; 5 "
+                    "samples lost") != std::string::npos);
+    CHECK(perf.find("pause per thread-sample") == std::string::npos);
+    CHECK(perf.find("stops avoided") == std::string::npos);
+    CHECK(perf.find("8.0 us") != std::string::npos);  // tracer cpu per sample
 }
