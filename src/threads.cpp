@@ -2,6 +2,7 @@
 // the copies. Nothing but register and stack copies happens while the target is stopped.
 #include "pmprof/threads.h"
 
+#include <sys/syscall.h>
 #include <time.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <unordered_map>
 
 #include "pmprof/image.h"
+#include "pmprof/kernel_stack.h"
 #include "pmprof/log.h"
 #include "pmprof/memory.h"
 #include "pmprof/procfs.h"
@@ -36,6 +38,7 @@ void read_thread_info(pid_t pid, ThreadEntry& t) {
         if (auto sc = read_syscall(pid, t.tid); sc.ok() && !sc->running && sc->nr >= 0) {
             t.syscall_nr = sc->nr;
             t.syscall = syscall_name(sc->nr);
+            t.syscall_args = sc->args;
         }
         t.wchan = read_wchan(pid, t.tid);
     }
@@ -174,11 +177,21 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             continue;
         }
         t.captured = true;
+        t.regs = cap.regs;
         t.stack = unwinder->unwind(cap, opt.max_depth);
         if (t.stack.truncated) ++dump.unwind_failures;
         t.frames.reserve(t.stack.frames.size());
         for (const RawFrame& f : t.stack.frames) t.frames.push_back(symbolizer->symbolize(f));
     }
+    // The kernel side and the locks: read with the target running, from what /proc said
+    // before the stop (the futex address) and the copies; a few reads per blocked thread.
+    for (ThreadEntry& t : dump.threads) {
+        if (opt.kernel_stacks && t.state != ThreadState::Running &&
+            (t.syscall_nr >= 0 || t.state == ThreadState::DiskSleep))
+            t.kernel_frames = read_kernel_stack(pid, t.tid);
+        if (t.syscall_nr == SYS_restart_syscall) t.restarts = restarted_syscall(t);
+    }
+    if (opt.locks) analyze_locks(dump, **image, memory);
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - started)
                                              .count());
@@ -194,6 +207,10 @@ std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump) {
         for (const RawFrame& f : t.stack.frames) pcs.push_back(f.pc);
         std::string extra =
             t.captured ? (t.stack.truncated ? "truncated" : "") : "error:" + t.error;
+        // Threads waiting on different locks (or for different owners) are told apart: their
+        // lock lines differ.
+        if (t.lock.kind != LockKind::None)
+            extra += " lock:" + std::to_string(t.lock.futex) + ":" + std::to_string(t.lock.owner);
         groups[{std::move(pcs), extra}].push_back(i);
     }
     std::vector<std::vector<size_t>> out;
