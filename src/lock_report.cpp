@@ -135,16 +135,21 @@ std::string describe_activity(const ThreadEntry& t) {
     if (!t.restarts.empty()) s += " (restarting " + t.restarts + ")";
     if (t.lock.kind != LockKind::None) s = "waiting for " + describe_lock(t.lock);
     // The first frame of the program itself says more than libc's syscall wrapper.
-    const SymbolizedPc* top = nullptr;
-    for (const SymbolizedPc& pc : t.frames)
-        if (!pc.frames.empty() && !in_runtime_library(pc)) {
-            top = &pc;
-            break;
-        }
+    // Functions inlined from the standard library's headers (std::mutex::lock) are skipped too.
+    const SourceFrame* top = nullptr;
+    for (const SymbolizedPc& pc : t.frames) {
+        if (pc.frames.empty() || in_runtime_library(pc)) continue;
+        for (const SourceFrame& f : pc.frames)
+            if (!f.file.starts_with("/usr/include/") && !f.file.starts_with("/usr/lib/gcc/")) {
+                top = &f;
+                break;
+            }
+        if (top != nullptr) break;
+    }
     if (top == nullptr && !t.frames.empty() && !t.frames.front().frames.empty())
-        top = &t.frames.front();
+        top = &t.frames.front().frames.front();
     if (top != nullptr) {
-        const SourceFrame& f = top->frames.front();
+        const SourceFrame& f = *top;
         s += " at " + f.function;
         if (!f.file.empty())
             s += fmt::format(" ({}:{})", f.file.substr(f.file.rfind('/') + 1), f.line);
@@ -212,6 +217,11 @@ std::string format_lock_graph_text(const ThreadDump& dump) {
                                describe_lock(prev->lock), describe_lock(t->lock));
         }
     }
+    for (const ThreadEntry& t : dump.threads)
+        if (t.lock.owner_exited && !t.lock.released)
+            out += fmt::format("\nLeaked lock: {} waits for {} held by thread {}, which no longer "
+                               "exists (it exited holding it)\n",
+                               thread_label(dump, t.tid), describe_lock(t.lock), t.lock.owner);
     for (const LockChain& ch : dump.locks.chains) {
         std::string heads;
         for (size_t i = 0; i < ch.heads.size(); ++i) {

@@ -354,10 +354,11 @@ LockGraph build_lock_graph(const std::vector<ThreadEntry>& threads) {
     // Chains: from every waiter nobody waits for (outside cycles) to the end of its path.
     std::set<pid_t> waited_on;
     for (const auto& [waiter, holder] : waits_for) waited_on.insert(holder);
-    std::map<pid_t, uint64_t> lock_of;
-    for (const ThreadEntry& t : threads) lock_of[t.tid] = t.lock.address ? t.lock.address : t.lock.futex;
+    std::map<pid_t, std::pair<uint64_t, LockKind>> lock_of;
+    for (const ThreadEntry& t : threads)
+        lock_of[t.tid] = {t.lock.address ? t.lock.address : t.lock.futex, t.lock.kind};
     // Merged when the heads wait for the same lock and the rest of the path is the same.
-    std::map<std::pair<uint64_t, std::vector<pid_t>>, LockChain> by_tail;
+    std::map<std::pair<std::pair<uint64_t, LockKind>, std::vector<pid_t>>, LockChain> by_tail;
     for (const auto& [head, holder] : waits_for) {
         if (in_cycle.count(head) || waited_on.count(head)) continue;
         std::vector<pid_t> path{head};
