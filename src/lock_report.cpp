@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -108,6 +111,24 @@ bool in_runtime_library(const SymbolizedPc& pc) {
            base.starts_with("libpthread") || base.starts_with("libstdc++") || base == "[vdso]";
 }
 
+/// The lock is read after the threads ran again: a waiter that no longer sleeps on the same
+/// futex got its lock (or gave up) meanwhile, and what was read may already be its own hold.
+bool still_waiting(pid_t pid, const ThreadEntry& t) {
+    auto sc = read_syscall(pid, t.tid);
+    if (!sc.ok() || sc->running) return false;
+    if (sc->nr == SYS_futex) return sc->args[0] == t.lock.futex;
+    return sc->nr == SYS_restart_syscall && t.syscall_nr == SYS_restart_syscall;
+}
+
+void read_and_check(LockWait& w, const ThreadEntry& t, const ThreadDump& dump, MemoryReader& mem) {
+    read_lock_state(w, mem);
+    check_owner(w, dump);
+    if (!still_waiting(dump.pid, t)) {
+        w.released = true;
+        w.note = "the wait ended after the snapshot";
+    }
+}
+
 }  // namespace
 
 void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
@@ -115,10 +136,31 @@ void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
         t.lock = identify_lock_wait(t);
         if (t.lock.kind == LockKind::None) continue;
         name_lock(t.lock, dump, image);
-        read_lock_state(t.lock, mem);
-        check_owner(t.lock, dump);
+        read_and_check(t.lock, t, dump, mem);
     }
+    LockGraph first = build_lock_graph(dump.threads);
+    if (first.cycles.empty()) {
+        dump.locks = std::move(first);
+        return;
+    }
+    // A deadlock does not change: the threads of each cycle are read once more, and only a
+    // cycle both readings show is reported.
+    for (const LockCycle& c : first.cycles)
+        for (pid_t tid : c.threads)
+            for (ThreadEntry& t : dump.threads)
+                if (t.tid == tid) {
+                    LockWait again = t.lock;
+                    again.owner = 0;
+                    again.released = false;
+                    again.note.clear();
+                    read_and_check(again, t, dump, mem);
+                    t.lock = std::move(again);
+                }
     dump.locks = build_lock_graph(dump.threads);
+    std::erase_if(dump.locks.cycles, [&](const LockCycle& c) {
+        return std::none_of(first.cycles.begin(), first.cycles.end(),
+                            [&](const LockCycle& f) { return f.threads == c.threads; });
+    });
 }
 
 std::string describe_lock(const LockWait& w) {
@@ -177,7 +219,10 @@ std::string describe_wait(const ThreadDump& dump, const ThreadEntry& t) {
     }
     s = "waiting for " + describe_lock(w);
     if (w.released) {
-        s += ", free when read after the snapshot (released since: the thread is being woken)";
+        s += w.note.empty()
+                 ? ", free when read after the snapshot (released since: the thread is being woken)"
+                 : ": " + w.note + " (it got the lock or gave up; the dump is older than that)";
+        return s;
     } else if (w.owner != 0) {
         if (w.owner == t.tid) {
             s += " held by this thread itself (it locked it twice)";

@@ -17,7 +17,7 @@ namespace {
 // syscall (one more voluntary switch) possibly after the settle time: tolerated per gap.
 constexpr uint64_t kCpuPerGapNs = 2'000'000;
 constexpr uint64_t kSwitchesPerGap = 1;
-constexpr double kSpinCpuShare = 0.2;  // of the gaps' wall time
+constexpr double kSpinCpuShare = 0.05;  // of the gaps' wall time (a loaded machine shares cpus)
 
 ThreadCounters read_counters(pid_t pid, pid_t tid) {
     ThreadCounters c;
