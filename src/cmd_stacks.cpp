@@ -110,8 +110,8 @@ int run_stacks(const StacksArgs& a) {
              dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
              static_cast<double>(dump->wall_ns) / 1e6);
     if (dump->locks.deadlock())
-        log_warn("deadlock: {} cycle{} of threads waiting for each other", dump->locks.cycles.size(),
-                 dump->locks.cycles.size() == 1 ? "" : "s");
+        log_warn("deadlock: {} cycle{} of threads waiting for each other",
+                 dump->locks.cycles.size(), dump->locks.cycles.size() == 1 ? "" : "s");
     return exit_status(*dump);
 }
 

@@ -12,8 +12,7 @@ std::optional<DataSymbol> find_data_symbol(ProcessImage& image, uint64_t address
     GElf_Off offset = 0;
     GElf_Sym sym{};
     Dwarf_Addr bias = 0;
-    const char* name =
-        dwfl_module_addrinfo(mod, address, &offset, &sym, nullptr, nullptr, &bias);
+    const char* name = dwfl_module_addrinfo(mod, address, &offset, &sym, nullptr, nullptr, &bias);
     if (name == nullptr || *name == '\0') return std::nullopt;
     const int type = GELF_ST_TYPE(sym.st_info);
     if (type != STT_OBJECT && type != STT_NOTYPE && type != STT_COMMON) return std::nullopt;
@@ -27,8 +26,8 @@ std::optional<DataSymbol> find_data_symbol(ProcessImage& image, uint64_t address
     d.start = address - offset;
     d.size = sym.st_size;
     d.offset = offset;
-    const char* mod_name = dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                            nullptr, nullptr);
+    const char* mod_name =
+        dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
     if (mod_name != nullptr) {
         d.module = mod_name;
         if (auto slash = d.module.rfind('/'); slash != std::string::npos)

@@ -25,10 +25,14 @@ struct KindShape {
 
 KindShape shape_of(LockKind k) {
     switch (k) {
-    case LockKind::RwLockRead: return {56, {8, 0}};
-    case LockKind::RwLockWrite: return {56, {12, 8}};
-    case LockKind::CondVar: return {48, {40, 44}};
-    default: return {0, {}};
+    case LockKind::RwLockRead:
+        return {56, {8, 0}};
+    case LockKind::RwLockWrite:
+        return {56, {12, 8}};
+    case LockKind::CondVar:
+        return {48, {40, 44}};
+    default:
+        return {0, {}};
     }
 }
 
@@ -164,7 +168,8 @@ void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
 }
 
 std::string describe_lock(const LockWait& w) {
-    std::string s = fmt::format("{} 0x{:x}", lock_kind_name(w.kind), w.address ? w.address : w.futex);
+    std::string s =
+        fmt::format("{} 0x{:x}", lock_kind_name(w.kind), w.address ? w.address : w.futex);
     std::string inner = w.name;
     if (!w.type.empty()) inner += (inner.empty() ? "" : ", ") + w.type;
     if (!inner.empty()) s += " (" + inner + ")";
@@ -215,7 +220,8 @@ std::string describe_wait(const ThreadDump& dump, const ThreadEntry& t) {
     case LockKind::Futex:
         return "waiting on " + describe_lock(w) +
                ": not a glibc lock pmprof knows (a custom lock or an atomic wait), no owner known";
-    default: break;
+    default:
+        break;
     }
     s = "waiting for " + describe_lock(w);
     if (w.released) {

@@ -47,8 +47,8 @@ constexpr uint32_t kFutexTidMask = 0x3fffffffu;
 constexpr int kMutexInconsistent = INT_MAX;
 constexpr int kMutexNotRecoverable = INT_MAX - 1;
 
-constexpr int kKindTypeMask = 3, kKindRobust = 16, kKindPi = 32, kKindPp = 64,
-              kKindPshared = 128, kKindKnownBits = 0x3ff;
+constexpr int kKindTypeMask = 3, kKindRobust = 16, kKindPi = 32, kKindPp = 64, kKindPshared = 128,
+              kKindKnownBits = 0x3ff;
 
 constexpr uint32_t kRwWrPhase = 1, kRwWrLocked = 2, kRwReaderShift = 3;
 
@@ -103,8 +103,8 @@ LockKind kind_of_function(std::string_view function) {
     if (starts_any(f, {"pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait",
                        "cnd_wait", "cnd_timedwait"}))
         return LockKind::CondVar;
-    if (starts_any(f, {"new_sem_wait", "sem_wait", "sem_timedwait", "sem_clockwait",
-                       "old_sem_wait"}))
+    if (starts_any(f,
+                   {"new_sem_wait", "sem_wait", "sem_timedwait", "sem_clockwait", "old_sem_wait"}))
         return LockKind::Semaphore;
     if (f.starts_with("lll_lock_wait")) return LockKind::LowLevel;
     return LockKind::None;
@@ -114,14 +114,22 @@ LockKind kind_of_function(std::string_view function) {
 
 const char* lock_kind_name(LockKind k) {
     switch (k) {
-    case LockKind::None: return "none";
-    case LockKind::Mutex: return "mutex";
-    case LockKind::RwLockRead: return "rwlock (read)";
-    case LockKind::RwLockWrite: return "rwlock (write)";
-    case LockKind::CondVar: return "condition variable";
-    case LockKind::Semaphore: return "semaphore";
-    case LockKind::LowLevel: return "glibc internal lock";
-    case LockKind::Futex: return "futex";
+    case LockKind::None:
+        return "none";
+    case LockKind::Mutex:
+        return "mutex";
+    case LockKind::RwLockRead:
+        return "rwlock (read)";
+    case LockKind::RwLockWrite:
+        return "rwlock (write)";
+    case LockKind::CondVar:
+        return "condition variable";
+    case LockKind::Semaphore:
+        return "semaphore";
+    case LockKind::LowLevel:
+        return "glibc internal lock";
+    case LockKind::Futex:
+        return "futex";
     }
     return "?";
 }
@@ -139,8 +147,10 @@ LockWait identify_lock_wait(const ThreadEntry& t) {
         case FUTEX_WAIT_BITSET:
         case FUTEX_LOCK_PI:
         case FUTEX_LOCK_PI2:
-        case FUTEX_WAIT_REQUEUE_PI: break;
-        default: return w;
+        case FUTEX_WAIT_REQUEUE_PI:
+            break;
+        default:
+            return w;
         }
     } else if (t.syscall_nr == kSysRestart && t.captured) {
         // A timed futex wait restarted after a stop keeps no arguments in /proc; the captured
@@ -217,8 +227,10 @@ void read_mutex(LockWait& w, MemoryReader& mem) {
             w.note = "not recoverable (unlocked without pthread_mutex_consistent)";
         }
     } else if (lock != 0) {
-        if (m.owner > 0) w.owner = m.owner;
-        else w.note = "locked, owner not recorded";
+        if (m.owner > 0)
+            w.owner = m.owner;
+        else
+            w.note = "locked, owner not recorded";
     }
     // Free when read: released since the snapshot (the waiter is being woken).
     w.released = (m.kind & (kKindRobust | kKindPi))
@@ -298,17 +310,26 @@ void read_low_level(LockWait& w, MemoryReader& mem) {
 
 void read_lock_state(LockWait& w, MemoryReader& mem) {
     switch (w.kind) {
-    case LockKind::Mutex: read_mutex(w, mem); break;
+    case LockKind::Mutex:
+        read_mutex(w, mem);
+        break;
     case LockKind::RwLockRead:
-    case LockKind::RwLockWrite: read_rwlock(w, mem); break;
-    case LockKind::Semaphore: read_semaphore(w, mem); break;
-    case LockKind::LowLevel: read_low_level(w, mem); break;
+    case LockKind::RwLockWrite:
+        read_rwlock(w, mem);
+        break;
+    case LockKind::Semaphore:
+        read_semaphore(w, mem);
+        break;
+    case LockKind::LowLevel:
+        read_low_level(w, mem);
+        break;
     case LockKind::CondVar:
         // No state worth reading: glibc records neither an owner nor the mutex.
         if (w.address == 0) w.address = w.futex;
         break;
     case LockKind::Futex:
-    case LockKind::None: break;
+    case LockKind::None:
+        break;
     }
 }
 
@@ -334,8 +355,8 @@ LockGraph build_lock_graph(const std::vector<ThreadEntry>& threads) {
             if (s == 1) {  // back on the current path: a new cycle starting at cur
                 auto from = std::find(path.begin(), path.end(), cur);
                 LockCycle c{std::vector<pid_t>(from, path.end())};
-                std::rotate(c.threads.begin(),
-                            std::min_element(c.threads.begin(), c.threads.end()), c.threads.end());
+                std::rotate(c.threads.begin(), std::min_element(c.threads.begin(), c.threads.end()),
+                            c.threads.end());
                 for (pid_t tid : c.threads) in_cycle.insert(tid);
                 g.cycles.push_back(std::move(c));
                 break;

@@ -38,7 +38,8 @@ void append_frames(std::string& out, const ThreadEntry& t, bool source_lines) {
     for (const SymbolizedPc& pc : t.frames) {
         size_t chain = pc.frames.empty() ? 1 : pc.frames.size();
         for (size_t k = 0; k < chain; ++k)
-            out += fmt::format("    #{:<3} 0x{:016x} {}\n", n++, pc.pc, format_frame(pc, k, source_lines));
+            out += fmt::format("    #{:<3} 0x{:016x} {}\n", n++, pc.pc,
+                               format_frame(pc, k, source_lines));
     }
     if (t.stack.truncated)
         out += fmt::format("    ... stack truncated: {}\n",
@@ -49,10 +50,18 @@ void json_escape(std::string& out, const std::string& s) {
     out += '"';
     for (unsigned char c : s) {
         switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
         default:
             if (c < 0x20)
                 out += fmt::format("\\u{:04x}", c);
@@ -148,7 +157,8 @@ std::string format_thread_dump_text(const ThreadDump& dump, const ThreadTextOpti
     }
     // The threads of deadlocks first, then those of lock chains: their stacks are the answer.
     std::set<pid_t> in_cycle, in_chain;
-    for (const LockCycle& c : dump.locks.cycles) in_cycle.insert(c.threads.begin(), c.threads.end());
+    for (const LockCycle& c : dump.locks.cycles)
+        in_cycle.insert(c.threads.begin(), c.threads.end());
     for (const LockChain& c : dump.locks.chains) {
         in_chain.insert(c.heads.begin(), c.heads.end());
         in_chain.insert(c.threads.begin(), c.threads.end());
@@ -167,7 +177,8 @@ std::string format_thread_dump_text(const ThreadDump& dump, const ThreadTextOpti
         out += '\n';
         const ThreadEntry& first = dump.threads[g.front()];
         if (g.size() == 1) {
-            out += fmt::format("Thread {} \"{}\" {}\n", first.tid, first.name, describe_state(first));
+            out +=
+                fmt::format("Thread {} \"{}\" {}\n", first.tid, first.name, describe_state(first));
         } else {
             out += fmt::format("{} threads:", g.size());
             for (size_t k = 0; k < g.size(); ++k) {
@@ -176,7 +187,8 @@ std::string format_thread_dump_text(const ThreadDump& dump, const ThreadTextOpti
             }
             out += '\n';
             bool same_state = true;
-            for (size_t i : g) same_state &= describe_state(dump.threads[i]) == describe_state(first);
+            for (size_t i : g)
+                same_state &= describe_state(dump.threads[i]) == describe_state(first);
             if (same_state) {
                 out += "  " + describe_state(first) + "\n";
             } else {
@@ -213,10 +225,10 @@ std::string format_thread_dump_json(const ThreadDump& dump) {
         out += "],\"frames\":[";
         for (size_t k = 0; k < t.frames.size(); ++k) {
             const SymbolizedPc& pc = t.frames[k];
-            out += fmt::format("{}{{\"pc\":\"0x{:x}\",\"module\":{},\"build_id\":{},\"offset\":\"0x{:x}\","
-                               "\"functions\":[",
-                               k ? "," : "", pc.pc, json_str(pc.module), json_str(pc.build_id),
-                               pc.module_offset);
+            out += fmt::format(
+                "{}{{\"pc\":\"0x{:x}\",\"module\":{},\"build_id\":{},\"offset\":\"0x{:x}\","
+                "\"functions\":[",
+                k ? "," : "", pc.pc, json_str(pc.module), json_str(pc.build_id), pc.module_offset);
             for (size_t j = 0; j < pc.frames.size(); ++j) {
                 const SourceFrame& f = pc.frames[j];
                 out += fmt::format("{}{{\"function\":{},\"mangled\":{},\"file\":{},\"line\":{},"

@@ -56,10 +56,14 @@ uint64_t mono_ns() {
 
 const char* verdict_name(Progress p) {
     switch (p) {
-    case Progress::Progressing: return "progressing";
-    case Progress::Stuck: return "stuck";
-    case Progress::Spinning: return "spinning";
-    case Progress::Gone: return "gone";
+    case Progress::Progressing:
+        return "progressing";
+    case Progress::Stuck:
+        return "stuck";
+    case Progress::Spinning:
+        return "spinning";
+    case Progress::Gone:
+        return "gone";
     }
     return "?";
 }
@@ -160,10 +164,14 @@ Result<WatchResult> watch_threads(pid_t pid, const DumpOptions& opt, size_t coun
     }
     auto rank = [](Progress v) {
         switch (v) {
-        case Progress::Stuck: return 0;
-        case Progress::Spinning: return 1;
-        case Progress::Progressing: return 2;
-        case Progress::Gone: return 3;
+        case Progress::Stuck:
+            return 0;
+        case Progress::Spinning:
+            return 1;
+        case Progress::Progressing:
+            return 2;
+        case Progress::Gone:
+            return 3;
         }
         return 3;
     };
@@ -194,7 +202,7 @@ std::string format_watch_text(const WatchResult& w, const ThreadTextOptions& opt
                 out += fmt::format(": stuck for at least {:.1f} s", p.watched_s);
                 if (t != nullptr)
                     out += ", " + (t->lock.kind != LockKind::None ? describe_wait(w.last, *t)
-                                                                   : describe_activity(*t));
+                                                                  : describe_activity(*t));
                 break;
             case Progress::Spinning:
                 out += fmt::format(": spinning in {}, on cpu {:.0f} ms of {:.1f} s, never blocked",
@@ -205,13 +213,16 @@ std::string format_watch_text(const WatchResult& w, const ThreadTextOptions& opt
                                    static_cast<double>(p.cpu_ns) / 1e6, p.voluntary + p.involuntary,
                                    p.stack_changed ? ", stack changed" : ", same stack");
                 break;
-            case Progress::Gone: out += ": not in every dump (born or exited meanwhile)"; break;
+            case Progress::Gone:
+                out += ": not in every dump (born or exited meanwhile)";
+                break;
             }
             out += '\n';
         }
     };
     section(Progress::Stuck, "Stuck (same stack, no cpu, no context switch):");
-    section(Progress::Spinning, "Spinning (on cpu in the same function at every dump, never blocked):");
+    section(Progress::Spinning,
+            "Spinning (on cpu in the same function at every dump, never blocked):");
     section(Progress::Progressing, "Progressing:");
     section(Progress::Gone, "Not judged:");
     out += "\nLast dump:\n" + format_thread_dump_text(w.last, opt);

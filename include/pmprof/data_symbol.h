@@ -11,8 +11,8 @@
 namespace pmprof {
 
 struct DataSymbol {
-    std::string name;     // demangled ("app::g_accounts_lock"); a version suffix dropped
-    uint64_t start = 0;   // the symbol's runtime address
+    std::string name;    // demangled ("app::g_accounts_lock"); a version suffix dropped
+    uint64_t start = 0;  // the symbol's runtime address
     uint64_t size = 0;
     uint64_t offset = 0;  // of the address within it
     std::string module;   // base name of the file

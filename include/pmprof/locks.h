@@ -45,14 +45,14 @@ struct LockWait {
                            // ", robust"][+ ", priority-inheritance"]; rwlock: "prefer-reader"...
     bool read = false;     // the lock's memory was read
     pid_t owner = 0;       // the thread glibc records as holder; 0: none recorded
-    bool owner_exited = false;    // no such thread any more: the lock was leaked
-    bool owner_died = false;      // robust: FUTEX_OWNER_DIED set, or state not made consistent
-    pid_t owner_process = 0;      // owner is a thread of another process (process-shared)
-    unsigned readers = 0;         // rwlock: readers holding it (glibc does not record which)
-    unsigned count = 0;           // recursive mutex: times the owner holds it; sem: value
-    unsigned waiters = 0;         // semaphore: waiters glibc counts
-    bool released = false;        // free when read: it changed since the snapshot
-    std::string note;             // anything else worth a word
+    bool owner_exited = false;  // no such thread any more: the lock was leaked
+    bool owner_died = false;    // robust: FUTEX_OWNER_DIED set, or state not made consistent
+    pid_t owner_process = 0;    // owner is a thread of another process (process-shared)
+    unsigned readers = 0;       // rwlock: readers holding it (glibc does not record which)
+    unsigned count = 0;         // recursive mutex: times the owner holds it; sem: value
+    unsigned waiters = 0;       // semaphore: waiters glibc counts
+    bool released = false;      // free when read: it changed since the snapshot
+    std::string note;           // anything else worth a word
 };
 
 /// Which lock a thread waits on, from its syscall (futex, or restart_syscall with the capture's

@@ -21,13 +21,13 @@ struct ThreadProgress {
     pid_t tid = 0;
     std::string name;
     Progress verdict = Progress::Progressing;
-    uint64_t cpu_ns = 0;          // on cpu between the dumps (pmprof's own stops excluded)
-    uint64_t voluntary = 0;       // context switches between the dumps
+    uint64_t cpu_ns = 0;     // on cpu between the dumps (pmprof's own stops excluded)
+    uint64_t voluntary = 0;  // context switches between the dumps
     uint64_t involuntary = 0;
-    bool stack_changed = false;   // its pcs differed between two dumps
-    bool same_function = true;    // its innermost function was the same in every dump
-    std::string function;         // that function
-    double watched_s = 0;         // the time between the first and the last dump it was in
+    bool stack_changed = false;  // its pcs differed between two dumps
+    bool same_function = true;   // its innermost function was the same in every dump
+    std::string function;        // that function
+    double watched_s = 0;        // the time between the first and the last dump it was in
 };
 
 /// What one /proc read of a thread said (schedstat and status).
@@ -41,9 +41,9 @@ struct ThreadCounters {
 struct WatchResult {
     size_t dumps = 0;
     std::chrono::milliseconds interval{0};
-    double span_s = 0;              // first to last dump
+    double span_s = 0;                    // first to last dump
     std::vector<ThreadProgress> threads;  // stuck first, then spinning, progressing, gone
-    ThreadDump last;                // the last dump, with its lock analysis
+    ThreadDump last;                      // the last dump, with its lock analysis
 };
 
 /// Takes `count` (>= 2) dumps `interval` apart. Counters are read after each dump has settled

@@ -77,14 +77,17 @@ RunResult stacks(pid_t pid, std::vector<std::string> extra = {}) {
 
 }  // namespace
 
-TEST_CASE("locks: three-thread pthread deadlock named, exit status 3", "[integration][stacks][locks]") {
+TEST_CASE("locks: three-thread pthread deadlock named, exit status 3",
+          "[integration][stacks][locks]") {
     const bool fp = GENERATE(true, false);
     LockTarget t = start({"deadlock3"}, fp);
     const pid_t a = t.tid("dl3-a"), b = t.tid("dl3-b"), c = t.tid("dl3-c");
     RunResult r = stacks(t.target->pid());
     INFO(r.out << r.err);
     CHECK(r.exit_code == 3);
-    auto m = [&](const char* n) { return "mutex " + hex(t.addr(n)) + " (locks_target::" + n + ", normal)"; };
+    auto m = [&](const char* n) {
+        return "mutex " + hex(t.addr(n)) + " (locks_target::" + n + ", normal)";
+    };
     CHECK(r.out.find("Deadlock: 3 threads wait for each other\n") != std::string::npos);
     CHECK(r.out.find("  thread " + std::to_string(a) + " \"dl3-a\" holds " + m("g_fork_a") +
                      " and waits for " + m("g_fork_b") + "\n") != std::string::npos);
@@ -148,7 +151,8 @@ TEST_CASE("locks: rwlock writer blocks readers and a writer", "[integration][sta
     check_unharmed(t);
 }
 
-TEST_CASE("locks: recursive, error-checking, robust, PI and stack mutexes", "[integration][stacks][locks]") {
+TEST_CASE("locks: recursive, error-checking, robust, PI and stack mutexes",
+          "[integration][stacks][locks]") {
     LockTarget t = start({"recursive", "errorcheck", "robust", "pi", "stackmutex"});
     pmprof::ThreadDump d = dump_of(t.target->pid());
     CHECK_FALSE(d.locks.deadlock());
@@ -203,7 +207,8 @@ TEST_CASE("locks: a mutex leaked by an exited thread", "[integration][stacks][lo
     check_unharmed(t);
 }
 
-TEST_CASE("locks: a holder blocked in read is a chain, not a deadlock", "[integration][stacks][locks]") {
+TEST_CASE("locks: a holder blocked in read is a chain, not a deadlock",
+          "[integration][stacks][locks]") {
     LockTarget t = start({"pipe"});
     const pid_t holder = t.tid("pp-holder"), w1 = t.tid("pp-waiter"), w2 = t.tid("pp-waiter-2");
     pmprof::ThreadDump d = dump_of(t.target->pid());
@@ -217,13 +222,16 @@ TEST_CASE("locks: a holder blocked in read is a chain, not a deadlock", "[integr
     RunResult r = stacks(t.target->pid());
     INFO(r.out);
     CHECK(r.exit_code == 0);
-    CHECK(r.out.find("Lock chain (not a deadlock): thread " + std::to_string(w2)) != std::string::npos);
-    CHECK(r.out.find("which is sleeping in read at locks_target::block_in_read()") != std::string::npos);
+    CHECK(r.out.find("Lock chain (not a deadlock): thread " + std::to_string(w2)) !=
+          std::string::npos);
+    CHECK(r.out.find("which is sleeping in read at locks_target::block_in_read()") !=
+          std::string::npos);
     CHECK(r.out.find("Deadlock") == std::string::npos);
     check_unharmed(t);
 }
 
-TEST_CASE("locks: condition variables and semaphores have no owner", "[integration][stacks][locks]") {
+TEST_CASE("locks: condition variables and semaphores have no owner",
+          "[integration][stacks][locks]") {
     LockTarget t = start({"cond", "sem"});
     pmprof::ThreadDump d = dump_of(t.target->pid());
     const pmprof::LockWait& cv = thread(d, t.tid("cv-std")).lock;
@@ -254,13 +262,15 @@ TEST_CASE("locks: condition variables and semaphores have no owner", "[integrati
     check_unharmed(t);
 }
 
-TEST_CASE("locks: --watch tells stuck, spinning and progressing threads apart", "[integration][stacks][locks]") {
+TEST_CASE("locks: --watch tells stuck, spinning and progressing threads apart",
+          "[integration][stacks][locks]") {
     LockTarget t = start({"contended", "spin", "deadlock2"});
     auto w = pmprof::watch_threads(t.target->pid(), {}, 3, 400ms);
     REQUIRE(w.ok());
     std::map<pid_t, pmprof::Progress> verdict;
     for (const pmprof::ThreadProgress& p : w->threads) verdict[p.tid] = p.verdict;
-    for (const char* n : {"ct-1", "ct-2", "ct-3"}) CHECK(verdict[t.tid(n)] == pmprof::Progress::Progressing);
+    for (const char* n : {"ct-1", "ct-2", "ct-3"})
+        CHECK(verdict[t.tid(n)] == pmprof::Progress::Progressing);
     CHECK(verdict[t.tid("sp-spinner")] == pmprof::Progress::Spinning);
     CHECK(verdict[t.tid("sp-waiter")] == pmprof::Progress::Stuck);
     CHECK(verdict[t.tid("dl2-a")] == pmprof::Progress::Stuck);
@@ -275,12 +285,14 @@ TEST_CASE("locks: --watch tells stuck, spinning and progressing threads apart", 
     INFO(r.out << r.err);
     CHECK(r.exit_code == 3);
     CHECK(r.out.find("Stuck (same stack") != std::string::npos);
-    CHECK(r.out.find("\"sp-spinner\": spinning in locks_target::spin_forever()") != std::string::npos);
+    CHECK(r.out.find("\"sp-spinner\": spinning in locks_target::spin_forever()") !=
+          std::string::npos);
     CHECK(r.out.find("Last dump:") != std::string::npos);
     check_unharmed(t);
 }
 
-TEST_CASE("locks: a contended but progressing lock is no deadlock", "[integration][stacks][locks]") {
+TEST_CASE("locks: a contended but progressing lock is no deadlock",
+          "[integration][stacks][locks]") {
     LockTarget t = start({"contended"});
     for (int i = 0; i < 3; ++i) {
         RunResult r = stacks(t.target->pid());

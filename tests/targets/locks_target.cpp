@@ -117,17 +117,32 @@ TARGET_NOINLINE void take_two_posix(pthread_mutex_t* first, pthread_mutex_t* sec
 void deadlock2() {
     static pthread_barrier_t b;
     pthread_barrier_init(&b, nullptr, 2);
-    spawn([] { announce("dl2-a", SYS_futex); take_two(g_dl_m1, g_dl_m2, &b); });
-    spawn([] { announce("dl2-b", SYS_futex); take_two(g_dl_m2, g_dl_m1, &b); });
+    spawn([] {
+        announce("dl2-a", SYS_futex);
+        take_two(g_dl_m1, g_dl_m2, &b);
+    });
+    spawn([] {
+        announce("dl2-b", SYS_futex);
+        take_two(g_dl_m2, g_dl_m1, &b);
+    });
     g_locks.insert(g_locks.end(), {{"g_dl_m1", &g_dl_m1}, {"g_dl_m2", &g_dl_m2}});
 }
 
 void deadlock3() {
     static pthread_barrier_t b;
     pthread_barrier_init(&b, nullptr, 3);
-    spawn([] { announce("dl3-a", SYS_futex); take_two_posix(&g_fork_a, &g_fork_b, &b); });
-    spawn([] { announce("dl3-b", SYS_futex); take_two_posix(&g_fork_b, &g_fork_c, &b); });
-    spawn([] { announce("dl3-c", SYS_futex); take_two_posix(&g_fork_c, &g_fork_a, &b); });
+    spawn([] {
+        announce("dl3-a", SYS_futex);
+        take_two_posix(&g_fork_a, &g_fork_b, &b);
+    });
+    spawn([] {
+        announce("dl3-b", SYS_futex);
+        take_two_posix(&g_fork_b, &g_fork_c, &b);
+    });
+    spawn([] {
+        announce("dl3-c", SYS_futex);
+        take_two_posix(&g_fork_c, &g_fork_a, &b);
+    });
     g_locks.insert(g_locks.end(),
                    {{"g_fork_a", &g_fork_a}, {"g_fork_b", &g_fork_b}, {"g_fork_c", &g_fork_c}});
 }
@@ -156,7 +171,10 @@ TARGET_NOINLINE void write_lock_rw() { pthread_rwlock_wrlock(&g_rwlock); }
 
 void rwlock() {
     holder_and_waiters("rw-writer", write_lock_rw, {"rw-reader-1", "rw-reader-2"}, read_lock_rw);
-    spawn([] { announce("rw-writer-2", SYS_futex); write_lock_rw(); });
+    spawn([] {
+        announce("rw-writer-2", SYS_futex);
+        write_lock_rw();
+    });
     g_locks.push_back({"g_rwlock", &g_rwlock});
 }
 
@@ -187,8 +205,9 @@ TARGET_NOINLINE void lock_posix(pthread_mutex_t* m) {
 
 void errorcheck() {
     init_mutex(&g_errorcheck, PTHREAD_MUTEX_ERRORCHECK, false, false);
-    holder_and_waiters("ec-holder", [] { lock_posix(&g_errorcheck); }, {"ec-waiter"},
-                       [] { lock_posix(&g_errorcheck); });
+    holder_and_waiters(
+        "ec-holder", [] { lock_posix(&g_errorcheck); }, {"ec-waiter"},
+        [] { lock_posix(&g_errorcheck); });
     g_locks.push_back({"g_errorcheck", &g_errorcheck});
 }
 
@@ -199,12 +218,13 @@ void robust() {
         pthread_mutex_lock(&g_robust);  // and exit holding it
     });
     dier.join();
-    holder_and_waiters("rb-heir",
-                       [] {
-                           int rc = pthread_mutex_lock(&g_robust);
-                           if (rc != EOWNERDEAD) std::fprintf(stderr, "robust: rc %d\n", rc);
-                       },
-                       {"rb-waiter"}, [] { lock_posix(&g_robust); });
+    holder_and_waiters(
+        "rb-heir",
+        [] {
+            int rc = pthread_mutex_lock(&g_robust);
+            if (rc != EOWNERDEAD) std::fprintf(stderr, "robust: rc %d\n", rc);
+        },
+        {"rb-waiter"}, [] { lock_posix(&g_robust); });
     g_locks.push_back({"g_robust", &g_robust});
 }
 
@@ -218,14 +238,17 @@ void leaked() {
         pthread_mutex_lock(&g_leaked);  // and exit holding it
     });
     leaker.join();
-    spawn([] { announce("lk-waiter", SYS_futex); lock_posix(&g_leaked); });
+    spawn([] {
+        announce("lk-waiter", SYS_futex);
+        lock_posix(&g_leaked);
+    });
     g_locks.push_back({"g_leaked", &g_leaked});
 }
 
 void pi() {
     init_mutex(&g_pi, PTHREAD_MUTEX_NORMAL, false, true);
-    holder_and_waiters("pi-holder", [] { lock_posix(&g_pi); }, {"pi-waiter"},
-                       [] { lock_posix(&g_pi); });
+    holder_and_waiters(
+        "pi-holder", [] { lock_posix(&g_pi); }, {"pi-waiter"}, [] { lock_posix(&g_pi); });
     g_locks.push_back({"g_pi", &g_pi});
 }
 
@@ -251,7 +274,8 @@ void contended() {
 }
 
 void pipe_chain() {
-    holder_and_waiters("pp-holder", [] { lock_posix(&g_pipe_lock); }, {}, [] {});
+    holder_and_waiters(
+        "pp-holder", [] { lock_posix(&g_pipe_lock); }, {}, [] {});
     auto held = std::make_shared<std::atomic<bool>>(false);
     spawn([=] {
         announce("pp-waiter", SYS_futex);
@@ -260,7 +284,10 @@ void pipe_chain() {
         lock_posix(&g_pipe_lock);
     });
     while (!held->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    spawn([] { announce("pp-waiter-2", SYS_futex); lock_posix(&g_outer); });
+    spawn([] {
+        announce("pp-waiter-2", SYS_futex);
+        lock_posix(&g_outer);
+    });
     g_locks.insert(g_locks.end(), {{"g_pipe_lock", &g_pipe_lock}, {"g_outer", &g_outer}});
 }
 
@@ -278,7 +305,10 @@ void spin() {
         spin_forever();
     });
     while (!held->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    spawn([] { announce("sp-waiter", SYS_futex); lock_posix(&g_spin_lock); });
+    spawn([] {
+        announce("sp-waiter", SYS_futex);
+        lock_posix(&g_spin_lock);
+    });
     g_locks.push_back({"g_spin_lock", &g_spin_lock});
 }
 
@@ -319,8 +349,12 @@ void stack_mutex() {
         g_stack_mutex.store(&m);
         block_in_read();
     });
-    while (g_stack_mutex.load() == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    spawn([] { announce("st-waiter", SYS_futex); lock_posix(g_stack_mutex.load()); });
+    while (g_stack_mutex.load() == nullptr)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    spawn([] {
+        announce("st-waiter", SYS_futex);
+        lock_posix(g_stack_mutex.load());
+    });
     g_locks.push_back({"stack_mutex", g_stack_mutex.load()});
 }
 
@@ -342,12 +376,20 @@ int main(int argc, char** argv) {
     using namespace locks_target;
     target::allow_any_tracer();
     if (pipe(g_block_pipe) != 0) return 1;
-    const std::vector<std::pair<std::string, void (*)()>> scenarios = {
-        {"deadlock2", deadlock2}, {"deadlock3", deadlock3},   {"rwlock", rwlock},
-        {"recursive", recursive}, {"errorcheck", errorcheck}, {"robust", robust},
-        {"leaked", leaked},       {"pi", pi},                 {"contended", contended},
-        {"pipe", pipe_chain},     {"spin", spin},             {"cond", cond},
-        {"sem", sem},             {"stackmutex", stack_mutex}};
+    const std::vector<std::pair<std::string, void (*)()>> scenarios = {{"deadlock2", deadlock2},
+                                                                       {"deadlock3", deadlock3},
+                                                                       {"rwlock", rwlock},
+                                                                       {"recursive", recursive},
+                                                                       {"errorcheck", errorcheck},
+                                                                       {"robust", robust},
+                                                                       {"leaked", leaked},
+                                                                       {"pi", pi},
+                                                                       {"contended", contended},
+                                                                       {"pipe", pipe_chain},
+                                                                       {"spin", spin},
+                                                                       {"cond", cond},
+                                                                       {"sem", sem},
+                                                                       {"stackmutex", stack_mutex}};
     size_t started = 0;
     for (int i = 1; i < argc; ++i)
         for (const auto& [name, fn] : scenarios)

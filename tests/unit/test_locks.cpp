@@ -52,7 +52,8 @@ ThreadEntry in_futex(const char* function, uint64_t futex, int op = 0) {
 
 }  // namespace
 
-TEST_CASE("lock graph: cycles, chains merged by tail, no cycle through a released lock", "[unit][locks]") {
+TEST_CASE("lock graph: cycles, chains merged by tail, no cycle through a released lock",
+          "[unit][locks]") {
     std::vector<ThreadEntry> ts{waiter(1, 2, 0x10), waiter(2, 3, 0x20), waiter(3, 1, 0x30),
                                 waiter(4, 5, 0x40), waiter(6, 5, 0x40), idle(5),
                                 waiter(7, 2, 0x20), waiter(8, 9, 0x50)};
