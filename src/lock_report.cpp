@@ -6,8 +6,10 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "pmprof/data_symbol.h"
 #include "pmprof/locks.h"
@@ -117,17 +119,27 @@ bool in_runtime_library(const SymbolizedPc& pc) {
 
 /// The lock is read after the threads ran again: a waiter that no longer sleeps on the same
 /// futex got its lock (or gave up) meanwhile, and what was read may already be its own hold.
-bool still_waiting(pid_t pid, const ThreadEntry& t) {
-    auto sc = read_syscall(pid, t.tid);
-    if (!sc.ok() || sc->running) return false;
-    if (sc->nr == SYS_futex) return sc->args[0] == t.lock.futex;
-    return sc->nr == SYS_restart_syscall && t.syscall_nr == SYS_restart_syscall;
+/// A thread just detached may not have re-entered its wait yet (it waits for a cpu to return
+/// from pmprof's stop, and shows "running" meanwhile): it is looked at again, 1 ms apart, within
+/// a budget shared by the whole dump.
+bool still_waiting(pid_t pid, const ThreadEntry& t, int& retries_left) {
+    while (true) {
+        auto sc = read_syscall(pid, t.tid);
+        if (!sc.ok()) return false;
+        if (!sc->running && sc->nr == SYS_futex) return sc->args[0] == t.lock.futex;
+        if (!sc->running && sc->nr == SYS_restart_syscall)
+            return t.syscall_nr == SYS_restart_syscall;
+        if (!sc->running && sc->nr >= 0) return false;  // in another syscall
+        if (retries_left-- <= 0) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
-void read_and_check(LockWait& w, const ThreadEntry& t, const ThreadDump& dump, MemoryReader& mem) {
+void read_and_check(LockWait& w, const ThreadEntry& t, const ThreadDump& dump, MemoryReader& mem,
+                    int& retries_left) {
     read_lock_state(w, mem);
     check_owner(w, dump);
-    if (!still_waiting(dump.pid, t)) {
+    if (!still_waiting(dump.pid, t, retries_left)) {
         w.released = true;
         w.note = "the wait ended after the snapshot";
     }
@@ -136,11 +148,12 @@ void read_and_check(LockWait& w, const ThreadEntry& t, const ThreadDump& dump, M
 }  // namespace
 
 void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
+    int retries_left = 50;  // ms
     for (ThreadEntry& t : dump.threads) {
         t.lock = identify_lock_wait(t);
         if (t.lock.kind == LockKind::None) continue;
         name_lock(t.lock, dump, image);
-        read_and_check(t.lock, t, dump, mem);
+        read_and_check(t.lock, t, dump, mem, retries_left);
     }
     LockGraph first = build_lock_graph(dump.threads);
     if (first.cycles.empty()) {
@@ -157,7 +170,7 @@ void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
                     again.owner = 0;
                     again.released = false;
                     again.note.clear();
-                    read_and_check(again, t, dump, mem);
+                    read_and_check(again, t, dump, mem, retries_left);
                     t.lock = std::move(again);
                 }
     dump.locks = build_lock_graph(dump.threads);
