@@ -151,9 +151,9 @@ TEST_CASE("locks: rwlock writer blocks readers and a writer", "[integration][sta
     check_unharmed(t);
 }
 
-TEST_CASE("locks: recursive, error-checking, robust, PI and stack mutexes",
+TEST_CASE("locks: recursive, error-checking, robust, PI, stack and heap mutexes",
           "[integration][stacks][locks]") {
-    LockTarget t = start({"recursive", "errorcheck", "robust", "pi", "stackmutex"});
+    LockTarget t = start({"heapmutex", "recursive", "errorcheck", "robust", "pi", "stackmutex"});
     pmprof::ThreadDump d = dump_of(t.target->pid());
     CHECK_FALSE(d.locks.deadlock());
 
@@ -183,6 +183,11 @@ TEST_CASE("locks: recursive, error-checking, robust, PI and stack mutexes",
     CHECK(st.owner == t.tid("st-holder"));
     CHECK(st.address == t.addr("stack_mutex"));
     CHECK(st.name == "stack of thread " + std::to_string(t.tid("st-holder")));
+
+    const pmprof::LockWait& hp = thread(d, t.tid("hp-waiter")).lock;
+    CHECK(hp.owner == t.tid("hp-holder"));
+    CHECK(hp.address == t.addr("heap_mutex"));
+    CHECK(hp.name == "heap");
 
     RunResult r = stacks(t.target->pid());
     INFO(r.out << r.err);

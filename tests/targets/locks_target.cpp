@@ -22,6 +22,8 @@
 //   cond        "cv-std" waits on g_cv (std::condition_variable), "cv-posix" on g_pcond
 //   sem         "sem-1", "sem-2" wait on g_sem (value 0)
 //   stackmutex  "st-holder" holds a mutex on its own stack, blocks in read; "st-waiter" waits
+//   heapmutex   "hp-holder" holds a mutex main allocated with new, blocks in read; "hp-waiter"
+//               waits
 //
 // Ready line: "ready pid=P <thread>=TID ... <lock>=0xADDR ...", written once every thread that
 // blocks is in its expected syscall.
@@ -358,6 +360,14 @@ void stack_mutex() {
     g_locks.push_back({"stack_mutex", g_stack_mutex.load()});
 }
 
+void heap_mutex() {
+    // Allocated by main (the main arena, in [heap]) before any other scenario's threads.
+    static pthread_mutex_t* m = new pthread_mutex_t(PTHREAD_MUTEX_INITIALIZER);
+    holder_and_waiters(
+        "hp-holder", [] { lock_posix(m); }, {"hp-waiter"}, [] { lock_posix(m); });
+    g_locks.push_back({"heap_mutex", m});
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 bool all_blocked() {
@@ -389,6 +399,7 @@ int main(int argc, char** argv) {
                                                                        {"spin", spin},
                                                                        {"cond", cond},
                                                                        {"sem", sem},
+                                                                       {"heapmutex", heap_mutex},
                                                                        {"stackmutex", stack_mutex}};
     size_t started = 0;
     for (int i = 1; i < argc; ++i)
