@@ -231,6 +231,7 @@ std::string describe_wait(const ThreadDump& dump, const ThreadEntry& t) {
         if (w.released) s += " (its value rose since the snapshot: the thread is being woken)";
         return s;
     case LockKind::Futex:
+        if (!w.note.empty()) return "waiting on " + describe_lock(w) + ": " + w.note;
         return "waiting on " + describe_lock(w) +
                ": not a glibc lock pmprof knows (a custom lock or an atomic wait), no owner known";
     default:

@@ -176,6 +176,7 @@ found:
     if (kind == LockKind::None) {
         if (t.syscall_nr == kSysRestart) return w;  // not a futex wait pmprof can name
         kind = LockKind::Futex;
+        if (!t.captured) w.note = "no stack was captured to tell what it is";
     }
     w.kind = kind;
     w.futex = futex;

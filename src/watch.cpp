@@ -83,17 +83,23 @@ ThreadProgress judge_progress(const std::vector<const ThreadEntry*>& seen, uint6
     }
     p.tid = seen.back()->tid;
     p.name = seen.back()->name;
-    p.function = innermost_function(*seen.front());
-    for (const ThreadEntry* t : seen) {
-        if (!t->captured || pcs_of(*t) != pcs_of(*seen.front())) p.stack_changed = true;
+    // Stacks compared between the dumps that captured the thread (a thread that did not stop in
+    // time on a busy machine says nothing about its stack).
+    std::vector<const ThreadEntry*> captured;
+    for (const ThreadEntry* t : seen)
+        if (t->captured) captured.push_back(t);
+    if (!captured.empty()) p.function = innermost_function(*captured.front());
+    for (const ThreadEntry* t : captured) {
+        if (pcs_of(*t) != pcs_of(*captured.front())) p.stack_changed = true;
         if (innermost_function(*t) != p.function || p.function.empty()) p.same_function = false;
     }
+    if (captured.size() < 2) p.same_function = false;
     if (seen.size() < 2 || intervals == 0) {
         p.verdict = Progress::Gone;  // not seen long enough to judge
         return p;
     }
     const uint64_t switches = voluntary + involuntary;
-    if (!p.stack_changed && cpu_ns <= kCpuPerGapNs * intervals &&
+    if (!p.stack_changed && !captured.empty() && cpu_ns <= kCpuPerGapNs * intervals &&
         switches <= kSwitchesPerGap * intervals) {
         p.verdict = Progress::Stuck;
     } else if (p.same_function && voluntary <= kSwitchesPerGap * intervals &&
