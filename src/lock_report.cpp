@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -149,10 +150,19 @@ void read_and_check(LockWait& w, const ThreadEntry& t, const ThreadDump& dump, M
 
 void analyze_locks(ThreadDump& dump, ProcessImage& image, MemoryReader& mem) {
     int retries_left = 50;  // ms
+    // Many threads wait on one lock: it is named once (a symbol lookup scans a module's table).
+    std::map<std::pair<uint64_t, LockKind>, std::pair<uint64_t, std::string>> named;
     for (ThreadEntry& t : dump.threads) {
         t.lock = identify_lock_wait(t);
         if (t.lock.kind == LockKind::None) continue;
-        name_lock(t.lock, dump, image);
+        auto key = std::make_pair(t.lock.futex, t.lock.kind);
+        if (auto it = named.find(key); it != named.end()) {
+            t.lock.address = it->second.first;
+            t.lock.name = it->second.second;
+        } else {
+            name_lock(t.lock, dump, image);
+            named[key] = {t.lock.address, t.lock.name};
+        }
         read_and_check(t.lock, t, dump, mem, retries_left);
     }
     LockGraph first = build_lock_graph(dump.threads);
