@@ -11,7 +11,8 @@
 namespace pmprof {
 
 const char* const kExitCodesHelp =
-    "Exit codes: 0 complete, 1 output written but partial, 2 fatal error, 64 usage error.";
+    "Exit codes: 0 complete, 1 output written but partial, 2 fatal error, 3 (stacks) a deadlock "
+    "was found, 64 usage error.";
 
 pid_t parse_pid(const std::string& text) {
     if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos)

@@ -12,6 +12,7 @@
 #include "pmprof/output_threads.h"
 #include "pmprof/report.h"
 #include "pmprof/threads.h"
+#include "pmprof/watch.h"
 
 namespace pmprof {
 namespace {
@@ -28,7 +29,37 @@ struct StacksArgs {
     bool no_source = false;
     bool no_inline = false;
     bool consistent = false;
+    size_t watch = 0;
+    std::string interval = "1s";
+    bool no_locks = false;
+    bool no_kernel_stack = false;
 };
+
+/// The exit status: a deadlock is the answer to "why is it hung", whatever else happened.
+int exit_status(const ThreadDump& dump) {
+    if (dump.locks.deadlock()) return kExitDeadlock;
+    for (const ThreadEntry& t : dump.threads)
+        if (!t.captured) return kExitPartial;
+    return kExitComplete;
+}
+
+int run_watch(const StacksArgs& a, pid_t pid, const DumpOptions& opt) {
+    if (a.format != "text" && a.format != "json")
+        throw FatalError("--watch writes text or json only", {}, kExitUsage);
+    int64_t interval_ns = parse_duration_ns(a.interval);
+    if (interval_ns < 10'000'000)
+        throw FatalError("--interval must be at least 10ms", {}, kExitUsage);
+    auto w = watch_threads(pid, opt, a.watch, std::chrono::milliseconds(interval_ns / 1'000'000));
+    if (!w.ok()) throw FatalError(w.error().message);
+    std::string data = a.format == "json" ? format_watch_json(*w)
+                                          : format_watch_text(*w, {!a.no_group, !a.no_source});
+    write_output(a.output, data, false);
+    size_t stuck = 0;
+    for (const ThreadProgress& p : w->threads) stuck += p.verdict == Progress::Stuck ? 1 : 0;
+    log_warn("{} dumps over {:.1f} s: {} of {} threads stuck{}", w->dumps, w->span_s, stuck,
+             w->threads.size(), w->last.locks.deadlock() ? ", deadlock" : "");
+    return exit_status(w->last);
+}
 
 int run_stacks(const StacksArgs& a) {
     pid_t pid = parse_pid(a.pid);
@@ -42,6 +73,9 @@ int run_stacks(const StacksArgs& a) {
     opt.thread_filter = a.threads;
     opt.capture.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
     opt.consistent = a.consistent;
+    opt.locks = !a.no_locks;
+    opt.kernel_stacks = !a.no_kernel_stack;
+    if (a.watch > 0) return run_watch(a, pid, opt);
 
     auto dump = take_thread_dump(pid, opt);
     if (!dump.ok()) throw FatalError(dump.error().message);
@@ -75,7 +109,10 @@ int run_stacks(const StacksArgs& a) {
              dump->threads.size(), dump->stats.longest_stop_ns / 1000,
              dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
              static_cast<double>(dump->wall_ns) / 1e6);
-    return not_captured ? kExitPartial : kExitComplete;
+    if (dump->locks.deadlock())
+        log_warn("deadlock: {} cycle{} of threads waiting for each other",
+                 dump->locks.cycles.size(), dump->locks.cycles.size() == 1 ? "" : "s");
+    return exit_status(*dump);
 }
 
 }  // namespace
@@ -87,7 +124,15 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->footer(std::string("\nAll threads are interrupted together; each is detached as soon as "
                             "its registers and stack top are copied (--consistent holds them all "
                             "until the last has stopped); unwinding and symbolization happen "
-                            "afterwards.\n") +
+                            "afterwards.\n\nA thread blocked on a glibc lock gets a lock line: "
+                            "the mutex, rwlock, condition variable or semaphore (named by its "
+                            "variable, or the stack or heap it lives on) and, for mutexes and "
+                            "write-held rwlocks, the owner thread glibc records (glibc 2.36 "
+                            "x86_64 layouts; condition variables and semaphores have none). "
+                            "Threads waiting for each other in a cycle are reported as a "
+                            "deadlock (exit status 3), other waits as lock chains. As root, the "
+                            "kernel stack of each blocked thread is shown above its user "
+                            "stack.\n") +
                 kExitCodesHelp);
     cmd->add_option("pid", args->pid, "Process id of the target")->required();
     cmd->add_option("-f,--format", args->format, "Output format")
@@ -107,6 +152,15 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_flag("--consistent", args->consistent,
                   "Hold every thread until all have stopped: one instant for all threads, but "
                   "each stays stopped until the slowest one stops");
+    cmd->add_option("--watch", args->watch,
+                    "Take N dumps --interval apart and tell stuck, spinning and progressing "
+                    "threads apart (text or json)")
+        ->check(CLI::Range(2, 1000));
+    cmd->add_option("--interval", args->interval, "Time between --watch dumps (500ms, 2s)")
+        ->capture_default_str();
+    cmd->add_flag("--no-locks", args->no_locks, "No lock wait-for analysis");
+    cmd->add_flag("--no-kernel-stack", args->no_kernel_stack,
+                  "Do not read /proc/PID/task/TID/stack of blocked threads");
     cmd->add_option("--stop-timeout", args->stop_timeout_ms,
                     "Milliseconds to wait for a thread to stop before skipping it")
         ->check(CLI::Range(1, 60000))

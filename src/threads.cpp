@@ -2,6 +2,7 @@
 // the copies. Nothing but register and stack copies happens while the target is stopped.
 #include "pmprof/threads.h"
 
+#include <sys/syscall.h>
 #include <time.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <unordered_map>
 
 #include "pmprof/image.h"
+#include "pmprof/kernel_stack.h"
 #include "pmprof/log.h"
 #include "pmprof/memory.h"
 #include "pmprof/procfs.h"
@@ -27,7 +29,7 @@ int64_t realtime_ns() {
 }
 
 /// State, syscall and wchan of one thread, read from /proc without stopping it.
-void read_thread_info(pid_t pid, ThreadEntry& t) {
+void read_thread_info(pid_t pid, ThreadEntry& t, bool kernel_stack) {
     if (auto st = read_task_stat(pid, t.tid); st.ok()) {
         t.name = st->comm;
         t.state = st->state;
@@ -36,8 +38,13 @@ void read_thread_info(pid_t pid, ThreadEntry& t) {
         if (auto sc = read_syscall(pid, t.tid); sc.ok() && !sc->running && sc->nr >= 0) {
             t.syscall_nr = sc->nr;
             t.syscall = syscall_name(sc->nr);
+            t.syscall_args = sc->args;
         }
         t.wchan = read_wchan(pid, t.tid);
+        // Read here, with the state: after pmprof's own stop a thread may still be on its way
+        // back from it (ptrace_stop, get_signal) instead of in its syscall.
+        if (kernel_stack && (t.syscall_nr >= 0 || t.state == ThreadState::DiskSleep))
+            t.kernel_frames = read_kernel_stack(pid, t.tid);
     }
 }
 
@@ -92,7 +99,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         for (pid_t tid : *tasks) {
             ThreadEntry t;
             t.tid = tid;
-            read_thread_info(pid, t);
+            read_thread_info(pid, t, opt.kernel_stacks);
             before.emplace(tid, std::move(t));
         }
     }
@@ -106,7 +113,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             if (it != before.end()) return matches_filter(it->second, opt.thread_filter);
             ThreadEntry t;  // born after the listing
             t.tid = tid;
-            read_thread_info(pid, t);
+            read_thread_info(pid, t, opt.kernel_stacks);
             return matches_filter(t, opt.thread_filter);
         };
     if (want &&
@@ -122,7 +129,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             t = std::move(it->second);
         } else {  // born between the listing and the seize
             t.tid = tid;
-            read_thread_info(pid, t);
+            read_thread_info(pid, t, opt.kernel_stacks);
         }
         if (matches_filter(t, opt.thread_filter)) dump.threads.push_back(std::move(t));
     }
@@ -174,11 +181,17 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             continue;
         }
         t.captured = true;
+        t.regs = cap.regs;
         t.stack = unwinder->unwind(cap, opt.max_depth);
         if (t.stack.truncated) ++dump.unwind_failures;
         t.frames.reserve(t.stack.frames.size());
         for (const RawFrame& f : t.stack.frames) t.frames.push_back(symbolizer->symbolize(f));
     }
+    // The locks: read with the target running, from what /proc said before the stop (the futex
+    // address) and the copies; a few reads per blocked thread.
+    for (ThreadEntry& t : dump.threads)
+        if (t.syscall_nr == SYS_restart_syscall) t.restarts = restarted_syscall(t);
+    if (opt.locks) analyze_locks(dump, **image, memory);
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - started)
                                              .count());
@@ -194,6 +207,10 @@ std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump) {
         for (const RawFrame& f : t.stack.frames) pcs.push_back(f.pc);
         std::string extra =
             t.captured ? (t.stack.truncated ? "truncated" : "") : "error:" + t.error;
+        // Threads waiting on different locks (or for different owners) are told apart: their
+        // lock lines differ.
+        if (t.lock.kind != LockKind::None)
+            extra += " lock:" + std::to_string(t.lock.futex) + ":" + std::to_string(t.lock.owner);
         groups[{std::move(pcs), extra}].push_back(i);
     }
     std::vector<std::vector<size_t>> out;

@@ -58,6 +58,7 @@ enum ExitCode : int {
     kExitComplete = 0,  // output complete
     kExitPartial = 1,   // output written but partial (threads skipped, target exited, ...)
     kExitFatal = 2,     // nothing useful could be done
+    kExitDeadlock = 3,  // pmprof stacks: the dump was written and shows a deadlock
     kExitUsage = 64,    // bad command line
 };
 

@@ -4,11 +4,13 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "pmprof/error.h"
+#include "pmprof/locks.h"
 #include "pmprof/profile.h"
 #include "pmprof/ptrace.h"
 #include "pmprof/symbolize.h"
@@ -23,11 +25,16 @@ struct ThreadEntry {
     ThreadState state = ThreadState::Unknown;  // as read before the stop
     long syscall_nr = -1;                      // -1: not in a syscall, or running
     std::string syscall;                       // its name, "" when none
+    std::array<uint64_t, 6> syscall_args{};    // as /proc/.../syscall gave them (nr >= 0)
     std::string wchan;
     bool captured = false;
     std::string error;                         // why not captured
     RawStack stack;
     std::vector<SymbolizedPc> frames;          // parallel to stack.frames
+    Registers regs;                            // as captured (valid when captured)
+    LockWait lock;                             // kind None: not waiting on a futex
+    std::vector<std::string> kernel_frames;    // /proc/.../stack, innermost first (root only)
+    std::string restarts;                      // restart_syscall: the syscall it restarts
 };
 
 struct ThreadDump {
@@ -39,6 +46,7 @@ struct ThreadDump {
     size_t unwind_failures = 0;  // stacks that did not reach their root
     uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
     std::vector<MemoryMap> maps; // the maps snapshot the stacks belong to
+    LockGraph locks;             // deadlock cycles and wait chains
 };
 
 struct DumpOptions {
@@ -51,6 +59,8 @@ struct DumpOptions {
     /// cost of a longer stop for each (a thread waits for the slowest to get a cpu). Default:
     /// interrupted together, each detached right after its own copy.
     bool consistent = false;
+    bool locks = true;          // lock wait-for analysis (reads a few words per blocked thread)
+    bool kernel_stacks = true;  // /proc/.../stack of blocked threads when readable (root)
 };
 
 /// Seizes `pid`, snapshots its threads (stopped together, only copies inside the stop),

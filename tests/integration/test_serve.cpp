@@ -439,3 +439,21 @@ TEST_CASE("serve: memory stays bounded over 1000 index requests", "[integration]
     CHECK(after <= before + 1024);
     REQUIRE(left_running(target->pid()) == "");
 }
+
+TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock", "[integration][serve][locks]") {
+    auto target = Target::start({target_bin("locks_target", true), "deadlock2", "pipe"});
+    auto f = parse_fields(target->ready_line());
+    Server server(target->pid());
+    for (const char* debug : {"1", "2"}) {
+        HttpAnswer a = curl("GET", server.base() + "goroutine?debug=" + debug);
+        INFO(a.body);
+        CHECK(a.status == 200);
+        CHECK(a.body.find("Deadlock: 2 threads wait for each other") != std::string::npos);
+        CHECK(a.body.find("waiting for mutex " + f.at("g_pipe_lock") +
+                          " (locks_target::g_pipe_lock, normal) held by thread " + f.at("pp-holder") +
+                          " \"pp-holder\"") != std::string::npos);
+        CHECK(a.body.find("Lock chain (not a deadlock): thread " + f.at("pp-waiter-2")) !=
+              std::string::npos);
+    }
+    REQUIRE(left_running(target->pid()) == "");
+}
