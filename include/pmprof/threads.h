@@ -26,6 +26,8 @@ struct ThreadEntry {
     std::string wchan;
     bool captured = false;
     std::string error;                         // why not captured
+    // The blocked call our stop made fail with EINTR ("epoll_wait"), "" when none.
+    std::string eintr_syscall;
     RawStack stack;
     std::vector<SymbolizedPc> frames;          // parallel to stack.frames
 };
@@ -51,6 +53,9 @@ struct DumpOptions {
     /// cost of a longer stop for each (a thread waits for the slowest to get a cpu). Default:
     /// interrupted together, each detached right after its own copy.
     bool consistent = false;
+    /// A session that traces the process already (serve: the running profile's), used on its
+    /// tracer thread instead of seizing; its threads are resumed, not detached.
+    TraceSession* session = nullptr;
 };
 
 /// Seizes `pid`, snapshots its threads (stopped together, only copies inside the stop),
