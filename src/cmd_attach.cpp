@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -151,24 +152,28 @@ int run_attach(const SampleArgs& a) {
     const std::string output = a.output.empty() ? default_output(pid) : a.output;
     const BackendChoice choice = backend_for(pid, opt);
 
-    Result<SamplerResult> result = Error{""};
+    std::optional<Result<SamplerResult>> result;
     if (choice.backend == CpuBackend::Perf) {
         result = run_perf_sampler(pid, opt, choice);  // nothing is stopped or traced
     } else {
-        auto session = TraceSession::seize(pid);
-        if (!session.ok()) throw FatalError(session.error());
-        result = noted(run_sampler(**session, opt), choice);
-        (*session)->detach_all();  // before writing: the target runs untraced at once
+        // Traced from a thread of its own, whose exit detaches without a stop what is still
+        // traced (the target runs untraced before anything is written).
+        run_on_tracer_thread([&] {
+            auto session = TraceSession::seize(pid);
+            if (!session.ok()) throw FatalError(session.error());
+            result = noted(run_sampler(**session, opt), choice);
+            (*session)->detach_all();
+        });
     }
-    if (!result.ok()) throw FatalError(result.error());
-    const bool any = write_results(*result, output, a.format);
+    if (!result->ok()) throw FatalError(result->error());
+    const bool any = write_results(**result, output, a.format);
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
     // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0 (issue 3 §1). A
     // sample missed because a thread did not stop in time is counted in the summary, not a
     // partial profile: the other samples of that thread are still there.
-    const bool partial = !any || result->end == SamplerEnd::TargetExited;
+    const bool partial = !any || (*result)->end == SamplerEnd::TargetExited;
     return partial ? kExitPartial : kExitComplete;
 }
 
@@ -201,34 +206,40 @@ int run_record(const SampleArgs& a) {
     // Parse everything before starting CMD, so a usage error never leaves a child behind.
     SamplerOptions opt = sampler_options(a, 0, "pmprof record: " + joined(a.command));
     const BackendChoice choice = backend_for(0, opt);  // CMD will run as we do
-    auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
-    if (!session.ok()) throw FatalError(session.error());
-    const pid_t pid = (*session)->pid();
-    const std::string output = a.output.empty() ? default_output(pid) : a.output;
-    Result<SamplerResult> result = Error{""};
-    if (choice.backend == CpuBackend::Perf) {
-        // The events are opened while CMD waits at its exec, then CMD is detached and runs
-        // untraced; its threads and children inherit the events.
-        result = run_perf_sampler(pid, opt, choice, [&] { (*session)->detach_all(); });
-        (*session)->detach_all();
-        if (result.ok() && result->end == SamplerEnd::TargetExited) {
-            write_results(*result, output, a.format);
-            int status = 0;
-            if (::waitpid(pid, &status, 0) == pid)
-                return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-            return kExitComplete;
+    std::optional<Result<SamplerResult>> result;
+    pid_t pid = 0;
+    std::string output;
+    std::optional<ExitInfo> exited;
+    // CMD is forked by the tracer thread; once that thread exits, CMD is still this process's
+    // child (waitpid from any thread of the group) and is detached without a stop.
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
+        if (!session.ok()) throw FatalError(session.error());
+        pid = (*session)->pid();
+        output = a.output.empty() ? default_output(pid) : a.output;
+        if (choice.backend == CpuBackend::Perf) {
+            // The events are opened while CMD waits at its exec, then CMD is detached and runs
+            // untraced; its threads and children inherit the events.
+            result = run_perf_sampler(pid, opt, choice, [&] { (*session)->detach_all(); });
+        } else {
+            result = noted(run_sampler(**session, opt), choice);
         }
-    } else {
-        result = noted(run_sampler(**session, opt), choice);
         (*session)->detach_all();
-    }
-    if (!result.ok()) {
-        log_warn("{}", result.error().message);
+        if ((*session)->process_exited()) exited = (*session)->exit_info();
+    });
+    if (choice.backend == CpuBackend::Perf && result->ok() &&
+        (*result)->end == SamplerEnd::TargetExited) {
+        // The perf sampler saw CMD exit but did not reap it: its status is waited for here.
+        write_results(**result, output, a.format);
         return wait_for_child(pid);
     }
-    write_results(*result, output, a.format);
-    if (result->end == SamplerEnd::TargetExited) return exit_code_of(result->exit);
-    if ((*session)->process_exited()) return exit_code_of((*session)->exit_info());
+    if (!result->ok()) {
+        log_warn("{}", result->error().message);
+        return wait_for_child(pid);
+    }
+    write_results(**result, output, a.format);
+    if ((*result)->end == SamplerEnd::TargetExited) return exit_code_of((*result)->exit);
+    if (exited) return exit_code_of(*exited);
     return wait_for_child(pid);
 }
 
@@ -274,8 +285,10 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
     cmd->add_option("--max-depth", a->max_depth, "Frames per stack at most (deeper: truncated)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    cmd->add_option("--stop-timeout", a->stop_timeout_ms,
-                    "Milliseconds to wait for a thread to stop before skipping that sample")
+    cmd->add_option(
+           "--stop-timeout", a->stop_timeout_ms,
+           "Milliseconds to wait for a thread to stop before skipping that sample (a thread "
+           "in D state is then named in the summary)")
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
     cmd->add_flag("--no-inline", a->no_inline, "Do not expand inlined frames");

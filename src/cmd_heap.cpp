@@ -188,7 +188,8 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30))
         ->capture_default_str();
     cmd->add_option("--stop-timeout", args->stop_timeout_ms,
-                    "Milliseconds to wait for a thread to stop")
+                    "Milliseconds to wait for a thread to stop (a thread in D state costs this one "
+                    "wait; its registers are then missing from the leak scan)")
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
     cmd->callback([runner, args] { *runner = [args] { return run_heap(*args); }; });

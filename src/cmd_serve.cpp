@@ -83,6 +83,10 @@ void add_serve_command(CLI::App& app, CommandRunner* runner) {
         "The target is traced only while a request works on it. Only GET (and POST for symbol) "
         "is allowed; bad parameters get 400 with the reason, a second concurrent profile 409, "
         "requests after the target exited 410. A client that disconnects cancels its profile. "
+        "A thread dump asked for during a profile is taken from the profile's trace at once; "
+        "more than 4 requests waiting for the target get 503. At most 32 connections are served "
+        "at once; a request head must arrive within 2 s; bodies need Content-Length, 1 MiB at "
+        "most. "
         "SIGINT or SIGTERM stops the server and leaves the target running, untraced.\n"
         "Example: go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5\n" +
         std::string(kExitCodesHelp));

@@ -101,7 +101,21 @@ int run_stacks(const StacksArgs& a) {
     write_output(a.output, data, binary);
 
     size_t not_captured = 0;
-    for (const ThreadEntry& t : dump->threads) not_captured += t.captured ? 0 : 1;
+    std::string eintr;
+    size_t eintr_threads = 0;
+    for (const ThreadEntry& t : dump->threads) {
+        not_captured += t.captured ? 0 : 1;
+        if (!t.captured && !t.error.empty()) log_warn("not captured: {}", t.error);
+        if (t.eintr_syscall.empty()) continue;
+        ++eintr_threads;
+        eintr +=
+            fmt::format("{}{} ({}, {})", eintr.empty() ? "" : ", ", t.name, t.tid, t.eintr_syscall);
+    }
+    // A stop makes some blocked calls fail with EINTR (FACTS.md): the program sees that.
+    if (eintr_threads > 0)
+        log_warn("{} stopped threads were blocked in a call that the stop made fail with EINTR: "
+                 "{}",
+                 eintr_threads, eintr);
     // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
     // and the span from the first interrupt to the last detach.
     log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
@@ -161,8 +175,10 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_flag("--no-locks", args->no_locks, "No lock wait-for analysis");
     cmd->add_flag("--no-kernel-stack", args->no_kernel_stack,
                   "Do not read /proc/PID/task/TID/stack of blocked threads");
-    cmd->add_option("--stop-timeout", args->stop_timeout_ms,
-                    "Milliseconds to wait for a thread to stop before skipping it")
+    cmd->add_option(
+           "--stop-timeout", args->stop_timeout_ms,
+           "Milliseconds to wait for a thread to stop before skipping it (a thread in D state "
+           "costs this one wait and is named with its wait channel)")
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
     cmd->callback([runner, args] { *runner = [args] { return run_stacks(*args); }; });

@@ -63,9 +63,6 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     if (auto traceable = check_traceable(pid); !traceable.ok()) return traceable.error();
     auto pre = preflight(pid);
     if (!pre.ok()) return pre.error();
-    auto session = TraceSession::seize(pid);
-    if (!session.ok()) return session.error();
-
     HeapSnapshot snap;
     std::vector<MemoryMap> maps = pre->maps;
     std::optional<MallocRoots> roots = pre->roots;
@@ -76,44 +73,56 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
         reach->contents.reserve(
             heap_detail::estimate_heap_bytes(pre->maps, pre->layout.heap_max, opt.reach_max_bytes));
     }
-    for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
-        failure.reset();
-        auto window = (*session)->with_all_stopped(
-            [&](const std::vector<ThreadCapture>& regs) {
-                auto t0 = std::chrono::steady_clock::now();
-                // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
-                if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
-                ProcessMemory mem(pid);
-                if (!roots) {
-                    auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
-                    if (!scanned.ok()) {
-                        failure = scanned.error();
-                        return;
+    // Traced from a thread of its own: its exit detaches without a stop what the walk's stop
+    // could not reach (a thread in D state with our interrupt pending, src/ptrace_thread.cpp).
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) {
+            failure = session.error();
+            return;
+        }
+        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
+            failure.reset();
+            auto window = (*session)->with_all_stopped(
+                [&](const std::vector<ThreadCapture>& regs) {
+                    auto t0 = std::chrono::steady_clock::now();
+                    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
+                    if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
+                    ProcessMemory mem(pid);
+                    if (!roots) {
+                        auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
+                        if (!scanned.ok()) {
+                            failure = scanned.error();
+                            return;
+                        }
+                        roots = *scanned;
                     }
-                    roots = *scanned;
-                }
-                snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
-                if (reach) {
-                    heap_detail::copy_for_reach(*reach, pid, mem, maps, snap, (*session)->threads(),
-                                                opt.reach_max_bytes);
-                    register_roots(regs, reach->input);
-                }
-                log_debug(
-                    "heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                        .count(),
-                    static_cast<double>(snap.walk_ns) / 1e6);
-            },
-            opt.stop_timeout);
-        if (!window.ok()) return window.error();
-        if (failure) return *failure;
-        snap.stop_window_ns = *window;
-        if (snap.locked_arenas == 0) break;
-        log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
-                 snap.locked_arenas);
-    }
-    (*session)->detach_all();
-    session->reset();
+                    snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
+                    if (reach) {
+                        heap_detail::copy_for_reach(*reach, pid, mem, maps, snap,
+                                                    (*session)->threads(), opt.reach_max_bytes);
+                        register_roots(regs, reach->input);
+                    }
+                    log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+                              std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count(),
+                              static_cast<double>(snap.walk_ns) / 1e6);
+                },
+                opt.stop_timeout);
+            if (!window.ok()) {
+                failure = window.error();
+                return;
+            }
+            if (failure) return;
+            snap.stop_window_ns = *window;
+            if (snap.locked_arenas == 0) break;
+            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+                     snap.locked_arenas);
+        }
+        (*session)->detach_all();
+    });
+    if (failure) return *failure;
 
     snap.pid = pid;
     snap.time_nanos = realtime_ns();

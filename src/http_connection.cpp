@@ -55,6 +55,22 @@ bool is_connection(int fd, int local_port, const std::string& remote_addr, int r
 
 }  // namespace
 
+std::optional<std::string> connection_peer(int fd, int local_port) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return std::nullopt;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+        port_of(local) != local_port)
+        return std::nullopt;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) return std::nullopt;
+    std::array<char, NI_MAXHOST> host{};
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), peer_len, host.data(), host.size(),
+                      nullptr, 0, NI_NUMERICHOST) != 0)
+        return std::nullopt;
+    return std::string(host.data()) + ":" + std::to_string(port_of(peer));
+}
+
 std::optional<ConnectionWatch> ConnectionWatch::find(int local_port, const std::string& remote_addr,
                                                      int remote_port) {
     if (local_port <= 0 || remote_port <= 0) return std::nullopt;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +21,10 @@
 #include "pmprof/error.h"
 #include "pmprof/fd.h"
 #include "pmprof/http.h"
+
+namespace pmprof {
+class TraceSession;
+}
 
 namespace pmprof::http {
 
@@ -62,7 +67,9 @@ enum class SubmitRefusal { None, ProfileRunning, QueueFull, ShuttingDown };
 /// running, and cleared before the next job starts, so a late cancel never hits another job.
 class Tracer {
   public:
-    using Work = std::function<Reply()>;
+    /// `running`: the session of the profile this job runs inside (a shared job, see submit),
+    /// else nullptr and the job traces on its own.
+    using Work = std::function<Reply(TraceSession* running)>;
     struct Job;
 
     explicit Tracer(size_t max_queued);
@@ -71,8 +78,13 @@ class Tracer {
     Tracer& operator=(const Tracer&) = delete;
 
     /// Queues `work`. An `exclusive` job (a profile) is refused while another exclusive job is
-    /// queued or running. Returns nullptr and sets *why when refused.
-    std::shared_ptr<Job> submit(Work work, bool exclusive, SubmitRefusal* why);
+    /// queued or running. A `shared` job (a thread dump) submitted while a profile runs does not
+    /// wait for it: the profile runs it between two ticks on its own session (run_shared).
+    /// Returns nullptr and sets *why when refused.
+    std::shared_ptr<Job> submit(Work work, bool exclusive, SubmitRefusal* why,
+                                bool shared = false);
+    /// On the running profile's tracer thread: runs the shared jobs waiting for it.
+    void run_shared(TraceSession& session);
     /// Waits until the job is done; every 100 ms asks `client_gone` and cancels the job when it
     /// says so (the reply is then unused). Returns the job's reply.
     Reply wait(const std::shared_ptr<Job>& job, const std::function<bool()>& client_gone);
@@ -87,6 +99,7 @@ class Tracer {
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Job>> queue_;
+    std::deque<std::shared_ptr<Job>> shared_;  // for the running profile's session
     std::shared_ptr<Job> current_;
     size_t max_queued_;
     bool exclusive_busy_ = false;
@@ -97,7 +110,7 @@ class Tracer {
 /// Settings the jobs need from ServeOptions.
 struct JobContext {
     const TargetPin* pin = nullptr;
-    const Tracer* tracer = nullptr;
+    Tracer* tracer = nullptr;
     UnwinderKind unwinder = UnwinderKind::Dwfl;
     double max_pause_fraction = 0.05;
     CpuBackend backend = CpuBackend::Auto;
@@ -107,7 +120,8 @@ struct JobContext {
 // process is gone before or during the work.
 Reply profile_job(const JobContext& ctx, const ProfileRequest& req);
 Reply heap_job(const JobContext& ctx, int debug);
-Reply threads_job(const JobContext& ctx, int debug, const std::string& name);
+Reply threads_job(const JobContext& ctx, int debug, const std::string& name,
+                  TraceSession* running = nullptr);
 Reply symbol_job(const JobContext& ctx, const std::vector<uint64_t>& pcs);
 
 /// The accepted socket of one request, found by its addresses: cpp-httplib 0.11 gives handlers
@@ -125,6 +139,43 @@ class ConnectionWatch {
   private:
     explicit ConnectionWatch(int fd) : fd_(fd) {}
     int fd_;
+};
+
+/// "addr:port" of the peer of socket `fd` when it is a connection to our `local_port` (the
+/// address formatted as cpp-httplib's req.remote_addr), else nullopt.
+std::optional<std::string> connection_peer(int fd, int local_port);
+
+/// Bounds what cpp-httplib 0.11 does not (src/http_guard.cpp): a connection that has not sent a
+/// whole request head within `head_deadline` (since it opened, or since its previous answer) is
+/// shut down, and so is every connection still sending its head when the server's RSS grows by
+/// more than `rss_growth_kb`; freed memory is given back (malloc_trim) once idle.
+class ConnectionGuard {
+  public:
+    ConnectionGuard(int port, std::chrono::milliseconds head_deadline, uint64_t rss_growth_kb);
+    ~ConnectionGuard();
+    ConnectionGuard(const ConnectionGuard&) = delete;
+    ConnectionGuard& operator=(const ConnectionGuard&) = delete;
+    /// The head of a request from `peer` ("addr:port") arrived: it is being answered.
+    void request_started(const std::string& peer);
+    /// Its answer was sent: the next head is due within the deadline.
+    void request_done(const std::string& peer);
+
+  private:
+    struct Conn {
+        std::chrono::steady_clock::time_point since;
+        bool active = false;
+        bool closed = false;
+    };
+    void run();
+    const int port_;
+    const std::chrono::milliseconds head_deadline_;
+    const uint64_t rss_growth_kb_;
+    uint64_t baseline_kb_ = 0;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::map<std::string, Conn> conns_;
+    bool stopping_ = false;
+    std::thread thread_;
 };
 
 /// Why binding `host`:`port` fails ("Address already in use"), found by trying it.

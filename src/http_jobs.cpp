@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http_internal.h"
@@ -59,20 +60,36 @@ Reply profile_job(const JobContext& ctx, const ProfileRequest& req) {
     // cpu mode: attach's choice (perf when the kernel allows it; nothing is traced then).
     auto choice = choose_backend(pid, opt);
     if (!choice.ok()) return failure_reply(ctx, choice.error().message);
-    Result<SamplerResult> result = Error{""};
+    std::optional<Result<SamplerResult>> sampled;
     if (choice->backend == CpuBackend::Perf) {
-        result = run_perf_sampler(pid, opt, *choice);
+        sampled = run_perf_sampler(pid, opt, *choice);
         if (!ctx.pin->alive()) return gone_reply(pid);  // may describe a reused pid
     } else {
-        auto session = TraceSession::seize(pid);
-        if (!session.ok()) return failure_reply(ctx, session.error().message);
-        // Checked again while seized: a pid reused between the check above and the seize is
-        // caught here, before a single sample of the wrong process is taken.
-        if (!ctx.pin->alive()) return gone_reply(pid);  // the session's destructor detaches
-        result = run_sampler(**session, opt);
-        (*session)->detach_all();  // the target runs untraced before we encode anything
-        if (result.ok()) result->stats.backend_reason = choice->reason;
+        // A thread dump asked for meanwhile is taken from this session between two ticks.
+        opt.between_ticks = [&ctx](TraceSession& s) { ctx.tracer->run_shared(s); };
+        // A tracer thread per profile: its exit detaches, without a stop, what is still traced
+        // (a thread in D state with our interrupt pending), so nothing outlives the request and
+        // the next one finds the target untraced.
+        std::optional<Reply> early;
+        run_on_tracer_thread([&] {
+            auto session = TraceSession::seize(pid);
+            if (!session.ok()) {
+                early = failure_reply(ctx, session.error().message);
+                return;
+            }
+            // Checked again while seized: a pid reused between the check above and the seize
+            // is caught here, before a single sample of the wrong process is taken.
+            if (!ctx.pin->alive()) {
+                early = gone_reply(pid);
+                return;
+            }
+            sampled = run_sampler(**session, opt);
+            (*session)->detach_all();  // the target runs untraced before we encode anything
+        });
+        if (early) return *early;
+        if (sampled->ok()) (*sampled)->stats.backend_reason = choice->reason;
     }
+    auto& result = *sampled;
     if (!result.ok()) return failure_reply(ctx, result.error().message);
     if (result->end == SamplerEnd::StopRequested)  // cancelled: nobody reads this answer
         return Reply::text(503, ctx.tracer->shutting_down() ? "pmprof serve is shutting down"
@@ -93,10 +110,12 @@ Reply heap_job(const JobContext& ctx, int debug) {
     return pprof_reply(heap_to_profile(*snap, true), "heap");
 }
 
-Reply threads_job(const JobContext& ctx, int debug, const std::string& name) {
+Reply threads_job(const JobContext& ctx, int debug, const std::string& name,
+                  TraceSession* running) {
     if (!ctx.pin->alive()) return gone_reply(ctx.pin->pid());
     DumpOptions opt;
     opt.unwinder = ctx.unwinder;
+    opt.session = running;
     auto dump = take_thread_dump(ctx.pin->pid(), opt);
     if (!dump.ok()) return failure_reply(ctx, dump.error().message);
     if (!ctx.pin->alive()) return gone_reply(ctx.pin->pid());

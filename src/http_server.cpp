@@ -12,6 +12,7 @@
 #endif
 
 #include <httplib.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 
@@ -33,6 +34,15 @@ using http::Reply;
 
 constexpr size_t kMaxQueuedJobs = 4;          // snapshots waiting behind a profile; then 503
 constexpr size_t kMaxRequestBody = 1u << 20;  // a symbol POST; larger: 413
+// Connections served at once. A worker is held from the first byte of a request to its answer
+// (a profile's whole duration), so a handful of slow or waiting clients must not take them all.
+constexpr size_t kHttpWorkers = 32;
+// A request head (line and headers) must arrive whole within this, from the connection's
+// start or its previous answer (ConnectionGuard); cpp-httplib's own timeout is per recv.
+constexpr auto kHeadDeadline = std::chrono::seconds(2);
+// The server's RSS may grow this much over its idle size while heads arrive; past it, the
+// connections still sending theirs are closed.
+constexpr uint64_t kRssGrowthKb = 64 * 1024;
 constexpr const char* kKnownPaths[] = {"/debug/pprof",           "/debug/pprof/",
                                        "/debug/pprof/profile",   "/debug/pprof/heap",
                                        "/debug/pprof/goroutine", "/debug/pprof/threads",
@@ -91,6 +101,12 @@ class PprofServer {
     Result<int> bind();
     /// Serves until stop() (from the signal thread).
     bool listen() { return server_.listen_after_bind(); }
+    /// Starts watching the connections of `port` (after bind()).
+    void guard(int port) {
+        guard_ = std::make_unique<http::ConnectionGuard>(
+            port, std::chrono::duration_cast<std::chrono::milliseconds>(kHeadDeadline),
+            kRssGrowthKb);
+    }
     void stop() {
         tracer_.shutdown();  // first: a running profile detaches, queued jobs answer 503
         server_.stop();
@@ -101,7 +117,8 @@ class PprofServer {
     void add_routes();
     bool pre_route(const httplib::Request& req, httplib::Response& res);
     /// Runs `work` on the tracer thread, cancelling it if the client goes away.
-    Reply run_job(const httplib::Request& req, http::Tracer::Work work, bool exclusive);
+    Reply run_job(const httplib::Request& req, http::Tracer::Work work, bool exclusive,
+                  bool shared = false);
     void handle_profile(const httplib::Request& req, httplib::Response& res);
     void handle_symbol(const httplib::Request& req, httplib::Response& res);
     /// heap, goroutine, threads: a snapshot, pprof or (?debug=N) text.
@@ -112,6 +129,7 @@ class PprofServer {
     const http::TargetPin& pin_;
     http::JobContext ctx_;
     http::Tracer tracer_;
+    std::unique_ptr<http::ConnectionGuard> guard_;  // declared before server_: outlives it
     httplib::Server server_;
 };
 
@@ -132,6 +150,7 @@ Result<int> PprofServer::bind() {
 }
 
 bool PprofServer::pre_route(const httplib::Request& req, httplib::Response& res) {
+    if (guard_) guard_->request_started(req.remote_addr + ":" + std::to_string(req.remote_port));
     if (!opt_.token.empty() &&
         !bearer_token_matches(req.get_header_value("Authorization"), opt_.token)) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"pmprof\"");
@@ -143,6 +162,13 @@ bool PprofServer::pre_route(const httplib::Request& req, httplib::Response& res)
         return true;
     }
     const bool symbol = req.path == "/debug/pprof/symbol";
+    // Before the body is read (cpp-httplib reads it after this handler): a chunked body has no
+    // length to check against the payload limit, so it is refused unread.
+    if (req.has_header("Transfer-Encoding")) {
+        res.set_header("Connection", "close");
+        send(res, Reply::text(411, "a request body needs Content-Length (at most 1 MiB)"));
+        return true;
+    }
     if (req.method == "GET" || (symbol && req.method == "POST")) return false;
     res.set_header("Allow", symbol ? "GET, POST" : "GET");
     res.set_header("Connection", "close");  // an unread body must not be parsed as a request
@@ -150,9 +176,10 @@ bool PprofServer::pre_route(const httplib::Request& req, httplib::Response& res)
     return true;
 }
 
-Reply PprofServer::run_job(const httplib::Request& req, http::Tracer::Work work, bool exclusive) {
+Reply PprofServer::run_job(const httplib::Request& req, http::Tracer::Work work, bool exclusive,
+                           bool shared) {
     http::SubmitRefusal why = http::SubmitRefusal::None;
-    auto job = tracer_.submit(std::move(work), exclusive, &why);
+    auto job = tracer_.submit(std::move(work), exclusive, &why, shared);
     switch (why) {
     case http::SubmitRefusal::ProfileRunning:
         return Reply::text(409, "a profile is already running for this process; retry when it "
@@ -177,7 +204,7 @@ void PprofServer::handle_profile(const httplib::Request& req, httplib::Response&
     if (!pin_.alive()) return send(res, http::gone_reply(pin_.pid()));
     const ProfileRequest p = *params;
     send(res, run_job(
-                  req, [this, p] { return http::profile_job(ctx_, p); }, true));
+                  req, [this, p](TraceSession*) { return http::profile_job(ctx_, p); }, true));
 }
 
 void PprofServer::handle_symbol(const httplib::Request& req, httplib::Response& res) {
@@ -192,8 +219,8 @@ void PprofServer::handle_symbol(const httplib::Request& req, httplib::Response& 
     if (!pcs.ok()) return send(res, Reply::text(400, pcs.error().message));
     if (pcs->empty()) return send(res, Reply::text(200, "num_symbols: 1"));
     auto list = std::move(*pcs);
-    send(res, run_job(
-                  req, [this, list] { return http::symbol_job(ctx_, list); }, false));
+    // No tracing (maps and symbols only): answered here, never queued behind a profile.
+    send(res, http::symbol_job(ctx_, list));
 }
 
 void PprofServer::handle_snapshot(const httplib::Request& req, httplib::Response& res,
@@ -202,15 +229,20 @@ void PprofServer::handle_snapshot(const httplib::Request& req, httplib::Response
     if (!debug.ok()) return send(res, Reply::text(400, debug.error().message));
     const int d = *debug;
     if (name != "heap") {
+        // Shared: while a profile runs, taken from its session between two ticks.
         send(res, run_job(
-                      req, [this, d, name] { return http::threads_job(ctx_, d, name); }, false));
+                      req,
+                      [this, d, name](TraceSession* running) {
+                          return http::threads_job(ctx_, d, name, running);
+                      },
+                      false, true));
         return;
     }
     // Go answers heap?seconds=N with a delta of two snapshots; pmprof keeps no history.
     if (req.has_param("seconds"))
         return send(res, Reply::text(400, "delta profiles (seconds=) are not supported for heap"));
     send(res, run_job(
-                  req, [this, d] { return http::heap_job(ctx_, d); }, false));
+                  req, [this, d](TraceSession*) { return http::heap_job(ctx_, d); }, false));
 }
 
 void PprofServer::configure() {
@@ -238,9 +270,13 @@ void PprofServer::configure() {
             }
             send(res, Reply::text(500, "internal error: " + what));
         });
-    server_.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+        if (guard_) guard_->request_done(req.remote_addr + ":" + std::to_string(req.remote_port));
         log_info("{} {} {} -> {}", req.remote_addr, req.method, req.target, res.status);
     });
+    server_.new_task_queue = [] { return new httplib::ThreadPool(kHttpWorkers); };
+    server_.set_read_timeout(kHeadDeadline);
+    server_.set_write_timeout(std::chrono::seconds(10));
     add_routes();
 }
 
@@ -289,10 +325,14 @@ Result<void> serve_pprof(const ServeOptions& opt) {
                  "{}{}",
                  opt.listen.host, opt.pid, opt.token.empty() ? " (consider --token)" : "");
     StopSignalBlock block;  // before any thread exists, so every thread inherits it
+    // A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (32 MiB at
+    // most), after which a big request's buffers stay in the heap when freed.
+    ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     if (stop_requested()) return {};
     PprofServer server(opt, **pin);
     auto port = server.bind();
     if (!port.ok()) return port.error();
+    server.guard(*port);
     if (opt.on_listening)
         opt.on_listening(
             fmt::format("http://{}:{}/debug/pprof/", url_host(opt.listen.host), *port));

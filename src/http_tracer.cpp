@@ -72,6 +72,7 @@ bool TargetPin::alive() const {
 struct Tracer::Job {
     Work work;
     bool exclusive = false;
+    bool shared = false;
     bool cancelled = false;
     bool done = false;
     Reply reply;
@@ -84,23 +85,52 @@ Tracer::~Tracer() {
     if (thread_.joinable()) thread_.join();
 }
 
-std::shared_ptr<Tracer::Job> Tracer::submit(Work work, bool exclusive, SubmitRefusal* why) {
+std::shared_ptr<Tracer::Job> Tracer::submit(Work work, bool exclusive, SubmitRefusal* why,
+                                            bool shared) {
     std::lock_guard<std::mutex> lk(mu_);
+    // Inside the profile that runs now (not one still queued: its session does not exist yet).
+    const bool inside = shared && current_ && current_->exclusive && !current_->cancelled;
+    auto& queue = inside ? shared_ : queue_;
     *why = SubmitRefusal::None;
     if (shutting_down_)
         *why = SubmitRefusal::ShuttingDown;
     else if (exclusive && exclusive_busy_)
         *why = SubmitRefusal::ProfileRunning;
-    else if (queue_.size() >= max_queued_)
+    else if (queue.size() >= max_queued_)
         *why = SubmitRefusal::QueueFull;
     if (*why != SubmitRefusal::None) return nullptr;
     auto job = std::make_shared<Job>();
     job->work = std::move(work);
     job->exclusive = exclusive;
+    job->shared = inside;
     exclusive_busy_ = exclusive_busy_ || exclusive;
-    queue_.push_back(job);
+    queue.push_back(job);
     cv_.notify_all();
     return job;
+}
+
+void Tracer::run_shared(TraceSession& session) {
+    for (;;) {
+        std::shared_ptr<Job> job;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (shared_.empty()) return;
+            job = shared_.front();
+            shared_.pop_front();
+        }
+        Reply reply;
+        try {
+            reply = job->work(&session);
+        } catch (const std::exception& e) {
+            reply = Reply::text(500, fmt::format("internal error: {}", e.what()));
+        }
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            job->reply = std::move(reply);
+            job->done = true;
+        }
+        cv_.notify_all();
+    }
 }
 
 void Tracer::cancel_locked(Job& job) {
@@ -110,13 +140,15 @@ void Tracer::cancel_locked(Job& job) {
         request_stop();  // the sampler and the stop waits poll it: detached within ~20 ms
         return;
     }
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (it->get() != &job) continue;
-        queue_.erase(it);
-        job.done = true;
-        job.reply = Reply::text(503, "cancelled");
-        if (job.exclusive) exclusive_busy_ = false;
-        break;
+    for (auto* queue : {&queue_, &shared_}) {
+        for (auto it = queue->begin(); it != queue->end(); ++it) {
+            if (it->get() != &job) continue;
+            queue->erase(it);
+            job.done = true;
+            job.reply = Reply::text(503, "cancelled");
+            if (job.exclusive) exclusive_busy_ = false;
+            break;
+        }
     }
     cv_.notify_all();
 }
@@ -142,11 +174,13 @@ void Tracer::shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
     request_stop();  // ends a running profile; its session detaches before the job returns
-    for (auto& job : queue_) {
-        job->done = true;
-        job->reply = Reply::text(503, "pmprof serve is shutting down");
+    for (auto* queue : {&queue_, &shared_}) {
+        for (auto& job : *queue) {
+            job->done = true;
+            job->reply = Reply::text(503, "pmprof serve is shutting down");
+        }
+        queue->clear();
     }
-    queue_.clear();
     exclusive_busy_ = current_ && current_->exclusive;
     cv_.notify_all();
 }
@@ -171,13 +205,18 @@ void Tracer::run() {
         }
         Reply reply;
         try {
-            reply = job->work();
+            reply = job->work(nullptr);
         } catch (const std::exception& e) {  // a bug, not a target problem: still answer
             reply = Reply::text(500, fmt::format("internal error: {}", e.what()));
         }
         {
             std::lock_guard<std::mutex> lk(mu_);
             current_.reset();
+            // Shared jobs the profile ended before: next, each tracing on its own.
+            while (!shared_.empty()) {
+                queue_.push_front(shared_.back());
+                shared_.pop_back();
+            }
             if (!shutting_down_) clear_stop_request();
             job->reply = std::move(reply);
             job->done = true;

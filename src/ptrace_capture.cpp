@@ -30,9 +30,16 @@ constexpr std::chrono::microseconds kFirstWaitCap{20};
 
 }  // namespace
 
-bool read_registers(pid_t tid, Registers* regs) {
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall) {
     user_regs_struct u{};
     if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
+    // Stopped on the way out of a system call the stop interrupted: rax already holds what the
+    // call returns. -ERESTART* is restarted invisibly after the resume; -EINTR is what the
+    // thread sees (epoll_wait, sigtimedwait, semop, recv with SO_RCVTIMEO: FACTS.md).
+    if (eintr_syscall != nullptr)
+        *eintr_syscall = static_cast<long>(u.orig_rax) >= 0 && static_cast<long>(u.rax) == -EINTR
+                             ? static_cast<long>(u.orig_rax)
+                             : -1;
     // DWARF register numbers, x86_64 psABI figure 3.36.
     regs->dwarf = {u.rax, u.rdx, u.rcx, u.rbx, u.rsi, u.rdi, u.rbp, u.rsp, u.r8,
                    u.r9,  u.r10, u.r11, u.r12, u.r13, u.r14, u.r15, u.rip};
@@ -162,7 +169,7 @@ namespace {
 // Returns the bytes copied; cap.stack.base is set, cap.stack.bytes is left to the caller.
 size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt, uint8_t* buf,
                  size_t buf_len) {
-    if (!read_registers(cap.tid, &cap.regs)) {
+    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall)) {
         cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
         return 0;
     }
@@ -202,13 +209,17 @@ void copy_thread(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& op
     cap.stack.bytes.resize(n);  // shrinking: no writes
 }
 
-std::string outcome_error(const StopRound::Member& m, const CaptureOptions& opt) {
+std::string outcome_error(const SessionCore& impl, const StopRound::Member& m,
+                          const CaptureOptions& opt) {
     using Outcome = StopRound::Outcome;
     switch (m.outcome) {
     case Outcome::Exited:
         return fmt::format("tid {} exited", m.tid);
     case Outcome::TimedOut:
-        return fmt::format("tid {} not stopped within {} ms", m.tid, opt.stop_timeout.count());
+        // By name, with its state and wchan: a thread in D state (a vfork parent) answers the
+        // interrupt only when it leaves the kernel.
+        return describe_unstoppable(
+            impl.pid, m.tid, fmt::format("not stopped within {} ms", opt.stop_timeout.count()));
     case Outcome::Abandoned:
         return fmt::format("stop requested before tid {} stopped", m.tid);
     case Outcome::NotTraced:
@@ -243,11 +254,12 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
         ThreadCapture& cap = out[i];
         if (m.outcome == StopRound::Outcome::Stopped) {
             ++impl.counters.stops;
+            if (cap.eintr_syscall >= 0) ++impl.counters.eintr_stops;
             cap.pause_ns = m.resume_ns > m.stopped_ns ? m.resume_ns - m.stopped_ns : 0;
             cap.stop_wait_ns = m.stopped_ns > m.interrupt_ns ? m.stopped_ns - m.interrupt_ns : 0;
             longest = std::max(longest, cap.pause_ns);
         } else {
-            cap.error = outcome_error(m, opt);
+            cap.error = outcome_error(impl, m, opt);
         }
         if (!cap.ok) cap.stack.bytes.clear();
         captured += cap.ok ? 1 : 0;
@@ -302,6 +314,7 @@ void SessionCore::complete_capture(pid_t tid) {
         scratch.resize(async_opt.max_stack_bytes + kRedZone);
     scratch_used = copy_into(*this, cap, async_opt, scratch.data(), scratch.size());
     ++counters.stops;
+    if (cap.eintr_syscall >= 0) ++counters.eintr_stops;
     copy_pending = true;
 }
 
@@ -417,13 +430,16 @@ TraceSession::with_all_stopped(const std::function<void(const std::vector<Thread
                    [&](size_t i) { copy_thread(*impl_, regs[i], only_regs); });
         for (size_t i = 0; i < regs.size(); ++i) {
             const StopRound::Member& m = round.members()[i];
-            if (m.outcome == StopRound::Outcome::TimedOut)
-                log_warn("tid {} not stopped within {} ms: it is not running user code", m.tid,
-                         stop_timeout.count());
+            if (m.outcome == StopRound::Outcome::Stopped) {
+                ++impl_->counters.stops;
+                if (regs[i].eintr_syscall >= 0) ++impl_->counters.eintr_stops;
+            }
             if (m.outcome != StopRound::Outcome::Stopped) {
                 regs[i].ok = false;
-                regs[i].error = outcome_error(m, only_regs);
+                regs[i].error = outcome_error(*impl_, m, only_regs);
             }
+            if (m.outcome == StopRound::Outcome::TimedOut)
+                log_warn("{}: it is not running user code", regs[i].error);
         }
         try {
             fn(regs);

@@ -160,7 +160,15 @@ class StopRound {
     bool resumed_ = false;
 };
 
-/// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure.
-bool read_registers(pid_t tid, Registers* regs);
+/// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure. With
+/// `eintr_syscall`: the system call the stop made fail with EINTR (orig_rax when rax is -EINTR),
+/// else -1.
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall = nullptr);
+
+/// True on a run_on_tracer_thread() thread: its exit detaches what is still traced, so
+/// detach_all() need not stop anything (src/ptrace_thread.cpp).
+bool tracer_thread_exits();
+/// detach_all() there: detaches the threads in a ptrace-stop, leaves the others to the exit.
+void detach_stopped(SessionCore& core);
 
 }  // namespace pmprof

@@ -221,6 +221,7 @@ void Sampler::tick(int64_t now) {
     // idle for a while is looked at only on some ticks; in between it is known not to have run
     // as of its last look, and wall mode keeps counting its unchanged stack.
     collect_captures(now);  // late stops, copied while we waited for this tick
+    note_unstoppable(now);
     for (auto& [tid, t] : threads_) {
         t.observed = false;
         // wall mode samples every thread every tick, so it needs a stack for each first.
@@ -322,18 +323,6 @@ void Sampler::follow_exec() {
     if (auto r = open_image(); !r.ok()) log_debug("after execve: {}", r.error().message);
 }
 
-/// The largest stopped-time fraction of a live thread that has been watched for a while (a
-/// young thread's single stop would read as a huge fraction).
-double Sampler::worst_pause_fraction(int64_t now) const {
-    double worst = 0;
-    for (const auto& [tid, t] : threads_) {
-        const int64_t watched = now - t.first_seen_ns;
-        if (t.pause_ns > 0 && watched >= 10 * nominal_ns_)
-            worst = std::max(worst, static_cast<double>(t.pause_ns) / static_cast<double>(watched));
-    }
-    return worst;
-}
-
 void Sampler::retire(ThreadSlot& t, int64_t now) {
     flush_reuse(t);
     if (matches_filter(t, opt_.thread_filter)) add_sched_totals(t);
@@ -342,6 +331,8 @@ void Sampler::retire(ThreadSlot& t, int64_t now) {
         retired_stops_.emplace_back(t.tid, t.stops);
     else if (t.stops)
         ++stats_.stops_per_thread_omitted;
+    if (t.eintr_stops && retired_eintr_.size() < kMaxStopsListed)
+        retired_eintr_.emplace_back(t.tid, t.eintr_stops);
     const int64_t lived = now - t.first_seen_ns;
     if (lived >= 10 * nominal_ns_ && lived > 0)
         stats_.max_thread_pause_fraction =
@@ -355,6 +346,7 @@ void Sampler::wait_until(int64_t deadline) {
     while (true) {
         session_.poll_events();
         if (session_.process_exited() || session_.counters().exec_seen || stop_requested()) return;
+        if (opt_.between_ticks) opt_.between_ticks(session_);
         const int64_t now = now_ns();
         show_progress(now, false);
         if (now >= deadline) return;
@@ -446,12 +438,18 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     stats_.cpu_user_ns = timeval_ns(usage_end.ru_utime) - timeval_ns(usage_start_.ru_utime);
     stats_.cpu_system_ns = timeval_ns(usage_end.ru_stime) - timeval_ns(usage_start_.ru_stime);
     stats_.stops_per_thread = retired_stops_;
+    stats_.eintr_per_thread = retired_eintr_;
     note_unwinder_stats();
     std::sort(stats_.stops_per_thread.begin(), stats_.stops_per_thread.end());
+    std::sort(stats_.eintr_per_thread.begin(), stats_.eintr_per_thread.end());
 
-    // Symbolization happens here, once per unique pc, from files opened while the target lived.
-    auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
-    r.profile = builder_.build(*symbolizer, image_->maps());
+    // Symbolization happens here, once per unique pc, from files opened while the target lived;
+    // meanwhile the session detaches, and a late stop (a thread leaving D state) is detached
+    // at once instead of waiting for the symbols.
+    session_.detach_during([&] {
+        auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
+        r.profile = builder_.build(*symbolizer, image_->maps());
+    });
     if (opt_.mode == SampleMode::Cpu) share_out_pools(r.profile);
     if (!before_exec_.empty()) {
         // pprof's convention: the first mapping is the main binary, here the last program's.

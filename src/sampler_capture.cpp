@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "pmprof/log.h"
 #include "pmprof/signals.h"
 #include "sampler_internal.h"
@@ -42,6 +44,7 @@ void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) 
     for (ThreadSlot* t : group) {
         tids.push_back(t->tid);
         t->capture_outstanding = true;
+        t->capture_requested_ns = now;
     }
     session_.request_captures(tids, opt_.capture);
     const int64_t wait_ns = std::min<int64_t>(
@@ -60,9 +63,28 @@ void Sampler::collect_captures(int64_t now) {
     }
 }
 
+void Sampler::note_unstoppable(int64_t now) {
+    const int64_t limit =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.capture.stop_timeout).count();
+    for (auto& [tid, t] : threads_) {
+        if (!t.capture_outstanding || t.reported_unstoppable ||
+            now - t.capture_requested_ns <= limit)
+            continue;
+        t.reported_unstoppable = true;
+        std::string why = describe_unstoppable(
+            pid_, tid, fmt::format("not stopped within {} ms", opt_.capture.stop_timeout.count()));
+        log_info("{}: its sample waits until it leaves the kernel", why);
+        if (stats_.unstoppable.size() < 100) stats_.unstoppable.push_back(std::move(why));
+    }
+}
+
 void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now) {
     ++stats_.stops;
     ++t.stops;
+    if (cap.ok && cap.eintr_syscall >= 0) {
+        ++t.eintr_stops;
+        ++stats_.eintr_stops;
+    }
     if (cap.ok) stop_waits_.add(cap.stop_wait_ns);
     if (cap.pause_ns > 0) {
         t.pause_ns += cap.pause_ns;
@@ -254,6 +276,18 @@ void Sampler::flush_reuse(ThreadSlot& t) {
     builder_.add(t.stack, {t.reuse_count, t.reuse_weight}, t.stack_labels);
     t.reuse_count = 0;
     t.reuse_weight = 0;
+}
+
+/// The largest stopped-time fraction of a live thread that has been watched for a while (a
+/// young thread's single stop would read as a huge fraction).
+double Sampler::worst_pause_fraction(int64_t now) const {
+    double worst = 0;
+    for (const auto& [tid, t] : threads_) {
+        const int64_t watched = now - t.first_seen_ns;
+        if (t.pause_ns > 0 && watched >= 10 * nominal_ns_)
+            worst = std::max(worst, static_cast<double>(t.pause_ns) / static_cast<double>(watched));
+    }
+    return worst;
 }
 
 }  // namespace pmprof::sampling

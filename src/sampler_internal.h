@@ -102,6 +102,8 @@ struct ThreadSlot {
     // A capture requested and not yet reported (the thread first needs a cpu to stop on): the
     // thread is neither looked at nor sampled until it arrives, so its time is counted once.
     bool capture_outstanding = false;
+    int64_t capture_requested_ns = 0;
+    bool reported_unstoppable = false;  // named in stats_.unstoppable once
     // Wall-mode samples of an unchanged stack, added to the profile in one go (flush_reuse):
     // 1000 idle threads at 99 Hz would otherwise intern 99,000 identical samples a second.
     int64_t reuse_count = 0, reuse_weight = 0;
@@ -117,7 +119,7 @@ struct ThreadSlot {
     std::vector<Label> stack_labels;
     bool have_regs = false;
     Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
-    uint64_t stops = 0, pause_ns = 0;
+    uint64_t stops = 0, pause_ns = 0, eintr_stops = 0;
 };
 
 class Sampler {
@@ -138,6 +140,8 @@ class Sampler {
     bool try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out);
     void capture_group(const std::vector<ThreadSlot*>& group, int64_t now);
     void collect_captures(int64_t now);
+    /// Names the threads whose capture is outstanding for longer than --stop-timeout.
+    void note_unstoppable(int64_t now);
     void record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now);
     RawStack unwind_capture(const ThreadCapture& cap);
     bool maybe_reload_image();
@@ -180,7 +184,7 @@ class Sampler {
     PauseHistogram pauses_;
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
     SamplerStats stats_;
-    std::vector<std::pair<pid_t, uint64_t>> retired_stops_;
+    std::vector<std::pair<pid_t, uint64_t>> retired_stops_, retired_eintr_;
     std::map<pid_t, int64_t> off_cpu_ns_;     // cpu mode: per thread, cpu time with no sample
     std::map<uint64_t, bool> syscall_sites_;  // pc -> the instruction before it is `syscall`
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;

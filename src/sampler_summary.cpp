@@ -62,6 +62,14 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
             fmt::format("pmprof unwinder: {} stacks unwound, {} with cached CFI rules, {} "
                         "by libdwfl's walk",
                         s.unwinds, s.unwinds_cached, s.unwinds - s.unwinds_cached));
+    if (s.eintr_stops > 0) {
+        std::string eintr = fmt::format(
+            "pmprof: {} stops made a blocked call fail with EINTR, in {} threads (tid:stops):",
+            s.eintr_stops, s.eintr_per_thread.size());
+        for (const auto& [tid, n] : s.eintr_per_thread) eintr += fmt::format(" {}:{}", tid, n);
+        out.push_back(std::move(eintr));
+    }
+    for (const std::string& u : s.unstoppable) out.push_back("pmprof: " + u);
     std::string stops = "pmprof stops per thread (tid:stops):";
     for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
     if (s.stops_per_thread_omitted)
@@ -103,6 +111,14 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
             "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
             "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
             s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    // Those calls return EINTR to the program after a stop (FACTS.md): say how often it happened.
+    if (s.eintr_stops > 0)
+        out +=
+            fmt::format("pmprof: {} threads were stopped while blocked in a call that fails with "
+                        "EINTR when stopped (epoll_wait, sigtimedwait, semop, recv with a "
+                        "timeout...): {} EINTR in all\n",
+                        s.eintr_per_thread.size(), s.eintr_stops);
+    for (const std::string& u : s.unstoppable) out += "pmprof: " + u + "\n";
     if (s.execs > 0)
         out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
                            "each program symbolized with its own files\n",

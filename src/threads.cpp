@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -80,14 +81,6 @@ class DumpSymbols final : public Symbolizer {
 
 Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     const auto started = std::chrono::steady_clock::now();
-    // Until the last detach, every stopped thread waits for the tracer to run: to send the
-    // interrupts, then to notice, copy and detach each stop. At normal priority the tracer lost
-    // its cpu for whole time slices (4 ms ticks) to the target's busy threads in the middle of
-    // that (sched trace of a 21-thread snapshot; nice -10 does not help when the target is in
-    // another autogroup, as a process started from another session is). Realtime for this
-    // short phase only, in which the tracer mostly sleeps waiting for stops: from the state
-    // reads (so "running first" below acts on fresh states) to the last detach.
-    TracerPriorityBoost boost(TracerPriorityBoost::Kind::Realtime);
     ThreadDump dump;
     dump.pid = pid;
     dump.command = read_cmdline(pid);
@@ -119,44 +112,72 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     if (want &&
         std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
         return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
-    auto session = TraceSession::seize(pid, want);
-    if (!session.ok()) return session.error();
-    TraceSession& ts = **session;
-
-    for (pid_t tid : ts.threads()) {
-        ThreadEntry t;
-        if (auto it = before.find(tid); it != before.end()) {
-            t = std::move(it->second);
-        } else {  // born between the listing and the seize
-            t.tid = tid;
-            read_thread_info(pid, t, opt.kernel_stacks);
+    // The tracing runs on a thread of its own, whose exit detaches what the snapshot did not
+    // (a thread in D state with our interrupt still pending) without stopping it.
+    std::optional<Error> failure;
+    std::vector<ThreadCapture> captures;
+    auto trace = [&] {
+        // Until the last detach, every stopped thread waits for the tracer to run: to send the
+        // interrupts, then to notice, copy and detach each stop. At normal priority the tracer
+        // lost its cpu for whole time slices (4 ms ticks) to the target's busy threads in the
+        // middle of that (sched trace of a 21-thread snapshot; nice -10 does not help when the
+        // target is in another autogroup, as a process started from another session is).
+        // Realtime for this short phase only, in which the tracer mostly sleeps waiting for
+        // stops: from the seize to the last detach.
+        std::optional<TracerPriorityBoost> boost;
+        if (opt.session == nullptr) boost.emplace(TracerPriorityBoost::Kind::Realtime);
+        std::unique_ptr<TraceSession> own;
+        if (opt.session == nullptr) {
+            auto session = TraceSession::seize(pid, want);
+            if (!session.ok()) {
+                failure = session.error();
+                return;
+            }
+            own = std::move(*session);
         }
-        if (matches_filter(t, opt.thread_filter)) dump.threads.push_back(std::move(t));
-    }
-    // Interrupted in this order: running threads first. One on a cpu stops at once (the
-    // interrupt kicks its cpu) and so frees that cpu for the sleeping threads the next
-    // interrupts wake, which must run briefly to reach their stop; woken first, they would
-    // queue behind the busy threads instead.
-    std::vector<pid_t> wanted;
-    for (bool running : {true, false})
-        for (const ThreadEntry& t : dump.threads)
-            if ((t.state == ThreadState::Running) == running) wanted.push_back(t.tid);
-    if (dump.threads.empty()) {
-        ts.detach_all();
-        if (opt.thread_filter.empty())
-            return Error{"process " + std::to_string(pid) + " has no threads to trace"};
-        return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
-    }
-    dump.time_nanos = realtime_ns();
-    CaptureOptions capture = opt.capture;
-    capture.detach = true;  // one stop per thread: the snapshot's resume is the detach
-    capture.release_each = !opt.consistent;
-    std::vector<ThreadCapture> captures = ts.snapshot(wanted, capture, &dump.stats);
-    ts.detach_all();
-    boost.end();  // the target runs again: unwinding and symbolizing at normal priority
-    // The maps the snapshot read right before its stops (and again inside one, if a stack was
-    // in none of them); a second read and parse of /proc/PID/maps here only repeated that.
-    dump.maps = ts.maps();
+        TraceSession& ts = own ? *own : *opt.session;
+        for (pid_t tid : ts.threads()) {
+            ThreadEntry t;
+            if (auto it = before.find(tid); it != before.end()) {
+                t = std::move(it->second);
+            } else {  // born between the listing and the seize
+                t.tid = tid;
+                read_thread_info(pid, t, opt.kernel_stacks);
+            }
+            if (matches_filter(t, opt.thread_filter)) dump.threads.push_back(std::move(t));
+        }
+        // Interrupted in this order: running threads first. One on a cpu stops at once (the
+        // interrupt kicks its cpu) and so frees that cpu for the sleeping threads the next
+        // interrupts wake, which must run briefly to reach their stop; woken first, they would
+        // queue behind the busy threads instead.
+        std::vector<pid_t> wanted;
+        for (bool running : {true, false})
+            for (const ThreadEntry& t : dump.threads)
+                if ((t.state == ThreadState::Running) == running) wanted.push_back(t.tid);
+        if (dump.threads.empty()) {
+            failure =
+                Error{opt.thread_filter.empty()
+                          ? "process " + std::to_string(pid) + " has no threads to trace"
+                          : "no thread of process " + std::to_string(pid) + " matches --thread"};
+            return;
+        }
+        dump.time_nanos = realtime_ns();
+        CaptureOptions capture = opt.capture;
+        // One stop per thread: the snapshot's resume is the detach (a borrowed session stays).
+        capture.detach = own != nullptr;
+        capture.release_each = !opt.consistent;
+        captures = ts.snapshot(wanted, capture, &dump.stats);
+        if (own) own->detach_all();
+        // The maps the snapshot read right before its stops (and again inside one, if a stack
+        // was in none of them); a second read and parse of /proc/PID/maps here only repeated
+        // that.
+        dump.maps = ts.maps();
+    };
+    if (opt.session != nullptr)
+        trace();
+    else
+        run_on_tracer_thread(trace);
+    if (failure) return *failure;
     if (dump.maps.empty())
         return Error{"cannot read the memory maps of process " + std::to_string(pid)};
 
@@ -182,6 +203,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         }
         t.captured = true;
         t.regs = cap.regs;
+        if (cap.eintr_syscall >= 0) t.eintr_syscall = syscall_name(cap.eintr_syscall);
         t.stack = unwinder->unwind(cap, opt.max_depth);
         if (t.stack.truncated) ++dump.unwind_failures;
         t.frames.reserve(t.stack.frames.size());

@@ -4,7 +4,9 @@
 // never PTRACE_O_EXITKILL on a process we did not start; every path out of a stop resumes the
 // thread; signal-delivery-stops are re-injected; group-stops answered with PTRACE_LISTEN; every
 // wait has a deadline and EINTR is retried. All calls must come from the thread that created the
-// session (Linux ties a tracee to the tracer *thread*).
+// session (Linux ties a tracee to the tracer *thread*). The verbs create their sessions inside
+// run_on_tracer_thread(): when that thread exits, the kernel detaches every thread still traced
+// without stopping it, which is how tracing ends without one more stop per thread.
 #pragma once
 
 #include <sys/types.h>
@@ -22,7 +24,7 @@
 namespace pmprof {
 
 struct CaptureOptions {
-    size_t max_stack_bytes = 64 * 1024;  // copied from sp - 128 (red zone) upwards
+    size_t max_stack_bytes = 64 * 1024;           // copied from sp - 128 (red zone) upwards
     std::chrono::milliseconds stop_timeout{100};  // a thread not stopped by then is skipped
     bool copy_stack = true;
     /// Resume each captured thread with PTRACE_DETACH instead of PTRACE_CONT: for one-shot
@@ -36,10 +38,10 @@ struct CaptureOptions {
 };
 
 struct SnapshotStats {
-    uint64_t stop_window_ns = 0;  // first PTRACE_INTERRUPT to last resume
-    uint64_t longest_stop_ns = 0; // the longest one thread stayed stopped (seen stopped→resume)
+    uint64_t stop_window_ns = 0;   // first PTRACE_INTERRUPT to last resume
+    uint64_t longest_stop_ns = 0;  // the longest one thread stayed stopped (seen stopped→resume)
     size_t threads_captured = 0;
-    size_t threads_skipped = 0;   // exited, zombie, or not stopped in time (D state)
+    size_t threads_skipped = 0;  // exited, zombie, or not stopped in time (D state)
 };
 
 /// Counters over the session's life, for summaries.
@@ -47,17 +49,18 @@ struct SessionCounters {
     uint64_t stops = 0;
     uint64_t signals_reinjected = 0;
     uint64_t group_stops = 0;
-    uint64_t threads_added = 0;    // clone events
+    uint64_t threads_added = 0;  // clone events
     uint64_t threads_exited = 0;
     uint64_t stop_timeouts = 0;
-    bool exec_seen = false;        // the target called execve: its old symbols are void
+    uint64_t eintr_stops = 0;  // stops that made a blocked system call fail with EINTR
+    bool exec_seen = false;    // the target called execve: its old symbols are void
 };
 
 /// How the traced process ended, once it did.
 struct ExitInfo {
-    bool exited = false;     // true once the thread group is gone
+    bool exited = false;  // true once the thread group is gone
     bool signaled = false;
-    int status = 0;          // exit code, or the signal number when signaled
+    int status = 0;  // exit code, or the signal number when signaled
 };
 
 class TraceSession {
@@ -68,8 +71,8 @@ class TraceSession {
     /// what is needed: same user or root, CAP_SYS_PTRACE, the ptrace_scope value).
     /// With `want`, only the threads it accepts are seized (the others are never touched, not
     /// even to detach them); threads they create are still traced (PTRACE_O_TRACECLONE).
-    static Result<std::unique_ptr<TraceSession>> seize(
-        pid_t pid, const std::function<bool(pid_t)>& want = nullptr);
+    static Result<std::unique_ptr<TraceSession>>
+    seize(pid_t pid, const std::function<bool(pid_t)>& want = nullptr);
 
     /// Forks and execs argv under trace (the child stops at its exec), seized from its first
     /// instruction; `exit_kill` sets PTRACE_O_EXITKILL (only ever for a process we started).
@@ -109,17 +112,26 @@ class TraceSession {
     /// `fn` does (exceptions are caught and returned as the Error). `fn` gets the registers of
     /// every thread from this stop (copy_stack off: `ok` with an empty stack copy, or !ok with
     /// the reason). Returns the stop window.
-    Result<uint64_t> with_all_stopped(
-        const std::function<void(const std::vector<ThreadCapture>&)>& fn,
-        std::chrono::milliseconds stop_timeout);
+    Result<uint64_t>
+    with_all_stopped(const std::function<void(const std::vector<ThreadCapture>&)>& fn,
+                     std::chrono::milliseconds stop_timeout);
 
     /// Handles pending tracee events without blocking: clone (track), exit (drop),
     /// signal-delivery (re-inject), group-stop (LISTEN), exec (flag).
     void poll_events();
 
-    /// Resumes and detaches every thread. Idempotent. Threads that cannot be stopped to detach
-    /// (D state) are released by the kernel when pmprof exits.
+    /// Resumes and detaches every thread. Idempotent. On a run_on_tracer_thread() thread no
+    /// thread is stopped for it: those in a ptrace-stop are detached at once, the others when
+    /// the tracer thread exits (a pending PTRACE_INTERRUPT is cancelled then). Elsewhere each
+    /// running thread is interrupted to be detached (PTRACE_DETACH needs a stop), and one that
+    /// does not stop in time (D state) is released by the kernel when pmprof exits.
     void detach_all();
+
+    /// Detaches every thread as detach_all() does and runs `work` (symbolization: no ptrace) on
+    /// a helper thread meanwhile, answering every stop that still arrives (a thread leaving D
+    /// state with our interrupt pending) with PTRACE_DETACH, so no thread waits stopped for the
+    /// work to end. Exceptions from `work` are rethrown.
+    void detach_during(const std::function<void()>& work);
 
     /// Clears counters().exec_seen once the caller has dealt with the new program.
     void acknowledge_exec();
@@ -136,5 +148,16 @@ class TraceSession {
 
 /// Checks, without tracing, whether `pid` can be traced; the Error says why not.
 Result<void> check_traceable(pid_t pid);
+
+/// Runs `fn` on a new thread and returns once that thread has exited, rethrowing what `fn`
+/// threw. Sessions created inside `fn` are traced by that thread; its exit detaches, without a
+/// stop, every thread still traced (kernel exit_ptrace -> __ptrace_unlink: pending interrupts
+/// are cancelled, a thread in a ptrace-stop is woken with its pending signal). Nothing can be
+/// left stopped or traced by pmprof after it returns.
+void run_on_tracer_thread(const std::function<void()>& fn);
+
+/// "tid 42 (vforker) <what>: state D (disk sleep), wchan wait_for_vfork_done": a thread that
+/// did not stop, by name, with why it may not have, read from /proc without touching it.
+std::string describe_unstoppable(pid_t pid, pid_t tid, const std::string& what);
 
 }  // namespace pmprof

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,9 @@ struct SamplerOptions {
     bool kernel_frames = false;               // perf backend: kernel frames on top (--kernel)
     bool progress = false;                    // one-line progress display on stderr
     std::string command_line;                 // for the profile comment
+    /// Called on the tracer thread between ticks (at least every 20 ms) with the session: serve
+    /// answers a thread dump from it while a profile runs.
+    std::function<void(TraceSession&)> between_ticks;
 };
 
 /// Why the loop ended.
@@ -90,6 +94,13 @@ struct SamplerStats {
     uint64_t cpu_user_ns = 0, cpu_system_ns = 0;               // pmprof's own cpu during sampling
     std::vector<std::pair<pid_t, uint64_t>> stops_per_thread;  // tid, stops (threads with any)
     uint64_t stops_per_thread_omitted = 0;  // threads with stops left out of that list (bound)
+    // Stops that made a blocked call fail with EINTR (epoll_wait, sigtimedwait, semop, recv with
+    // SO_RCVTIMEO: the program sees them), and per thread (tid, such stops), bounded as above.
+    uint64_t eintr_stops = 0;
+    std::vector<std::pair<pid_t, uint64_t>> eintr_per_thread;
+    // Threads whose stop did not come within --stop-timeout (D state: a vfork parent), by name
+    // with state and wchan; their capture arrives when they leave the kernel, or is cancelled.
+    std::vector<std::string> unstoppable;
 };
 
 struct SamplerResult {
@@ -101,8 +112,9 @@ struct SamplerResult {
 };
 
 /// Samples the process of `session` (created by the calling thread, which must stay the only one
-/// using it) until the duration ends, stop_requested(), the target exits or execs. Leaves the
-/// session attached (the caller detaches). Returns an Error only when nothing could be sampled
+/// using it) until the duration ends, stop_requested(), the target exits or execs. Detaches the
+/// session before it returns: the profile is symbolized while late stops are detached
+/// (TraceSession::detach_during). Returns an Error only when nothing could be sampled
 /// (no thread matches the filter, the image cannot be opened).
 Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt);
 

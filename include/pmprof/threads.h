@@ -29,6 +29,8 @@ struct ThreadEntry {
     std::string wchan;
     bool captured = false;
     std::string error;                         // why not captured
+    // The blocked call our stop made fail with EINTR ("epoll_wait"), "" when none.
+    std::string eintr_syscall;
     RawStack stack;
     std::vector<SymbolizedPc> frames;          // parallel to stack.frames
     Registers regs;                            // as captured (valid when captured)
@@ -61,6 +63,9 @@ struct DumpOptions {
     bool consistent = false;
     bool locks = true;          // lock wait-for analysis (reads a few words per blocked thread)
     bool kernel_stacks = true;  // /proc/.../stack of blocked threads when readable (root)
+    /// A session that traces the process already (serve: the running profile's), used on its
+    /// tracer thread instead of seizing; its threads are resumed, not detached.
+    TraceSession* session = nullptr;
 };
 
 /// Seizes `pid`, snapshots its threads (stopped together, only copies inside the stop),

@@ -82,6 +82,9 @@ struct ThreadCapture {
     uint64_t pause_ns = 0;      // stopped: from the tracer seeing the stop to the resume
     uint64_t stop_wait_ns = 0;  // PTRACE_INTERRUPT until the stop was seen (the thread ran or
                                 // waited for a cpu meanwhile: not a pause)
+    // The system call this stop made fail with EINTR (the thread was blocked in epoll_wait,
+    // sigtimedwait, semop, a recv with SO_RCVTIMEO...: rax was -EINTR at the stop), -1 if none.
+    long eintr_syscall = -1;
 };
 
 /// One frame of an unwound stack.

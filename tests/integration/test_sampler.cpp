@@ -313,13 +313,13 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
     CHECK(c["sleep_eintr"] == 0);
     CHECK(c["futex_eintr"] == 0);
     // epoll_wait fails with EINTR after any stop (FACTS.md): at most the sampler's stops of that
-    // thread plus the one stop detaching takes (PTRACE_DETACH needs a ptrace-stop).
+    // thread, as detaching takes no stop (the tracer thread's exit detaches, issue 13).
     const std::string stops = comment(out, "pmprof stops per thread");
     long epoll_stops = 0;
     auto at = stops.find(" " + std::to_string(epoll_tid) + ":");
     if (at != std::string::npos) epoll_stops = std::stol(stops.substr(stops.find(':', at + 1) + 1));
     INFO(stops);
-    CHECK(c["epoll_eintr"] <= epoll_stops + 1);
+    CHECK(c["epoll_eintr"] <= epoll_stops);
     // New threads were picked up and sampled, and the churn went on.
     const std::string summary = comment(out, "pmprof sampler:");
     auto threads_at = summary.find(" threads,");

@@ -10,6 +10,9 @@
 //                 the other threads run.
 //   --dstate      one thread vforks a child that sleeps 2 s in a raw nanosleep, again and again:
 //                 the vfork parent sits in D state; reported as "ready ... dstate=TID".
+//   --dstate-ms M the child sleeps M ms instead, and the vforker reports "vfork K" on the pipe
+//                 right before each vfork (a test can start pmprof at the beginning of a D
+//                 state and knows it lasts M ms).
 // Every mode reports "ready pid=P" (plus fields) on the harness pipe; the main thread then
 // sleeps until killed.
 #include <signal.h>
@@ -113,13 +116,25 @@ std::atomic<pid_t> g_dstate_tid{0};
 
 // vfork(2): the parent waits, uninterruptibly (killable), until the child execs or exits. The
 // child makes only raw system calls: it shares our memory and stack.
+long g_dstate_ms = 2000;
+bool g_report_vforks = false;
+std::atomic<bool> g_ready{false};  // vforks are reported after the ready line only
+
 TARGET_NOINLINE void vfork_forever() {
     target::name_thread("vforker");
     g_dstate_tid = target::current_tid();
-    for (;;) {
+    for (long k = 1;; ++k) {
+        if (g_report_vforks && g_ready.load()) {
+            char buf[48];
+            size_t len = 0;
+            write_counter(buf, &len, "vfork", k);
+            buf[len++] = '\n';
+            ssize_t n = write(g_report_fd, buf, len);
+            (void)n;
+        }
         pid_t child = vfork();
         if (child == 0) {
-            timespec ts{2, 0};
+            timespec ts{g_dstate_ms / 1000, (g_dstate_ms % 1000) * 1000000L};
             syscall(SYS_nanosleep, &ts, nullptr);
             _exit(0);
         }
@@ -160,6 +175,11 @@ int main(int argc, char** argv) {
         if (a == "--signals") signals = true;
         if (a == "--churn") churn_mode = true;
         if (a == "--dstate") dstate = true;
+        if (a == "--dstate-ms" && i + 1 < argc) {
+            dstate = true;
+            g_report_vforks = true;
+            g_dstate_ms = std::atol(argv[++i]);
+        }
         if (a == "--main-exits") main_exits = true;
     }
     if (signals) {
@@ -188,6 +208,7 @@ int main(int argc, char** argv) {
     }
     target::name_thread("main");
     target::report(ready);
+    g_ready = true;
     if (main_exits) {
         for (auto& t : pool) t.detach();
         pthread_exit(nullptr);
