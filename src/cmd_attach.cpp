@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,19 +89,28 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     return o;
 }
 
-/// Writes the profile (pprof unless --format or the file name says otherwise) and the summary;
-/// returns false when the profile is empty.
-bool write_results(const SamplerResult& r, const std::string& output, const std::string& format) {
+/// pprof unless --format or the output's file name says otherwise.
+std::string output_format(const std::string& output, const std::string& format) {
     std::string fmt_name = format.empty() ? format_from_filename(output) : format;
-    if (fmt_name.empty()) fmt_name = "pprof";
+    return fmt_name.empty() ? "pprof" : fmt_name;
+}
+
+/// Where the profile goes, checked before the target is touched.
+OutputPath prepare_profile_output(const std::string& output, const std::string& format) {
+    return prepare_output(output, format_is_binary(output_format(output, format)));
+}
+
+/// Writes the profile and the summary; returns false when the profile is empty.
+bool write_results(const SamplerResult& r, const OutputPath& out, const std::string& format) {
+    const std::string fmt_name = output_format(out.user_path, format);
     RenderOptions ro;
     ro.command = r.profile.comments.empty() ? "" : r.profile.comments.front();
     auto data = render_profile(r.profile, fmt_name, ro);
     if (!data.ok()) throw FatalError("writing the profile: " + data.error().message);
-    write_output(output, *data, format_is_binary(fmt_name));
+    write_output(out, *data);
     if (log_level() >= LogLevel::Warn) {
         std::string summary = format_sampler_summary(r);
-        summary += fmt::format("pmprof: wrote {}\n", output == "-" ? "stdout" : output);
+        summary += fmt::format("pmprof: wrote {}\n", out.display());
         std::fputs(summary.c_str(), stderr);
     }
     return r.stats.samples > 0;
@@ -117,14 +127,15 @@ int run_attach(const SampleArgs& a) {
     const std::string cmdline = read_cmdline(pid);
     SamplerOptions opt =
         sampler_options(a, 10'000'000'000, "pmprof attach " + a.pid + ": " + cmdline);
-    const std::string output = a.output.empty() ? default_output(pid) : a.output;
+    const OutputPath out =
+        prepare_profile_output(a.output.empty() ? default_output(pid) : a.output, a.format);
 
     auto session = TraceSession::seize(pid);
     if (!session.ok()) throw FatalError(session.error());
     auto result = run_sampler(**session, opt);
     (*session)->detach_all();  // before writing: the target runs untraced as soon as possible
     if (!result.ok()) throw FatalError(result.error());
-    const bool any = write_results(*result, output, a.format);
+    const bool any = write_results(*result, out, a.format);
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
@@ -163,17 +174,24 @@ int run_record(const SampleArgs& a) {
         throw FatalError("record needs a command: pmprof record -- CMD ARGS...", {}, kExitUsage);
     // Parse everything before starting CMD, so a usage error never leaves a child behind.
     SamplerOptions opt = sampler_options(a, 0, "pmprof record: " + joined(a.command));
+    // The default name holds CMD's pid, known only once it runs: the current directory is
+    // checked now, under the name it will have (pid 0 for the check).
+    std::optional<OutputPath> out;
+    if (!a.output.empty())
+        out = prepare_profile_output(a.output, a.format);
+    else
+        prepare_profile_output(default_output(0), a.format);
     auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
     if (!session.ok()) throw FatalError(session.error());
     const pid_t pid = (*session)->pid();
-    const std::string output = a.output.empty() ? default_output(pid) : a.output;
+    if (!out) out = prepare_profile_output(default_output(pid), a.format);
     auto result = run_sampler(**session, opt);
     (*session)->detach_all();
     if (!result.ok()) {
         log_warn("{}", result.error().message);
         return wait_for_child(pid);
     }
-    write_results(*result, output, a.format);
+    write_results(*result, *out, a.format);
     if (result->end == SamplerEnd::TargetExited) return exit_code_of(result->exit);
     if ((*session)->process_exited()) return exit_code_of((*session)->exit_info());
     return wait_for_child(pid);
@@ -193,7 +211,8 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
         ->capture_default_str();
     cmd->add_option("-o,--output", a->output,
                     "Profile file (gzipped pprof; '-' for stdout); default "
-                    "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz");
+                    "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz. Checked before sampling starts; a "
+                    "regular file is replaced atomically, a device or FIFO written through");
     cmd->add_option("-f,--format", a->format,
                     "Output format: pprof, callgrind, folded, svg or text (default: from -o's "
                     "name, else pprof)")

@@ -42,12 +42,13 @@ int run_stacks(const StacksArgs& a) {
     opt.thread_filter = a.threads;
     opt.capture.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
     opt.consistent = a.consistent;
+    // Before the target is touched: a path that cannot be written is refused at once.
+    const OutputPath out = prepare_output(a.output, format_is_binary(a.format));
 
     auto dump = take_thread_dump(pid, opt);
     if (!dump.ok()) throw FatalError(dump.error().message);
 
     std::string data;
-    bool binary = false;
     if (a.format == "text") {
         data = format_thread_dump_text(*dump, {!a.no_group, !a.no_source});
     } else if (a.format == "json") {
@@ -62,12 +63,14 @@ int run_stacks(const StacksArgs& a) {
         auto rendered = render_profile(thread_dump_to_profile(*dump), a.format, ro);
         if (!rendered.ok()) throw FatalError(rendered.error().message);
         data = std::move(*rendered);
-        binary = format_is_binary(a.format);
     }
-    write_output(a.output, data, binary);
+    write_output(out, data);
 
     size_t not_captured = 0;
     for (const ThreadEntry& t : dump->threads) not_captured += t.captured ? 0 : 1;
+    if (dump->target_exited)
+        log_warn("pid {} exited during the dump{}", pid,
+                 not_captured ? ": the threads not captured before it did are marked" : "");
     // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
     // and the span from the first interrupt to the last detach.
     log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
@@ -75,7 +78,7 @@ int run_stacks(const StacksArgs& a) {
              dump->threads.size(), dump->stats.longest_stop_ns / 1000,
              dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
              static_cast<double>(dump->wall_ns) / 1e6);
-    return not_captured ? kExitPartial : kExitComplete;
+    return not_captured || dump->target_exited ? kExitPartial : kExitComplete;
 }
 
 }  // namespace
@@ -93,7 +96,7 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("-f,--format", args->format, "Output format")
         ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}))
         ->capture_default_str();
-    cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
+    cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->add_flag("--no-group", args->no_group, "Print every thread separately");
     cmd->add_option("--max-depth", args->max_depth, "Frames per stack at most (deeper: truncated)")
         ->check(CLI::Range(1, 100000))

@@ -69,6 +69,14 @@ class DumpSymbols final : public Symbolizer {
     SymbolizedPc unknown_;
 };
 
+/// `e`, or "pid N exited during the dump" when that is why it failed: the open of a binary
+/// under /proc/N/ of a process that is gone reads like a missing file otherwise.
+Error exited_or(pid_t pid, uint64_t start_ticks, Error e) {
+    if (start_ticks != 0 && !process_running(pid, start_ticks))
+        return Error{fmt::format("pid {} exited during the dump", pid), ESRCH};
+    return e;
+}
+
 }  // namespace
 
 Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
@@ -84,6 +92,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     ThreadDump dump;
     dump.pid = pid;
     dump.command = read_cmdline(pid);
+    const uint64_t start_ticks = process_start_ticks(pid);
 
     // Thread states are read before seizing: once seized, a job-control-stopped thread shows
     // as "tracing stop", and the dump must describe the target, not pmprof's own trace.
@@ -113,7 +122,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
         return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
     auto session = TraceSession::seize(pid, want);
-    if (!session.ok()) return session.error();
+    if (!session.ok()) return exited_or(pid, start_ticks, session.error());
     TraceSession& ts = **session;
 
     for (pid_t tid : ts.threads()) {
@@ -150,12 +159,14 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     // The maps the snapshot read right before its stops (and again inside one, if a stack was
     // in none of them); a second read and parse of /proc/PID/maps here only repeated that.
     dump.maps = ts.maps();
+    dump.target_exited = ts.process_exited() || !process_running(pid, start_ticks);
     if (dump.maps.empty())
-        return Error{"cannot read the memory maps of process " + std::to_string(pid)};
+        return exited_or(pid, start_ticks,
+                         Error{"cannot read the memory maps of process " + std::to_string(pid)});
 
     // Everything below runs with the target running again.
     auto image = ProcessImage::open(pid, dump.maps);
-    if (!image.ok()) return image.error();
+    if (!image.ok()) return exited_or(pid, start_ticks, image.error());
     ProcessMemory memory(pid);
     auto unwinder = make_unwinder(opt.unwinder, **image, memory);
     auto symbolizer = make_symbolizer(**image, opt.symbolize);
@@ -179,6 +190,8 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         t.frames.reserve(t.stack.frames.size());
         for (const RawFrame& f : t.stack.frames) t.frames.push_back(symbolizer->symbolize(f));
     }
+    // Gone by the end (the unwinder read its memory meanwhile): say so as well.
+    dump.target_exited = dump.target_exited || !process_running(pid, start_ticks);
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - started)
                                              .count());

@@ -39,6 +39,7 @@ struct ThreadDump {
     size_t unwind_failures = 0;  // stacks that did not reach their root
     uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
     std::vector<MemoryMap> maps; // the maps snapshot the stacks belong to
+    bool target_exited = false;  // the process was gone right after the snapshot
 };
 
 struct DumpOptions {
