@@ -24,12 +24,26 @@ std::string dir_of(const std::string& path) {
     return path.substr(0, slash);
 }
 
+/// "/dev/fd/N" or "/proc/self/fd/N": N, else -1.
+int descriptor_path(const std::string& path) {
+    for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+        const std::string_view p = prefix;
+        if (!path.starts_with(p) || path.size() == p.size() || path.size() > p.size() + 6) continue;
+        const std::string digits = path.substr(p.size());
+        if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+        return std::stoi(digits);
+    }
+    return -1;
+}
+
 /// Follows the last component of `path` while it is a symbolic link (the directories on the
 /// way are resolved by the kernel at every open and rename). A dangling link gives the path it
 /// points to, which is then created.
 Result<std::string> follow_links(const std::string& path) {
     std::string cur = path;
     for (int hops = 0; hops < 40; ++hops) {
+        // /proc/self/fd/N (where /dev/stdout leads) is a descriptor, not a path to follow.
+        if (descriptor_path(cur) >= 0) return cur;
         struct stat st {};
         if (::lstat(cur.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
         char buf[PATH_MAX];
@@ -54,18 +68,6 @@ int probe_directory(const std::string& dir) {
     return ::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) == 0 ? 0 : errno;
 }
 
-/// "/dev/fd/N" or "/proc/self/fd/N": N, else -1.
-int descriptor_path(const std::string& path) {
-    for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
-        const std::string_view p = prefix;
-        if (!path.starts_with(p) || path.size() == p.size() || path.size() > p.size() + 6) continue;
-        const std::string digits = path.substr(p.size());
-        if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
-        return std::stoi(digits);
-    }
-    return -1;
-}
-
 }  // namespace
 
 std::string OutputPath::display() const {
@@ -84,15 +86,15 @@ Result<OutputPath> check_output(const std::string& path) {
         out.fd = 2;
         return out;
     }
-    if (const int fd = descriptor_path(path); fd >= 0) {
+    auto target = follow_links(path);
+    if (!target.ok()) return fail_errno(target.error().errno_value);
+    if (const int fd = descriptor_path(*target); fd >= 0) {
         const int flags = ::fcntl(fd, F_GETFL);
         if (flags < 0) return fail_errno(errno);
         if ((flags & O_ACCMODE) == O_RDONLY) return fail("the descriptor is read-only", EBADF);
         out.fd = fd;
         return out;
     }
-    auto target = follow_links(path);
-    if (!target.ok()) return fail_errno(target.error().errno_value);
     out.target = *target;
     const std::string dir = dir_of(out.target);
     struct stat st {};

@@ -160,6 +160,18 @@ TEST_CASE("output: -, /dev/stdout and /dev/stderr are the streams themselves",
     RunResult dash = report_to("-");
     CHECK(dash.exit_code == 0);
     CHECK(dash.out.find("flat%") != std::string::npos);
+    // First private links to the descriptors: a pmprof that replaced links by files would
+    // replace these, and must not get to the machine's /dev/stdout and /dev/stderr.
+    const std::string dir = fresh_dir("fdlink");
+    for (const char* fd : {"1", "2"}) {
+        const std::string link = dir + "/fd" + fd;
+        std::filesystem::create_symlink(std::string("/proc/self/fd/") + fd, link);
+        RunResult via = report_to(link);
+        INFO(via.err);
+        CHECK(via.exit_code == 0);
+        REQUIRE(std::filesystem::is_symlink(link));
+        CHECK((fd[0] == '1' ? via.out : via.err).find("flat%") != std::string::npos);
+    }
     RunResult out = report_to("/dev/stdout");
     CHECK(out.exit_code == 0);
     CHECK(out.out == dash.out);
