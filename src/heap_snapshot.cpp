@@ -57,6 +57,8 @@ void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
 
 /// `e`, or "pid N exited during the heap snapshot" when that is why it failed (an open under
 /// /proc/N/root of a process that is gone reads like a missing file otherwise).
+/// `start_ticks` is 0 when the process was not running at the start (gone, or a zombie):
+/// the error from check_traceable then says so already.
 Error exited_or(pid_t pid, uint64_t start_ticks, Error e) {
     if (start_ticks != 0 && !process_running(pid, start_ticks))
         return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};
@@ -69,7 +71,8 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     // The same one-line refusals as every verb (no such process, zombie, already traced, no
     // permission) before the allocator checks read anything from /proc.
     if (auto traceable = check_traceable(pid); !traceable.ok()) return traceable.error();
-    const uint64_t start_ticks = process_start_ticks(pid);
+    // 0 unless running now: only a process that was alive can exit "during" anything.
+    const uint64_t start_ticks = process_running(pid, 0) ? process_start_ticks(pid) : uint64_t{0};
     // A leader whose main thread exited (its other threads run on) has no /proc/N/root, maps
     // or memory of its own: every read below would fail as if a file were missing.
     if (auto leader = read_status(pid); leader.ok() && leader->state == ThreadState::Zombie)
@@ -151,7 +154,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
         analyze_reach(snap, reach->contents, reach->input);
         snap.reach.copy_ns = reach->copy_ns;
     }
-    if (!process_running(pid, start_ticks)) {
+    if (start_ticks != 0 && !process_running(pid, start_ticks)) {
         // Reads that failed because the process went away are not a heap's problems.
         if (snap.partial() || snap.arenas.empty())
             return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};

@@ -71,6 +71,8 @@ class DumpSymbols final : public Symbolizer {
 
 /// `e`, or "pid N exited during the dump" when that is why it failed: the open of a binary
 /// under /proc/N/ of a process that is gone reads like a missing file otherwise.
+/// `start_ticks` is 0 when the process was not running at the start (gone, or a zombie):
+/// the error from check_traceable then says so already.
 Error exited_or(pid_t pid, uint64_t start_ticks, Error e) {
     if (start_ticks != 0 && !process_running(pid, start_ticks))
         return Error{fmt::format("pid {} exited during the dump", pid), ESRCH};
@@ -92,7 +94,8 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     ThreadDump dump;
     dump.pid = pid;
     dump.command = read_cmdline(pid);
-    const uint64_t start_ticks = process_start_ticks(pid);
+    // 0 unless running now: only a process that was alive can exit "during" anything.
+    const uint64_t start_ticks = process_running(pid, 0) ? process_start_ticks(pid) : uint64_t{0};
 
     // Thread states are read before seizing: once seized, a job-control-stopped thread shows
     // as "tracing stop", and the dump must describe the target, not pmprof's own trace.
@@ -159,7 +162,8 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     // The maps the snapshot read right before its stops (and again inside one, if a stack was
     // in none of them); a second read and parse of /proc/PID/maps here only repeated that.
     dump.maps = ts.maps();
-    dump.target_exited = ts.process_exited() || !process_running(pid, start_ticks);
+    dump.target_exited =
+        ts.process_exited() || (start_ticks != 0 && !process_running(pid, start_ticks));
     if (dump.maps.empty())
         return exited_or(pid, start_ticks,
                          Error{"cannot read the memory maps of process " + std::to_string(pid)});
@@ -191,7 +195,8 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         for (const RawFrame& f : t.stack.frames) t.frames.push_back(symbolizer->symbolize(f));
     }
     // Gone by the end (the unwinder read its memory meanwhile): say so as well.
-    dump.target_exited = dump.target_exited || !process_running(pid, start_ticks);
+    dump.target_exited =
+        dump.target_exited || (start_ticks != 0 && !process_running(pid, start_ticks));
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - started)
                                              .count());

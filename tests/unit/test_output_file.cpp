@@ -23,7 +23,7 @@ std::string fresh_dir() {
 
 size_t entries(const std::string& dir) {
     size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.exists() ? 1 : 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
     return n;
 }
 
