@@ -160,8 +160,14 @@ $(BUILD)/pprofcheck: tests/tools/pprofcheck/main.go $(BUILD)/.test-deps-ok
 	cd tests/tools/pprofcheck && GO111MODULE=off GOPATH=/usr/share/gocode \
 	  GOCACHE=$(abspath $(BUILD))/gocache $(GO) build -o $(abspath $@) .
 
+# Runs a command under a seccomp filter denying the named system calls (the fallback tests).
+$(BUILD)/seccomp_exec: tests/tools/seccomp_exec.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 -O2 -Wall -Wextra -o $@ $<
+
 TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGET_BINS) \
-             $(TOOLCHAIN_BINS) $(RUST_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck
+             $(TOOLCHAIN_BINS) $(RUST_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck \
+             $(BUILD)/seccomp_exec
 test: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
@@ -209,7 +215,8 @@ FUZZ_SRCS    := tests/fuzz/fuzz_decode_pprof.cpp src/error.cpp src/profile.cpp \
                 src/output_text.cpp src/output_folded.cpp src/output_callgrind.cpp \
                 src/output_svg.cpp src/output_svg_script.cpp src/report.cpp src/report_diff.cpp \
                 src/report_frames.cpp src/report_list.cpp src/symbolize.cpp src/demangle.cpp \
-                src/image.cpp src/log.cpp src/fd.cpp src/procfs.cpp src/types.cpp src/memory.cpp
+                src/image.cpp src/log.cpp src/fd.cpp src/procfs.cpp src/types.cpp src/memory.cpp \
+                src/ptrace_peek.cpp
 .PHONY: fuzz fuzz-build
 fuzz-build: $(BUILD)/fuzz_decode_pprof
 $(BUILD)/fuzz_decode_pprof: $(FUZZ_SRCS) $(wildcard src/*.h include/pmprof/*.h) | $(DEPS_STAMP)

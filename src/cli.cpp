@@ -52,49 +52,30 @@ int64_t parse_duration_ns(const std::string& text) {
 
 }  // namespace pmprof
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cstring>
+#include "pmprof/log.h"
 
 namespace pmprof {
 
-void write_output(const std::string& path, const std::string& data, bool binary) {
-    if (path.empty() || path == "-") {
-        if (binary && isatty(STDOUT_FILENO))
-            throw FatalError("refusing to write a binary profile to a terminal", "use -o FILE", kExitUsage);
-        size_t done = 0;
-        while (done < data.size()) {
-            ssize_t n = ::write(STDOUT_FILENO, data.data() + done, data.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                if (errno == EPIPE) return;  // `pmprof stacks PID | head` is fine
-                throw FatalError(std::string("writing stdout: ") + std::strerror(errno));
-            }
-            done += static_cast<size_t>(n);
-        }
-        return;
-    }
-    std::string tmp = path + ".tmp." + std::to_string(getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw FatalError("cannot create " + path + ": " + std::strerror(errno));
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw FatalError("writing " + path + ": " + std::strerror(err));
-        }
-        done += static_cast<size_t>(n);
-    }
-    if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        int err = errno;
-        ::unlink(tmp.c_str());
-        throw FatalError("writing " + path + ": " + std::strerror(err));
-    }
+OutputPath prepare_output(const std::string& path, bool binary) {
+    auto out = check_output(path);
+    if (!out.ok()) throw FatalError(out.error());
+    if (binary && out->kind == OutputPath::Kind::Descriptor && isatty(out->fd))
+        throw FatalError("refusing to write a binary profile to a terminal", "use -o FILE",
+                         kExitUsage);
+    log_debug("output: {} ({})", out->display(),
+              out->kind == OutputPath::Kind::Regular  ? "replaced atomically: " + out->target
+              : out->kind == OutputPath::Kind::Stream ? "written through: " + out->target
+                                                      : "descriptor " + std::to_string(out->fd));
+    return std::move(*out);
 }
+
+void write_output(const OutputPath& out, const std::string& data) {
+    auto written = write_output_data(out, data);
+    if (!written.ok()) throw FatalError(written.error());
+}
+
+void write_stdout(const std::string& data) { write_output(OutputPath{}, data); }
 
 }  // namespace pmprof

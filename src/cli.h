@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "pmprof/output_file.h"
+
 namespace pmprof {
 
 /// Runs the parsed subcommand; returns the process exit code (ExitCode in error.h).
@@ -21,6 +23,7 @@ void add_record_command(CLI::App& app, CommandRunner* runner);
 void add_heap_command(CLI::App& app, CommandRunner* runner);
 void add_report_command(CLI::App& app, CommandRunner* runner);
 void add_serve_command(CLI::App& app, CommandRunner* runner);
+void add_doctor_command(CLI::App& app, CommandRunner* runner);
 
 /// One subcommand an executable offers: its name and its registration function.
 struct Command {
@@ -48,6 +51,11 @@ pid_t parse_pid(const std::string& text);
 /// (kExitUsage) on anything else.
 int64_t parse_duration_ns(const std::string& text);
 
+/// The -o help shared by the verbs.
+inline constexpr const char* kOutputHelp =
+    "Write to FILE instead of stdout: checked before the target is touched; a regular file is "
+    "replaced atomically, a device or FIFO written through, a symbolic link followed";
+
 /// The exit codes block shared by every --help footer.
 extern const char* const kExitCodesHelp;
 
@@ -55,8 +63,14 @@ extern const char* const kExitCodesHelp;
 
 namespace pmprof {
 
-/// Writes `data` to `path` ("-" or "" for stdout) atomically (temp file + rename); throws
-/// FatalError naming the file on failure. Refuses binary data to a terminal.
-void write_output(const std::string& path, const std::string& data, bool binary);
+/// The output of `-o PATH` ("" or "-": stdout), resolved and checked before any work (see
+/// pmprof/output_file.h); throws FatalError naming PATH when it cannot be written, and refuses
+/// binary data to a terminal (kExitUsage).
+OutputPath prepare_output(const std::string& path, bool binary);
+/// Writes `data` there (regular files atomically, devices and FIFOs through); throws
+/// FatalError naming the user's path on failure.
+void write_output(const OutputPath& out, const std::string& data);
+/// write_output to standard output.
+void write_stdout(const std::string& data);
 
 }  // namespace pmprof

@@ -26,9 +26,11 @@ constexpr const char* kDescription =
 int run(int argc, char** argv, std::span<const Command> commands) {
     CLI::App app{kDescription, "pmprof"};
     app.require_subcommand(1);
-    app.footer(std::string("\n") + kExitCodesHelp +
-               "\nPermissions: tracing needs the same user as the target (and ptrace_scope 0) "
-               "or root / CAP_SYS_PTRACE.\nSee pmprof(1) for details.");
+    app.footer(
+        std::string("\n") + kExitCodesHelp +
+        "\nPermissions: tracing needs the same user as the target (and ptrace_scope 0) "
+        "or root / CAP_SYS_PTRACE;\n`pmprof doctor PID` says what would stop or degrade pmprof "
+        "and how to fix it. See pmprof(1) for details.");
     int verbose = 0;
     bool quiet = false;
     app.add_flag("-v,--verbose", verbose, "More diagnostics on stderr (repeat for debug)");

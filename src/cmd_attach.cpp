@@ -100,19 +100,28 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     return o;
 }
 
-/// Writes the profile (pprof unless --format or the file name says otherwise) and the summary;
-/// returns false when the profile is empty.
-bool write_results(const SamplerResult& r, const std::string& output, const std::string& format) {
+/// pprof unless --format or the output's file name says otherwise.
+std::string output_format(const std::string& output, const std::string& format) {
     std::string fmt_name = format.empty() ? format_from_filename(output) : format;
-    if (fmt_name.empty()) fmt_name = "pprof";
+    return fmt_name.empty() ? "pprof" : fmt_name;
+}
+
+/// Where the profile goes, checked before the target is touched.
+OutputPath prepare_profile_output(const std::string& output, const std::string& format) {
+    return prepare_output(output, format_is_binary(output_format(output, format)));
+}
+
+/// Writes the profile and the summary; returns false when the profile is empty.
+bool write_results(const SamplerResult& r, const OutputPath& out, const std::string& format) {
+    const std::string fmt_name = output_format(out.user_path, format);
     RenderOptions ro;
     ro.command = r.profile.comments.empty() ? "" : r.profile.comments.front();
     auto data = render_profile(r.profile, fmt_name, ro);
     if (!data.ok()) throw FatalError("writing the profile: " + data.error().message);
-    write_output(output, *data, format_is_binary(fmt_name));
+    write_output(out, *data);
     if (log_level() >= LogLevel::Warn) {
         std::string summary = format_sampler_summary(r);
-        summary += fmt::format("pmprof: wrote {}\n", output == "-" ? "stdout" : output);
+        summary += fmt::format("pmprof: wrote {}\n", out.display());
         std::fputs(summary.c_str(), stderr);
     }
     return r.stats.samples > 0;
@@ -149,7 +158,8 @@ int run_attach(const SampleArgs& a) {
     const std::string cmdline = read_cmdline(pid);
     SamplerOptions opt =
         sampler_options(a, 10'000'000'000, "pmprof attach " + a.pid + ": " + cmdline);
-    const std::string output = a.output.empty() ? default_output(pid) : a.output;
+    const OutputPath out =
+        prepare_profile_output(a.output.empty() ? default_output(pid) : a.output, a.format);
     const BackendChoice choice = backend_for(pid, opt);
 
     std::optional<Result<SamplerResult>> result;
@@ -166,7 +176,7 @@ int run_attach(const SampleArgs& a) {
         });
     }
     if (!result->ok()) throw FatalError(result->error());
-    const bool any = write_results(**result, output, a.format);
+    const bool any = write_results(**result, out, a.format);
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
@@ -205,10 +215,16 @@ int run_record(const SampleArgs& a) {
         throw FatalError("record needs a command: pmprof record -- CMD ARGS...", {}, kExitUsage);
     // Parse everything before starting CMD, so a usage error never leaves a child behind.
     SamplerOptions opt = sampler_options(a, 0, "pmprof record: " + joined(a.command));
+    // The default name holds CMD's pid, known only once it runs: the current directory is
+    // checked now, under the name it will have (pid 0 for the check).
+    std::optional<OutputPath> out;
+    if (!a.output.empty())
+        out = prepare_profile_output(a.output, a.format);
+    else
+        prepare_profile_output(default_output(0), a.format);
     const BackendChoice choice = backend_for(0, opt);  // CMD will run as we do
     std::optional<Result<SamplerResult>> result;
     pid_t pid = 0;
-    std::string output;
     std::optional<ExitInfo> exited;
     // CMD is forked by the tracer thread; once that thread exits, CMD is still this process's
     // child (waitpid from any thread of the group) and is detached without a stop.
@@ -216,7 +232,6 @@ int run_record(const SampleArgs& a) {
         auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
         if (!session.ok()) throw FatalError(session.error());
         pid = (*session)->pid();
-        output = a.output.empty() ? default_output(pid) : a.output;
         if (choice.backend == CpuBackend::Perf) {
             // The events are opened while CMD waits at its exec, then CMD is detached and runs
             // untraced; its threads and children inherit the events.
@@ -227,17 +242,18 @@ int run_record(const SampleArgs& a) {
         (*session)->detach_all();
         if ((*session)->process_exited()) exited = (*session)->exit_info();
     });
+    if (!out) out = prepare_profile_output(default_output(pid), a.format);
     if (choice.backend == CpuBackend::Perf && result->ok() &&
         (*result)->end == SamplerEnd::TargetExited) {
         // The perf sampler saw CMD exit but did not reap it: its status is waited for here.
-        write_results(**result, output, a.format);
+        write_results(**result, *out, a.format);
         return wait_for_child(pid);
     }
     if (!result->ok()) {
         log_warn("{}", result->error().message);
         return wait_for_child(pid);
     }
-    write_results(**result, output, a.format);
+    write_results(**result, *out, a.format);
     if ((*result)->end == SamplerEnd::TargetExited) return exit_code_of((*result)->exit);
     if (exited) return exit_code_of(*exited);
     return wait_for_child(pid);
@@ -267,7 +283,8 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
                   "may be sampled: root, CAP_PERFMON or perf_event_paranoid <= 1)");
     cmd->add_option("-o,--output", a->output,
                     "Profile file (gzipped pprof; '-' for stdout); default "
-                    "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz");
+                    "pmprof-<pid>-<yyyymmdd-hhmmss>.pb.gz. Checked before sampling starts; a "
+                    "regular file is replaced atomically, a device or FIFO written through");
     cmd->add_option("-f,--format", a->format,
                     "Output format: pprof, callgrind, folded, svg or text (default: from -o's "
                     "name, else pprof)")

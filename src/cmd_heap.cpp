@@ -74,22 +74,20 @@ Profile read_base(const std::string& path) {
 }
 
 /// Writes the snapshot in the chosen format to -o (or stdout).
-void write_snapshot(const HeapArgs& a, const HeapSnapshot& s, bool types) {
+void write_snapshot(const HeapArgs& a, const OutputPath& out, const HeapSnapshot& s, bool types) {
     std::string format = choose_format(a);
     if (format == "json")
-        write_output(a.output, format_heap_json(s, types), false);
+        write_output(out, format_heap_json(s, types));
     else if (format == "text")
-        write_output(a.output, format_heap_text(s, types, a.top), false);
+        write_output(out, format_heap_text(s, types, a.top));
     else  // pprof, callgrind, folded, svg: the heap profile through the shared writers
-        write_output(a.output, render_or_throw(heap_to_profile(s, types), format),
-                     format_is_binary(format));
+        write_output(out, render_or_throw(heap_to_profile(s, types), format));
 }
 
-int run_series(const HeapArgs& a, pid_t pid, const HeapOptions& opt) {
+int run_series(const HeapArgs& a, const OutputPath& out, pid_t pid, const HeapOptions& opt) {
     int64_t interval_ns = parse_duration_ns(a.interval);
     bool partial = false;
     Profile first, prev;
-    std::string out;
     for (int i = 0; i < a.count && !stop_requested(); ++i) {
         if (i > 0) {
             auto deadline =
@@ -106,16 +104,14 @@ int run_series(const HeapArgs& a, pid_t pid, const HeapOptions& opt) {
         std::string line = fmt::format("snapshot {} of {}: live {} bytes, mallinfo2 uordblks {}\n",
                                        i + 1, a.count, live, s.mallinfo.uordblks);
         if (i > 0) line += format_heap_growth(heap_growth(prev, p), a.top);
-        write_output("", line, false);
+        write_stdout(line);
         if (i == 0) first = p;
-        if (!a.output.empty()) write_snapshot(a, s, opt.types);
+        if (!a.output.empty()) write_snapshot(a, out, s, opt.types);
         prev = std::move(p);
     }
     if (a.count > 2 && !stop_requested())
-        write_output("",
-                     "growth from the first to the last snapshot\n" +
-                         format_heap_growth(heap_growth(first, prev), a.top),
-                     false);
+        write_stdout("growth from the first to the last snapshot\n" +
+                     format_heap_growth(heap_growth(first, prev), a.top));
     return partial ? kExitPartial : kExitComplete;
 }
 
@@ -126,19 +122,21 @@ int run_heap(const HeapArgs& a) {
     opt.reach = !a.no_reach;
     opt.reach_max_bytes = a.reach_max_mb << 20;
     opt.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
-    if (a.count > 1) return run_series(a, pid, opt);
+    // Checked before the target is stopped. Without -o, a series and --base print only tables.
+    const bool snapshot_out = !a.output.empty() || (a.count <= 1 && a.base.empty());
+    const OutputPath out =
+        snapshot_out ? prepare_output(a.output, format_is_binary(choose_format(a))) : OutputPath{};
+    if (a.count > 1) return run_series(a, out, pid, opt);
 
     std::optional<Profile> base;
     if (!a.base.empty()) base = read_base(a.base);
     HeapSnapshot s = snapshot_or_throw(pid, opt);
     if (base) {
         // The growth table goes to stdout; the new snapshot to -o (the next run's --base).
-        write_output("",
-                     format_heap_growth(heap_growth(*base, heap_to_profile(s, opt.types)), a.top),
-                     false);
-        if (!a.output.empty()) write_snapshot(a, s, opt.types);
+        write_stdout(format_heap_growth(heap_growth(*base, heap_to_profile(s, opt.types)), a.top));
+        if (!a.output.empty()) write_snapshot(a, out, s, opt.types);
     } else {
-        write_snapshot(a, s, opt.types);
+        write_snapshot(a, out, s, opt.types);
     }
     return s.partial() ? kExitPartial : kExitComplete;
 }
@@ -167,7 +165,7 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "text, json, pprof, callgrind, folded or svg (default: from -o's name, e.g. "
                     "pprof for .pb.gz, else text)")
         ->check(CLI::IsMember({"text", "json", "pprof", "callgrind", "folded", "svg"}));
-    cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
+    cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->add_option("--base", args->base, "Print the growth since this earlier heap profile");
     cmd->add_option("--interval", args->interval, "Time between snapshots with --count")
         ->capture_default_str();

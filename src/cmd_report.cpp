@@ -63,6 +63,7 @@ int run_report(const ReportArgs& a) {
     std::string format = a.format;
     if (format.empty()) format = format_from_filename(a.output);
     if (format.empty()) format = "text";
+    const OutputPath out = prepare_output(a.output, format_is_binary(format));
     Prepared prepared = prepare(a);
     Profile& profile = prepared.profile;
     auto si = resolve_sample_type(profile, a.sample_index);
@@ -95,7 +96,7 @@ int run_report(const ReportArgs& a) {
         if (!rendered.ok()) throw FatalError(rendered.error().message);
         data = std::move(*rendered);
     }
-    write_output(a.output, data, format_is_binary(format));
+    write_output(out, data);
     return kExitComplete;
 }
 
@@ -128,7 +129,7 @@ void add_report_command(CLI::App& app, CommandRunner* runner) {
         ->type_name("OLD");
     cmd->add_option("-f,--format", args->format, "Output format (default: text)")
         ->check(CLI::IsMember(kProfileFormats));
-    cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
+    cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->add_option("--source-path", args->source_paths,
                     "Directory to search for source files for --list (repeatable)")
         ->take_all()

@@ -11,6 +11,7 @@
 #include "pmprof/http.h"
 #include "pmprof/perf_sampler.h"
 #include "pmprof/procfs.h"
+#include "pmprof/ptrace.h"
 #include "pmprof/unwind.h"
 
 namespace pmprof {
@@ -58,6 +59,10 @@ int run_serve(const ServeArgs& a) {
     auto backend = parse_cpu_backend(a.backend);
     if (!backend.ok()) throw FatalError(backend.error().message, {}, kExitUsage);
     opt.backend = *backend;
+    // Refused now, not with a 500 on every request: the target is seized from a thread that
+    // exits at once, which detaches it without a stop.
+    if (auto traceable = probe_traceable(opt.pid); !traceable.ok())
+        throw FatalError(traceable.error());
     const std::string cmdline = read_cmdline(opt.pid);
     opt.on_listening = [&](const std::string& url) {
         // Always printed (also with -q): it is how a script learns the port of --listen HOST:0.
@@ -80,6 +85,8 @@ void add_serve_command(CLI::App& app, CommandRunner* runner) {
         "(sampling profile; mode=cpu|wall, rate=HZ from 1 to 1000; seconds from 1 to "
         "--max-seconds, default 30), heap (?debug=1: text), goroutine and threads (?debug=1 "
         "grouped text, ?debug=2 every thread), cmdline, symbol (GET or POST).\n"
+        "At start-up pmprof checks that it can trace PID (seized from a thread that exits at "
+        "once, which detaches it without a stop) and exits 2 otherwise. "
         "The target is traced only while a request works on it. Only GET (and POST for symbol) "
         "is allowed; bad parameters get 400 with the reason, a second concurrent profile 409, "
         "requests after the target exited 410. A client that disconnects cancels its profile. "

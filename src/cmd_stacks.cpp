@@ -43,7 +43,7 @@ int exit_status(const ThreadDump& dump) {
     return kExitComplete;
 }
 
-int run_watch(const StacksArgs& a, pid_t pid, const DumpOptions& opt) {
+int run_watch(const StacksArgs& a, const OutputPath& out, pid_t pid, const DumpOptions& opt) {
     if (a.format != "text" && a.format != "json")
         throw FatalError("--watch writes text or json only", {}, kExitUsage);
     int64_t interval_ns = parse_duration_ns(a.interval);
@@ -53,7 +53,7 @@ int run_watch(const StacksArgs& a, pid_t pid, const DumpOptions& opt) {
     if (!w.ok()) throw FatalError(w.error().message);
     std::string data = a.format == "json" ? format_watch_json(*w)
                                           : format_watch_text(*w, {!a.no_group, !a.no_source});
-    write_output(a.output, data, false);
+    write_output(out, data);
     size_t stuck = 0;
     for (const ThreadProgress& p : w->threads) stuck += p.verdict == Progress::Stuck ? 1 : 0;
     log_warn("{} dumps over {:.1f} s: {} of {} threads stuck{}", w->dumps, w->span_s, stuck,
@@ -73,15 +73,16 @@ int run_stacks(const StacksArgs& a) {
     opt.thread_filter = a.threads;
     opt.capture.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
     opt.consistent = a.consistent;
+    // Before the target is touched: a path that cannot be written is refused at once.
+    const OutputPath out = prepare_output(a.output, format_is_binary(a.format));
     opt.locks = !a.no_locks;
     opt.kernel_stacks = !a.no_kernel_stack;
-    if (a.watch > 0) return run_watch(a, pid, opt);
+    if (a.watch > 0) return run_watch(a, out, pid, opt);
 
     auto dump = take_thread_dump(pid, opt);
     if (!dump.ok()) throw FatalError(dump.error().message);
 
     std::string data;
-    bool binary = false;
     if (a.format == "text") {
         data = format_thread_dump_text(*dump, {!a.no_group, !a.no_source});
     } else if (a.format == "json") {
@@ -96,9 +97,8 @@ int run_stacks(const StacksArgs& a) {
         auto rendered = render_profile(thread_dump_to_profile(*dump), a.format, ro);
         if (!rendered.ok()) throw FatalError(rendered.error().message);
         data = std::move(*rendered);
-        binary = format_is_binary(a.format);
     }
-    write_output(a.output, data, binary);
+    write_output(out, data);
 
     size_t not_captured = 0;
     std::string eintr;
@@ -116,6 +116,9 @@ int run_stacks(const StacksArgs& a) {
         log_warn("{} stopped threads were blocked in a call that the stop made fail with EINTR: "
                  "{}",
                  eintr_threads, eintr);
+    if (dump->target_exited)
+        log_warn("pid {} exited during the dump{}", pid,
+                 not_captured ? ": the threads not captured before it did are marked" : "");
     // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
     // and the span from the first interrupt to the last detach.
     log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
@@ -152,7 +155,7 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("-f,--format", args->format, "Output format")
         ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}))
         ->capture_default_str();
-    cmd->add_option("-o,--output", args->output, "Write to FILE instead of stdout");
+    cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->add_flag("--no-group", args->no_group, "Print every thread separately");
     cmd->add_option("--max-depth", args->max_depth, "Frames per stack at most (deeper: truncated)")
         ->check(CLI::Range(1, 100000))

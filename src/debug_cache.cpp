@@ -24,6 +24,7 @@
 
 #include "image_internal.h"
 #include "pmprof/log.h"
+#include "pmprof/output_file.h"
 
 extern char** environ;
 
@@ -190,16 +191,16 @@ bool add_cached_debug(int debug_fd, const std::string& debug_path, const std::st
     }
     if (!make_cache_dirs(cache_dir + "/debug")) return false;
     const std::string path = entry_path(cache_dir, info->build_id);
-    // Temp file in the same directory, then rename: readers see a whole file or none, and
-    // concurrent writers (other pmprof processes, serve's jobs) never share a temp file.
-    const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), ::gettid());
-    if (!run_elfcompress(path_for_child(debug_path), tmp)) {
-        ::unlink(tmp.c_str());
-        return false;
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        log_debug("debug cache: rename {}: {}", tmp, std::strerror(errno));
-        ::unlink(tmp.c_str());
+    // Temp file in the same directory, then rename: readers see a whole file or none.
+    // eu-elfcompress writes the temporary file by its name (and renames its own over it).
+    auto written =
+        replace_file_atomically(path, 0644, [&](int, const std::string& tmp) -> Result<void> {
+            if (!run_elfcompress(path_for_child(debug_path), tmp))
+                return Error{"eu-elfcompress failed", 0};
+            return {};
+        });
+    if (!written.ok()) {
+        log_debug("debug cache: writing {}: {}", path, written.error().message);
         return false;
     }
     log_debug("debug cache: wrote {} for {}", path, debug_path);

@@ -13,6 +13,14 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "pmprof/log.h"
+#include "pmprof/procfs.h"
+#include "pmprof/ptrace.h"
+
 namespace pmprof {
 
 namespace {
@@ -57,62 +65,181 @@ size_t vm_read_by_page(pid_t pid, uint64_t address, uint8_t *out, size_t len) {
     return done;
 }
 
-} // namespace
+/// What is known about reading one target: the method, and /proc/PID/mem once opened. Shared
+/// by every reader of the process (serve's jobs run on several threads).
+struct TargetAccess {
+    MemoryMethod method = MemoryMethod::VmReadv;
+    int mem_fd = -1;  // kept open for the process's life (pmprof's, for one target)
+    bool announced = false;
+};
 
-Result<size_t> ProcessMemory::read(uint64_t address, void *out, size_t len) {
-    if (len == 0)
-        return size_t{0};
-    if (!vm_readv_works_)
-        return read_proc_mem(address, out, len);
-    ssize_t n = vm_read(pid_, address, out, len);
-    // A positive short count is the readable prefix (the kernel stops at the first bad page).
-    if (n > 0)
-        return static_cast<size_t>(n);
-    if (n == 0)
-        return Error{describe("process_vm_readv", pid_, address, len) + ": nothing read", EFAULT};
-    int err = errno;
-    if (err == ENOSYS || err == EPERM) {
-        // Kernels without CONFIG_CROSS_MEMORY_ATTACH, or seccomp/LSM refusing the call: the
-        // /proc/PID/mem path is governed by the same ptrace access check but may be allowed.
-        vm_readv_works_ = false;
-        return read_proc_mem(address, out, len);
-    }
-    bool multi_page = address / kPageSize != (address + len - 1) / kPageSize;
-    if ((err == EFAULT || err == EIO) && multi_page) {
-        size_t got = vm_read_by_page(pid_, address, static_cast<uint8_t *>(out), len);
-        if (got > 0)
-            return got;
-    }
-    return Error::from_errno(describe("process_vm_readv", pid_, address, len), err);
+std::mutex g_access_mu;
+std::map<pid_t, TargetAccess> g_access;
+
+MemoryMethod first_method() {
+    const char* env = std::getenv("PMPROF_MEMORY");
+    const std::string_view v = env != nullptr ? env : "";
+    if (v == "mem") return MemoryMethod::ProcMem;
+    if (v == "peek") return MemoryMethod::PeekData;
+    return MemoryMethod::VmReadv;
 }
 
-Result<size_t> ProcessMemory::read_proc_mem(uint64_t address, void *out, size_t len) {
-    if (!mem_fd_.valid()) {
-        auto fd = open_readonly("/proc/" + std::to_string(pid_) + "/mem");
-        if (!fd)
-            return fd.error();
-        mem_fd_ = std::move(*fd);
+TargetAccess& access_of(pid_t pid) {  // g_access_mu held
+    auto [it, added] = g_access.try_emplace(pid);
+    if (added) it->second.method = first_method();
+    return it->second;
+}
+
+/// Why a denial happened, as far as pmprof can tell from its own side.
+std::string denial_cause(int err) {
+    if (err == ENOSYS) return "the kernel lacks the call or a seccomp filter refuses it";
+    auto self = read_status(::getpid());
+    if (self.ok() && self->seccomp == 2)
+        return "pmprof runs under a seccomp filter (Seccomp: 2 in /proc/self/status), the likely "
+               "cause";
+    return "an LSM or the target's credentials refuse it";
+}
+
+/// Moves `pid` from `from` to the next method (once: concurrent readers agree) and says so.
+MemoryMethod demote(pid_t pid, MemoryMethod from, int err) {
+    MemoryMethod to =
+        from == MemoryMethod::VmReadv ? MemoryMethod::ProcMem : MemoryMethod::PeekData;
+    {
+        std::lock_guard<std::mutex> lock(g_access_mu);
+        TargetAccess& a = access_of(pid);
+        if (a.method != from) return a.method;  // another reader moved it already
+        a.method = to;
+        a.announced = true;
     }
+    const char* what = from == MemoryMethod::VmReadv ? "process_vm_readv" : "/proc/PID/mem";
+    log_info("memory of pid {}: {} denied ({}: {}); reading it with {} instead", pid, what,
+             std::strerror(err), denial_cause(err), memory_method_name(to));
+    return to;
+}
+
+void announce(pid_t pid, MemoryMethod m) {
+    {
+        std::lock_guard<std::mutex> lock(g_access_mu);
+        TargetAccess& a = access_of(pid);
+        if (a.announced) return;
+        a.announced = true;
+    }
+    log_info("memory of pid {}: read with {}", pid, memory_method_name(m));
+}
+
+/// The /proc/TID/mem descriptor of `pid` (opened through `tid`), or -1 with errno.
+int mem_fd_of(pid_t pid, pid_t tid) {
+    std::lock_guard<std::mutex> lock(g_access_mu);
+    TargetAccess& a = access_of(pid);
+    if (a.mem_fd >= 0) return a.mem_fd;
+    auto fd = open_readonly("/proc/" + std::to_string(tid) + "/mem");
+    if (!fd) {
+        errno = fd.error().errno_value;
+        return -1;
+    }
+    a.mem_fd = fd->release();
+    return a.mem_fd;
+}
+
+bool denied(int err) { return err == EPERM || err == ENOSYS || err == EACCES; }
+
+Result<size_t> read_vm(pid_t pid, pid_t tid, uint64_t address, void* out, size_t len) {
+    ssize_t n = vm_read(tid, address, out, len);
+    // A positive short count is the readable prefix (the kernel stops at the first bad page).
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0)
+        return Error{describe("process_vm_readv", pid, address, len) + ": nothing read", EFAULT};
+    int err = errno;
+    bool multi_page = address / kPageSize != (address + len - 1) / kPageSize;
+    if ((err == EFAULT || err == EIO) && multi_page) {
+        size_t got = vm_read_by_page(tid, address, static_cast<uint8_t*>(out), len);
+        if (got > 0) return got;
+    }
+    return Error::from_errno(describe("process_vm_readv", pid, address, len), err);
+}
+
+Result<size_t> read_proc_mem(pid_t pid, pid_t tid, uint64_t address, void* out, size_t len) {
+    const int fd = mem_fd_of(pid, tid);
+    if (fd < 0) return Error::from_errno(fmt::format("open /proc/{}/mem", tid), errno);
     // /proc/PID/mem copies page by page and returns the prefix it could read (EIO when none).
-    auto *dst = static_cast<uint8_t *>(out);
+    auto* dst = static_cast<uint8_t*>(out);
     size_t done = 0;
     while (done < len) {
-        ssize_t n =
-            ::pread(mem_fd_.get(), dst + done, len - done, static_cast<off_t>(address + done));
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = ::pread(fd, dst + done, len - done, static_cast<off_t>(address + done));
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            if (done > 0)
-                break;
-            return Error::from_errno(describe_proc_mem(pid_, address, len), errno);
+            if (done > 0) break;
+            return Error::from_errno(describe_proc_mem(pid, address, len), errno);
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         done += static_cast<size_t>(n);
     }
-    if (done == 0)
-        return Error{describe_proc_mem(pid_, address, len) + ": nothing read", EIO};
+    if (done == 0) return Error{describe_proc_mem(pid, address, len) + ": nothing read", EIO};
     return done;
+}
+
+}  // namespace
+
+const char* memory_method_name(MemoryMethod m) {
+    switch (m) {
+    case MemoryMethod::VmReadv:
+        return "process_vm_readv";
+    case MemoryMethod::ProcMem:
+        return "/proc/PID/mem";
+    case MemoryMethod::PeekData:
+        return "PTRACE_PEEKDATA";
+    }
+    return "?";
+}
+
+int probe_vm_readv_syscall() {
+    static const uint64_t probe = 0x5eed;
+    uint64_t copy = 0;
+    return vm_read(::getpid(), reinterpret_cast<uintptr_t>(&probe), &copy, sizeof copy) ==
+                   sizeof copy
+               ? 0
+               : errno;
+}
+
+MemoryMethod memory_method(pid_t pid) {
+    std::lock_guard<std::mutex> lock(g_access_mu);
+    return access_of(pid).method;
+}
+
+Result<size_t> read_process_memory(pid_t pid, pid_t tid, uint64_t address, void* out, size_t len,
+                                   bool stopped) {
+    if (len == 0) return size_t{0};
+    MemoryMethod m = memory_method(pid);
+    if (m == MemoryMethod::VmReadv) {
+        auto r = read_vm(pid, tid, address, out, len);
+        if (r.ok() || !denied(r.error().errno_value) || r.error().errno_value == EACCES) {
+            if (r.ok()) announce(pid, m);
+            return r;
+        }
+        m = demote(pid, m, r.error().errno_value);
+    }
+    if (m == MemoryMethod::ProcMem) {
+        auto r = read_proc_mem(pid, tid, address, out, len);
+        if (r.ok() || !denied(r.error().errno_value)) {
+            if (r.ok()) announce(pid, m);
+            return r;
+        }
+        m = demote(pid, m, r.error().errno_value);
+    }
+    if (!stopped)
+        return Error{fmt::format("reading memory of pid {}: process_vm_readv and /proc/{}/mem "
+                                 "are denied, and PTRACE_PEEKDATA needs a stopped thread",
+                                 pid, pid),
+                     EPERM};
+    const size_t n = peek_memory(tid, address, out, len);
+    if (n == 0) return Error::from_errno(describe("PTRACE_PEEKDATA", pid, address, len), errno);
+    announce(pid, m);
+    return n;
+}
+
+Result<size_t> ProcessMemory::read(uint64_t address, void* out, size_t len) {
+    if (peek_tid_ != 0) return read_process_memory(pid_, peek_tid_, address, out, len, true);
+    return read_process_memory(pid_, pid_, address, out, len, false);
 }
 
 void FakeMemory::add(uint64_t address, std::vector<uint8_t> bytes) {

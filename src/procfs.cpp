@@ -136,6 +136,8 @@ bool apply_status_field(std::string_view key, std::string_view value, TaskStatus
         return parse_num(first(), &st->vm_rss_kb);
     } else if (key == "CapEff") {
         return parse_num(first(), &st->cap_eff, 16);
+    } else if (key == "Seccomp") {  // 0 none, 1 strict, 2 filter
+        return parse_num(first(), &st->seccomp);
     }
     return true;
 }
@@ -386,6 +388,25 @@ int read_ptrace_scope() {
     if (!parse_num(trim(*text), &scope))
         return -1;
     return scope;
+}
+
+uint64_t process_start_ticks(pid_t pid) {
+    auto st = read_task_stat(pid, pid);
+    return st.ok() ? st->start_time_ticks : 0;
+}
+
+bool process_running(pid_t pid, uint64_t start_ticks) {
+    auto leader = read_task_stat(pid, pid);
+    if (!leader.ok() || (start_ticks != 0 && leader->start_time_ticks != start_ticks))
+        return false;  // gone, or the pid is another process's now
+    auto tids = list_tasks(pid);
+    if (!tids.ok()) return false;
+    for (pid_t tid : *tids) {
+        auto st = read_task_stat(pid, tid);
+        if (st.ok() && st->state != ThreadState::Zombie && st->state != ThreadState::Dead)
+            return true;
+    }
+    return false;
 }
 
 } // namespace pmprof

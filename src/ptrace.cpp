@@ -33,24 +33,6 @@ constexpr std::chrono::milliseconds kExecTimeout{10000};
 
 Error no_process(pid_t pid) { return Error{fmt::format("no process with pid {}", pid), ESRCH}; }
 
-// The EPERM explanation the user needs (ptrace(2) "Ptrace access mode checking", Yama docs).
-Error permission_error(pid_t pid) {
-    Error e = Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", pid), EPERM);
-    e.message += "; tracing needs root, or the same user as the target (and a target that did "
-                 "not change its credentials), or CAP_SYS_PTRACE";
-    int scope = read_ptrace_scope();
-    if (scope == 1)
-        e.message += "; /proc/sys/kernel/yama/ptrace_scope is 1: only descendants can be "
-                     "traced without CAP_SYS_PTRACE (run as root, or set it to 0)";
-    else if (scope == 2)
-        e.message += "; /proc/sys/kernel/yama/ptrace_scope is 2: only CAP_SYS_PTRACE may trace";
-    else if (scope >= 3)
-        e.message += fmt::format("; /proc/sys/kernel/yama/ptrace_scope is {}: ptrace is "
-                                 "disabled until reboot",
-                                 scope);
-    return e;
-}
-
 bool has_live_thread(pid_t pid) {
     auto tids = list_tasks(pid);
     if (!tids) return false;
@@ -144,8 +126,8 @@ Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid,
             if (st && (st->state == ThreadState::Zombie || st->state == ThreadState::Dead))
                 continue;
             if (d.threads.empty())
-                return err == EPERM
-                           ? permission_error(pid)
+                return err == EPERM || err == ENOSYS  // ENOSYS: a seccomp filter
+                           ? permission_error(pid, err)
                            : Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", pid), err);
             log_warn("{}: thread skipped",
                      Error::from_errno(fmt::format("PTRACE_SEIZE tid {}", tid), err).message);
@@ -226,7 +208,10 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     // EXITKILL only here: a process we started dies with pmprof if asked (DESIGN.md §1.1).
     const long options = kSeizeOptions | (exit_kill ? PTRACE_O_EXITKILL : 0);
     if (::ptrace(PTRACE_SEIZE, child, nullptr, options) != 0) {
-        Error e = Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", child), errno);
+        const int seize_err = errno;
+        Error e = seize_err == EPERM || seize_err == ENOSYS
+                      ? permission_error(child, seize_err)
+                      : Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", child), seize_err);
         ::kill(child, SIGKILL);
         while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
         }

@@ -1,5 +1,6 @@
-// Stop rounds and what is done inside a stop: PTRACE_GETREGS and one process_vm_readv of the
-// stack top, nothing else (DESIGN.md §1.2: copy, resume, then think).
+// Stop rounds and what is done inside a stop: PTRACE_GETREGS and one read of the stack top
+// (process_vm_readv, or its fallbacks in src/memory.cpp), nothing else (DESIGN.md §1.2: copy,
+// resume, then think).
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "pmprof/log.h"
+#include "pmprof/memory.h"
 #include "pmprof/signals.h"
 #include "ptrace_internal.h"
 
@@ -22,6 +24,8 @@ namespace {
 
 // The x86_64 SysV ABI lets a leaf function use 128 bytes below sp without moving it.
 constexpr uint64_t kRedZone = 128;
+// The stack copied with PTRACE_PEEKDATA (about 1 us a word): 1024 calls at most per stop.
+constexpr uint64_t kPeekStackBytes = 8 * 1024;
 // Upper bound on one sleep while waiting for stops: only matters when SIGCHLD is taken by
 // another thread of pmprof, as SIGCHLD wakes the wait otherwise (wait_for_event raises it to
 // 2 ms). Sleeps grow from kFirstWaitCap to kWaitCap.
@@ -186,21 +190,20 @@ size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& op
     // once on the empty copy and marks the stack truncated.
     if (map == nullptr) return 0;
     const uint64_t lo = std::max(sp - std::min(sp, kRedZone), map->start);
-    const uint64_t len = std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, buf_len});
-    iovec local{buf, len};
-    iovec remote{reinterpret_cast<void*>(lo), len};
-    // By tid, not pid: a zombie leader has no mm, every live thread has the process's.
-    ssize_t n = ::process_vm_readv(cap.tid, &local, 1, &remote, 1, 0);
-    if (n <= 0) {
-        int err = n < 0 ? errno : EFAULT;
+    uint64_t len = std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, buf_len});
+    // A word per ptrace call when both faster ways are denied: the copy is cut short so the
+    // thread is not held for 8192 calls.
+    if (memory_method(impl.pid) == MemoryMethod::PeekData) len = std::min(len, kPeekStackBytes);
+    // By tid, not pid: a zombie leader has no mm, every live thread has the process's. The
+    // thread is stopped by this thread: PTRACE_PEEKDATA is allowed as the last resort.
+    auto n = read_process_memory(impl.pid, cap.tid, lo, buf, len, /*stopped=*/true);
+    if (!n.ok()) {
         cap.ok = false;
-        cap.error =
-            Error::from_errno(fmt::format("process_vm_readv tid {} at {:#x}", cap.tid, lo), err)
-                .message;
+        cap.error = fmt::format("tid {}: {}", cap.tid, n.error().message);
         return 0;
     }
     cap.stack.base = lo;
-    return static_cast<size_t>(n);
+    return *n;
 }
 
 // copy_into the capture's own buffer, sized by the caller before the stop.

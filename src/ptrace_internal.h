@@ -160,6 +160,10 @@ class StopRound {
     bool resumed_ = false;
 };
 
+/// PTRACE_SEIZE of `pid` refused with `err` (EPERM, or ENOSYS from a seccomp filter): the error
+/// with why and what would allow it (src/access.cpp). In src/ptrace_probe.cpp.
+Error permission_error(pid_t pid, int err);
+
 /// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure. With
 /// `eintr_syscall`: the system call the stop made fail with EINTR (orig_rax when rax is -EINTR),
 /// else -1.

@@ -23,6 +23,7 @@
 #include "debug_cache.h"
 #include "pmprof/fd.h"
 #include "pmprof/log.h"
+#include "pmprof/output_file.h"
 
 namespace pmprof {
 namespace {
@@ -131,17 +132,6 @@ std::optional<SourceFrame> parse_frame(std::string_view line) {
 
 bool storable(const std::string& s) { return s.find_first_of("\t\n\r") == std::string::npos; }
 
-bool write_all(int fd, const std::string& data) {
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        done += static_cast<size_t>(n);
-    }
-    return true;
-}
-
 }  // namespace
 
 std::optional<FileIdentity> identity_of_fd(int fd) {
@@ -223,12 +213,8 @@ bool save_symbol_cache(const std::string& path, const DwarfSource& source,
     }
     const std::string dir = path.substr(0, path.rfind('/'));
     if (!make_cache_dirs(dir)) return false;
-    const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), ::gettid());
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd.valid() || !write_all(fd.get(), out) || ::close(fd.release()) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0) {
-        log_debug("symbol cache: writing {}: {}", path, std::strerror(errno));
-        ::unlink(tmp.c_str());
+    if (auto written = replace_file_with(path, out, 0600); !written.ok()) {
+        log_debug("symbol cache: writing {}: {}", path, written.error().message);
         return false;
     }
     return true;

@@ -27,17 +27,42 @@ class MemoryReader {
     }
 };
 
-/// A live process: process_vm_readv, falling back to /proc/PID/mem when that is refused.
+/// The ways to read another process's memory, fastest first. Each is tried only when the one
+/// before is denied (EPERM or ENOSYS: a seccomp filter on pmprof, a kernel without
+/// CONFIG_CROSS_MEMORY_ATTACH, an LSM), and the choice is made once per target process.
+enum class MemoryMethod {
+    VmReadv,   // process_vm_readv(2)
+    ProcMem,   // pread of /proc/PID/mem
+    PeekData,  // PTRACE_PEEKDATA, a word per call: only while a thread is stopped by pmprof
+};
+const char* memory_method_name(MemoryMethod m);
+/// The method in use for `pid` now (VmReadv until a read is denied). PMPROF_MEMORY=vm|mem|peek
+/// sets the first one tried (for tests).
+MemoryMethod memory_method(pid_t pid);
+
+/// Reads `len` bytes of process `pid` at `address` through its thread `tid` (by tid: a zombie
+/// leader has no memory map, its live threads do), with memory_method(pid), moving to the next
+/// method when this one is denied (said once at -v). `stopped`: `tid` is in a ptrace-stop of
+/// the calling thread, so PTRACE_PEEKDATA may be used. Short reads as MemoryReader::read.
+Result<size_t> read_process_memory(pid_t pid, pid_t tid, uint64_t address, void* out, size_t len,
+                                   bool stopped);
+
+/// Whether process_vm_readv may be called (a seccomp filter on pmprof denies it): a read of
+/// pmprof's own memory. 0 when allowed, else the errno.
+int probe_vm_readv_syscall();
+
+/// A live process, read with read_process_memory.
 class ProcessMemory final : public MemoryReader {
   public:
     explicit ProcessMemory(pid_t pid) : pid_(pid) {}
     Result<size_t> read(uint64_t address, void* out, size_t len) override;
+    /// `tid` is stopped by the calling thread (a heap walk inside with_all_stopped) until this
+    /// reader is discarded: PTRACE_PEEKDATA becomes the last resort.
+    void allow_peek(pid_t tid) { peek_tid_ = tid; }
 
   private:
-    Result<size_t> read_proc_mem(uint64_t address, void* out, size_t len);
     pid_t pid_;
-    UniqueFd mem_fd_;
-    bool vm_readv_works_ = true;
+    pid_t peek_tid_ = 0;
 };
 
 /// Memory assembled from byte ranges, for tests.

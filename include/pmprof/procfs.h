@@ -43,6 +43,7 @@ struct TaskStatus {
     uint64_t nonvoluntary_ctxt_switches = 0;
     uint64_t vm_rss_kb = 0;
     uint64_t cap_eff = 0;
+    int seccomp = -1;  // Seccomp: 0 none, 1 strict, 2 filter; -1 when the kernel has no field
 };
 
 /// /proc/PID/task/TID/schedstat: time on cpu, time waiting to run, timeslices.
@@ -91,5 +92,11 @@ Result<std::vector<pid_t>> list_tasks(pid_t pid);
 std::string read_cmdline(pid_t pid);
 /// /proc/sys/kernel/yama/ptrace_scope as an integer, -1 when the file does not exist (no Yama).
 int read_ptrace_scope();
+/// The start time of process `pid` (field 22 of its stat: with the pid, it names one process
+/// across pid reuse); 0 when it is gone.
+uint64_t process_start_ticks(pid_t pid);
+/// Whether process `pid`, started at `start_ticks` (0: any), still has a thread that is not a
+/// zombie: false once it exited, or when the pid is another process's now.
+bool process_running(pid_t pid, uint64_t start_ticks);
 
 }  // namespace pmprof

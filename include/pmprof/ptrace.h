@@ -160,4 +160,20 @@ void run_on_tracer_thread(const std::function<void()>& fn);
 /// did not stop, by name, with why it may not have, read from /proc without touching it.
 std::string describe_unstoppable(pid_t pid, pid_t tid, const std::string& what);
 
+/// Checks that `pid` can really be traced, stopping nothing: check_traceable, then a
+/// PTRACE_SEIZE of its threads from a short-lived thread whose exit detaches them (the kernel
+/// detaches the tracees of an exiting tracer without a stop). The Error is the one a seize
+/// would give (permission, seccomp, another tracer). For `serve`'s start-up.
+Result<void> probe_traceable(pid_t pid);
+
+/// Whether pmprof may call ptrace at all (a seccomp filter on pmprof denies it): a request on
+/// pmprof's own pid, which it never traces, answers ESRCH when the call is allowed. 0 when
+/// allowed, else the errno the filter gives (EPERM, ENOSYS). Touches no other process.
+int probe_ptrace_syscall();
+
+/// Copies up to `len` bytes at `address` of thread `tid`, which must be in a ptrace-stop of
+/// the calling thread, with PTRACE_PEEKDATA (a word per call). Bytes copied; 0 with errno set
+/// when none (src/ptrace_peek.cpp; used by src/memory.cpp as its last resort).
+size_t peek_memory(pid_t tid, uint64_t address, void* out, size_t len);
+
 }  // namespace pmprof

@@ -49,6 +49,7 @@ struct ThreadDump {
     uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
     std::vector<MemoryMap> maps; // the maps snapshot the stacks belong to
     LockGraph locks;             // deadlock cycles and wait chains
+    bool target_exited = false;  // the process was gone right after the snapshot
 };
 
 struct DumpOptions {
