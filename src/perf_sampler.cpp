@@ -324,19 +324,8 @@ SamplerResult PerfSampler::finish(SamplerEnd end, std::string message) {
     if (cfg_.kernel_callchain) ksyms = KernelSymbols::load();
     auto sym = make_kernel_aware_symbolizer(*user_sym, ksyms);
     r.profile = builder_.build(*sym, image_->maps());
-    if (!before_exec_.empty()) {
-        std::vector<std::pair<const Profile*, int>> parts;
-        for (const Profile& p : before_exec_) parts.emplace_back(&p, 1);
-        parts.emplace_back(&r.profile, 1);
-        Profile merged = merge_profiles(parts);
-        r.profile = std::move(merged);
-    }
-    r.profile.default_sample_type = "cpu";
-    r.profile.time_nanos = start_realtime_ns_;
-    r.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
     r.stats = stats_;
-    if (!opt_.command_line.empty()) r.profile.comments.push_back(opt_.command_line);
-    for (std::string& c : format_sampler_comments(r)) r.profile.comments.push_back(std::move(c));
+    finish_sampler_profile(r, before_exec_, "cpu", start_realtime_ns_, opt_.command_line);
     return r;
 }
 

@@ -451,25 +451,9 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
         r.profile = builder_.build(*symbolizer, image_->maps());
     });
     if (opt_.mode == SampleMode::Cpu) share_out_pools(r.profile);
-    if (!before_exec_.empty()) {
-        // pprof's convention: the first mapping is the main binary, here the last program's.
-        const std::string main_file =
-            r.profile.mappings.empty() ? std::string() : r.profile.mappings.front().filename;
-        std::vector<std::pair<const Profile*, int>> parts;
-        for (const Profile& p : before_exec_) parts.emplace_back(&p, 1);
-        parts.emplace_back(&r.profile, 1);
-        r.profile = merge_profiles(parts);
-        auto& maps = r.profile.mappings;
-        auto main = std::find_if(maps.begin(), maps.end(),
-                                 [&](const Mapping& m) { return m.filename == main_file; });
-        if (main != maps.end()) std::rotate(maps.begin(), main, main + 1);
-    }
-    r.profile.default_sample_type = opt_.mode == SampleMode::Cpu ? "cpu" : "wall";
-    r.profile.time_nanos = start_realtime_ns_;
-    r.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
     r.stats = stats_;
-    if (!opt_.command_line.empty()) r.profile.comments.push_back(opt_.command_line);
-    for (std::string& c : format_sampler_comments(r)) r.profile.comments.push_back(std::move(c));
+    finish_sampler_profile(r, before_exec_, opt_.mode == SampleMode::Cpu ? "cpu" : "wall",
+                           start_realtime_ns_, opt_.command_line);
     return r;
 }
 

@@ -2,7 +2,9 @@
 // profile comments so they travel with the file.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pmprof/output_text.h"
@@ -37,6 +39,28 @@ std::string backend_line(const SamplerStats& s) {
 }
 
 }  // namespace
+
+void finish_sampler_profile(SamplerResult& r, const std::vector<Profile>& before_exec,
+                            const std::string& sample_type, int64_t start_realtime_ns,
+                            const std::string& command_line) {
+    if (!before_exec.empty()) {
+        const std::string main_file =
+            r.profile.mappings.empty() ? std::string() : r.profile.mappings.front().filename;
+        std::vector<std::pair<const Profile*, int>> parts;
+        for (const Profile& p : before_exec) parts.emplace_back(&p, 1);
+        parts.emplace_back(&r.profile, 1);
+        r.profile = merge_profiles(parts);
+        auto& maps = r.profile.mappings;
+        auto main = std::find_if(maps.begin(), maps.end(),
+                                 [&](const Mapping& m) { return m.filename == main_file; });
+        if (main != maps.end()) std::rotate(maps.begin(), main, main + 1);
+    }
+    r.profile.default_sample_type = sample_type;
+    r.profile.time_nanos = start_realtime_ns;
+    r.profile.duration_nanos = static_cast<int64_t>(r.stats.wall_ns);
+    if (!command_line.empty()) r.profile.comments.push_back(command_line);
+    for (std::string& c : format_sampler_comments(r)) r.profile.comments.push_back(std::move(c));
+}
 
 std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
     const SamplerStats& s = r.stats;

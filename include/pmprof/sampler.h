@@ -118,6 +118,14 @@ struct SamplerResult {
 /// (no thread matches the filter, the image cannot be opened).
 Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt);
 
+/// The end of every backend's run, once r.profile (the program sampled last) and r.stats are
+/// set: the profiles of the programs an execve replaced (`before_exec`, oldest first) merged in,
+/// the last program's binary kept as the first mapping (pprof's convention), then the sample
+/// type, start time, duration, `command_line` and the statistics as comments.
+void finish_sampler_profile(SamplerResult& r, const std::vector<Profile>& before_exec,
+                            const std::string& sample_type, int64_t start_realtime_ns,
+                            const std::string& command_line);
+
 /// The statistics as profile comments: one summary line, one line of stops per thread.
 std::vector<std::string> format_sampler_comments(const SamplerResult& result);
 /// The summary printed at the end: how it ended, statistics, and the top-`top_n` table.
