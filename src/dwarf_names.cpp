@@ -210,9 +210,8 @@ std::string unnamed_class_name(Dwarf_Die* cls, Dwarf_Die* parent) {
 
 /// The name a function scope gives the entities declared in it: "ns::f(int)::".
 std::string function_scope(Dwarf_Die* fn, int depth) {
-    std::string linkage = die_string(fn, DW_AT_linkage_name);
-    if (linkage.empty()) linkage = die_string(fn, DW_AT_MIPS_linkage_name);
-    if (!linkage.empty()) return demangle(linkage) + "::";
+    if (std::string linkage = die_linkage_name(fn); !linkage.empty())
+        return demangle(linkage) + "::";
     Dwarf_Die decl = declaration_of(fn);
     std::vector<Dwarf_Die> ancestors =
         depth < kMaxDepth ? die_ancestors(&decl) : std::vector<Dwarf_Die>{};
@@ -227,6 +226,11 @@ std::string die_string(Dwarf_Die* die, int attribute) {
     if (dwarf_attr_integrate(die, attribute, &attr) == nullptr) return {};
     const char* s = dwarf_formstring(&attr);
     return s != nullptr ? s : "";
+}
+
+std::string die_linkage_name(Dwarf_Die* die) {
+    std::string name = die_string(die, DW_AT_linkage_name);
+    return name.empty() ? die_string(die, DW_AT_MIPS_linkage_name) : name;
 }
 
 int die_decl_line(Dwarf_Die* die) {
@@ -250,8 +254,8 @@ std::string scope_prefix(const std::vector<Dwarf_Die>& ancestors) {
     std::string prefix;
     for (size_t i = 1; i < ancestors.size(); ++i) {  // [0] is the DIE itself
         Dwarf_Die scope = ancestors[i];
-        Dwarf_Die* parent =
-            i + 1 < ancestors.size() ? const_cast<Dwarf_Die*>(&ancestors[i + 1]) : nullptr;
+        Dwarf_Die parent_die = i + 1 < ancestors.size() ? ancestors[i + 1] : Dwarf_Die{};
+        Dwarf_Die* parent = i + 1 < ancestors.size() ? &parent_die : nullptr;
         const char* name = dwarf_diename(&scope);
         std::string part;
         switch (dwarf_tag(&scope)) {

@@ -14,6 +14,8 @@ namespace pmprof {
 
 /// A string attribute, following DW_AT_abstract_origin and DW_AT_specification; "" if absent.
 std::string die_string(Dwarf_Die* die, int attribute);
+/// DW_AT_linkage_name (or the older DW_AT_MIPS_linkage_name), followed the same way.
+std::string die_linkage_name(Dwarf_Die* die);
 /// DW_AT_decl_line, followed the same way; 0 if absent.
 int die_decl_line(Dwarf_Die* die);
 /// The DIE that declares what `die` names: DW_AT_abstract_origin and DW_AT_specification

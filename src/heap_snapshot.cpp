@@ -55,16 +55,6 @@ void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
             in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
 }
 
-/// `e`, or "pid N exited during the heap snapshot" when that is why it failed (an open under
-/// /proc/N/root of a process that is gone reads like a missing file otherwise).
-/// `start_ticks` is 0 when the process was not running at the start (gone, or a zombie):
-/// the error from check_traceable then says so already.
-Error exited_or(pid_t pid, uint64_t start_ticks, Error e) {
-    if (start_ticks != 0 && !process_running(pid, start_ticks))
-        return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};
-    return e;
-}
-
 }  // namespace
 
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
@@ -72,7 +62,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
     // permission) before the allocator checks read anything from /proc.
     if (auto traceable = check_traceable(pid); !traceable.ok()) return traceable.error();
     // 0 unless running now: only a process that was alive can exit "during" anything.
-    const uint64_t start_ticks = process_running(pid, 0) ? process_start_ticks(pid) : uint64_t{0};
+    const ProcessLife life(pid);
     // A leader whose main thread exited (its other threads run on) has no /proc/N/root, maps
     // or memory of its own: every read below would fail as if a file were missing.
     if (auto leader = read_status(pid); leader.ok() && leader->state == ThreadState::Zombie)
@@ -82,7 +72,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
                                  pid),
                      ESRCH};
     auto pre = preflight(pid);
-    if (!pre.ok()) return exited_or(pid, start_ticks, pre.error());
+    if (!pre.ok()) return life.explain(pre.error(), "the heap snapshot");
     HeapSnapshot snap;
     std::vector<MemoryMap> maps = pre->maps;
     std::optional<MallocRoots> roots = pre->roots;
@@ -149,7 +139,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
         }
         (*session)->detach_all();
     });
-    if (failure) return exited_or(pid, start_ticks, *failure);
+    if (failure) return life.explain(*failure, "the heap snapshot");
 
     snap.pid = pid;
     snap.time_nanos = realtime_ns();
@@ -163,7 +153,7 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
         analyze_reach(snap, reach->contents, reach->input);
         snap.reach.copy_ns = reach->copy_ns;
     }
-    if (start_ticks != 0 && !process_running(pid, start_ticks)) {
+    if (life.exited()) {
         // Reads that failed because the process went away are not a heap's problems.
         if (snap.partial() || snap.arenas.empty())
             return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -66,11 +67,12 @@ size_t vm_read_by_page(pid_t pid, uint64_t address, uint8_t *out, size_t len) {
 }
 
 /// What is known about reading one target: the method, and /proc/PID/mem once opened. Shared
-/// by every reader of the process (serve's jobs run on several threads).
+/// by every reader of the process (serve's jobs run on several threads). Entries are never
+/// removed, so a reference stays valid.
 struct TargetAccess {
-    MemoryMethod method = MemoryMethod::VmReadv;
-    int mem_fd = -1;  // kept open for the process's life (pmprof's, for one target)
-    bool announced = false;
+    std::atomic<MemoryMethod> method{MemoryMethod::VmReadv};
+    std::atomic<bool> announced{false};
+    int mem_fd = -1;  // under g_access_mu; kept open for the process's life
 };
 
 std::mutex g_access_mu;
@@ -90,6 +92,18 @@ TargetAccess& access_of(pid_t pid) {  // g_access_mu held
     return it->second;
 }
 
+/// access_of without the lock for the pid this thread read last: every stack copy inside a
+/// stop window comes through here, and a mutex and a map lookup per copy were work there.
+TargetAccess& target_access(pid_t pid) {
+    thread_local pid_t cached_pid = 0;
+    thread_local TargetAccess* cached = nullptr;
+    if (cached != nullptr && cached_pid == pid) return *cached;
+    std::lock_guard<std::mutex> lock(g_access_mu);
+    cached = &access_of(pid);
+    cached_pid = pid;
+    return *cached;
+}
+
 /// Why a denial happened, as far as pmprof can tell from its own side.
 std::string denial_cause(int err) {
     if (err == ENOSYS) return "the kernel lacks the call or a seccomp filter refuses it";
@@ -104,13 +118,10 @@ std::string denial_cause(int err) {
 MemoryMethod demote(pid_t pid, MemoryMethod from, int err) {
     MemoryMethod to =
         from == MemoryMethod::VmReadv ? MemoryMethod::ProcMem : MemoryMethod::PeekData;
-    {
-        std::lock_guard<std::mutex> lock(g_access_mu);
-        TargetAccess& a = access_of(pid);
-        if (a.method != from) return a.method;  // another reader moved it already
-        a.method = to;
-        a.announced = true;
-    }
+    TargetAccess& a = target_access(pid);
+    MemoryMethod expected = from;
+    if (!a.method.compare_exchange_strong(expected, to)) return expected;  // moved already
+    a.announced = true;
     const char* what = from == MemoryMethod::VmReadv ? "process_vm_readv" : "/proc/PID/mem";
     log_info("memory of pid {}: {} denied ({}: {}); reading it with {} instead", pid, what,
              std::strerror(err), denial_cause(err), memory_method_name(to));
@@ -118,12 +129,7 @@ MemoryMethod demote(pid_t pid, MemoryMethod from, int err) {
 }
 
 void announce(pid_t pid, MemoryMethod m) {
-    {
-        std::lock_guard<std::mutex> lock(g_access_mu);
-        TargetAccess& a = access_of(pid);
-        if (a.announced) return;
-        a.announced = true;
-    }
+    if (target_access(pid).announced.exchange(true)) return;
     log_info("memory of pid {}: read with {}", pid, memory_method_name(m));
 }
 
@@ -201,10 +207,7 @@ int probe_vm_readv_syscall() {
                : errno;
 }
 
-MemoryMethod memory_method(pid_t pid) {
-    std::lock_guard<std::mutex> lock(g_access_mu);
-    return access_of(pid).method;
-}
+MemoryMethod memory_method(pid_t pid) { return target_access(pid).method.load(); }
 
 Result<size_t> read_process_memory(pid_t pid, pid_t tid, uint64_t address, void* out, size_t len,
                                    bool stopped) {

@@ -409,4 +409,16 @@ bool process_running(pid_t pid, uint64_t start_ticks) {
     return false;
 }
 
+ProcessLife::ProcessLife(pid_t pid)
+    : pid_(pid), start_ticks_(process_running(pid, 0) ? process_start_ticks(pid) : 0) {}
+
+bool ProcessLife::exited() const {
+    return start_ticks_ != 0 && !process_running(pid_, start_ticks_);
+}
+
+Error ProcessLife::explain(Error e, std::string_view what) const {
+    if (!exited()) return e;
+    return Error{"pid " + std::to_string(pid_) + " exited during " + std::string(what), ESRCH};
+}
+
 } // namespace pmprof

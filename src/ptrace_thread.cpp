@@ -1,4 +1,4 @@
-// Ending a trace without a stop (issue 13). PTRACE_DETACH needs the tracee in a ptrace-stop, so
+// Ending a trace without a stop. PTRACE_DETACH needs the tracee in a ptrace-stop, so
 // detaching a running thread used to cost one more PTRACE_INTERRUPT, which a thread blocked in
 // epoll_wait, sigtimedwait, semop or a recv with SO_RCVTIMEO sees as EINTR, and which a thread
 // in D state (a vfork parent) answers only when the D state ends. The kernel has a detach that
@@ -67,16 +67,27 @@ std::string describe_unstoppable(pid_t pid, pid_t tid, const std::string& what) 
     return out;
 }
 
-void detach_stopped(SessionCore& d) {
-    // From now on the dispatcher detaches every thread at its next stop.
+namespace {
+
+/// Detaches every thread now in a ptrace-stop; from then on the dispatcher detaches each thread
+/// at its next stop. Returns how many threads are still traced (running, or on their way to a
+/// stop).
+size_t detach_trapped(SessionCore& d) {
     d.detaching = true;
     d.poll_all();
     for (auto& [tid, t] : d.threads)
         if (t.state == TraceState::Trapped) d.detach_now(tid, t);
     d.drop_detached();
-    while (!d.outstanding.empty()) d.fail_capture(d.outstanding.begin()->first, "detached");
     size_t left = 0;
     for (const auto& [tid, t] : d.threads) left += t.state != TraceState::Gone ? 1 : 0;
+    return left;
+}
+
+}  // namespace
+
+void detach_stopped(SessionCore& d) {
+    const size_t left = detach_trapped(d);
+    while (!d.outstanding.empty()) d.fail_capture(d.outstanding.begin()->first, "detached");
     if (left > 0)
         log_debug("{} threads of pid {} left to the tracer thread's exit (detached without a stop)",
                   left, d.pid);
@@ -91,14 +102,7 @@ void TraceSession::detach_during(const std::function<void()>& work) {
         detach_all();
         return;
     }
-    d.detaching = true;
-    d.poll_all();
-    for (auto& [tid, t] : d.threads)
-        if (t.state == TraceState::Trapped) d.detach_now(tid, t);
-    d.drop_detached();
-    bool left = false;
-    for (const auto& [tid, t] : d.threads) left = left || t.state != TraceState::Gone;
-    if (!left) {
+    if (detach_trapped(d) == 0) {
         detach_all();
         work();
         return;

@@ -73,8 +73,6 @@ bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
     return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
 }
 
-std::string attr_string(Dwarf_Die* die, int name) { return die_string(die, name); }
-
 int attr_int(Dwarf_Die* die, int name) {
     Dwarf_Attribute attr;
     Dwarf_Word value = 0;
@@ -275,19 +273,18 @@ const std::optional<std::string>& DwflSymbolizer::declaration_scope(Dwarf_Die* d
 /// Function name of a subprogram or inlined-subroutine DIE: the linkage name demangled (so C++
 /// qualifiers and parameters show), else DW_AT_name.
 void DwflSymbolizer::name_from_die(Dwarf_Die* die, SourceFrame& f) {
-    std::string linkage = attr_string(die, DW_AT_linkage_name);
-    if (linkage.empty()) linkage = attr_string(die, DW_AT_MIPS_linkage_name);
+    std::string linkage = die_linkage_name(die);
     if (!linkage.empty()) {
         f.mangled = linkage;
         f.function = demangle(linkage);
         if (!is_legacy_rust_closure(f.function)) return;
-        f.function = declaration_scope(die).value_or("") + attr_string(die, DW_AT_name);
+        f.function = declaration_scope(die).value_or("") + die_string(die, DW_AT_name);
         return;
     }
     // No linkage name (a lambda, a static or always_inline function never emitted out of
     // line): its name as the linkage name would demangle, from the scopes around its
     // declaration ("ns::helper(int)", "f()::{lambda()#1}::operator()() const").
-    f.mangled = attr_string(die, DW_AT_name);
+    f.mangled = die_string(die, DW_AT_name);
     f.function = function_name(die, declaration_scope(die).value_or(""));
     if (f.function.empty()) f.function = f.mangled;
 }
@@ -338,7 +335,7 @@ void DwflSymbolizer::add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, u
             outer.line = line;
             outer.start_line = decl_line(die);
             if (is_legacy_rust_closure(outer.function))
-                if (std::string name = attr_string(die, DW_AT_name); !name.empty())
+                if (std::string name = die_string(die, DW_AT_name); !name.empty())
                     outer.function = declaration_scope(die).value_or("") + name;
             break;
         }

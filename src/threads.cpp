@@ -77,16 +77,6 @@ class DumpSymbols final : public Symbolizer {
     SymbolizedPc unknown_;
 };
 
-/// `e`, or "pid N exited during the dump" when that is why it failed: the open of a binary
-/// under /proc/N/ of a process that is gone reads like a missing file otherwise.
-/// `start_ticks` is 0 when the process was not running at the start (gone, or a zombie):
-/// the error from check_traceable then says so already.
-Error exited_or(pid_t pid, uint64_t start_ticks, Error e) {
-    if (start_ticks != 0 && !process_running(pid, start_ticks))
-        return Error{fmt::format("pid {} exited during the dump", pid), ESRCH};
-    return e;
-}
-
 }  // namespace
 
 Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
@@ -95,7 +85,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     dump.pid = pid;
     dump.command = read_cmdline(pid);
     // 0 unless running now: only a process that was alive can exit "during" anything.
-    const uint64_t start_ticks = process_running(pid, 0) ? process_start_ticks(pid) : uint64_t{0};
+    const ProcessLife life(pid);
 
     // Thread states are read before seizing: once seized, a job-control-stopped thread shows
     // as "tracing stop", and the dump must describe the target, not pmprof's own trace.
@@ -142,7 +132,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         if (opt.session == nullptr) {
             auto session = TraceSession::seize(pid, want);
             if (!session.ok()) {
-                failure = exited_or(pid, start_ticks, session.error());
+                failure = life.explain(session.error(), "the dump");
                 return;
             }
             own = std::move(*session);
@@ -184,8 +174,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         // was in none of them); a second read and parse of /proc/PID/maps here only repeated
         // that.
         dump.maps = ts.maps();
-        dump.target_exited =
-            ts.process_exited() || (start_ticks != 0 && !process_running(pid, start_ticks));
+        dump.target_exited = ts.process_exited() || life.exited();
     };
     if (opt.session != nullptr)
         trace();
@@ -193,12 +182,12 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         run_on_tracer_thread(trace);
     if (failure) return *failure;
     if (dump.maps.empty())
-        return exited_or(pid, start_ticks,
-                         Error{"cannot read the memory maps of process " + std::to_string(pid)});
+        return life.explain(Error{"cannot read the memory maps of process " + std::to_string(pid)},
+                            "the dump");
 
     // Everything below runs with the target running again.
     auto image = ProcessImage::open(pid, dump.maps);
-    if (!image.ok()) return exited_or(pid, start_ticks, image.error());
+    if (!image.ok()) return life.explain(image.error(), "the dump");
     ProcessMemory memory(pid);
     auto unwinder = make_unwinder(opt.unwinder, **image, memory);
     auto symbolizer = make_symbolizer(**image, opt.symbolize);
@@ -230,8 +219,7 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
         if (t.syscall_nr == SYS_restart_syscall) t.restarts = restarted_syscall(t);
     if (opt.locks) analyze_locks(dump, **image, memory);
     // Gone by the end (the unwinder read its memory meanwhile): say so as well.
-    dump.target_exited =
-        dump.target_exited || (start_ticks != 0 && !process_running(pid, start_ticks));
+    dump.target_exited = dump.target_exited || life.exited();
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - started)
                                              .count());

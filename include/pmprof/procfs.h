@@ -99,4 +99,21 @@ uint64_t process_start_ticks(pid_t pid);
 /// zombie: false once it exited, or when the pid is another process's now.
 bool process_running(pid_t pid, uint64_t start_ticks);
 
+/// One process, named across pid reuse by its start time: taken at the start of a verb, it
+/// tells later whether that process has exited since, so an error caused by its exit (an open
+/// under /proc/N/root reads like a missing file) can say so. A process that was not running
+/// when taken (gone, or a zombie leader) never "exits during" anything.
+class ProcessLife {
+  public:
+    explicit ProcessLife(pid_t pid);
+    /// Was running when taken and is not now (or its pid names another process).
+    bool exited() const;
+    /// `e`, or "pid N exited during WHAT" (ESRCH) when the exit is why it failed.
+    Error explain(Error e, std::string_view what) const;
+
+  private:
+    pid_t pid_;
+    uint64_t start_ticks_;  // 0: not running when taken
+};
+
 }  // namespace pmprof

@@ -1,4 +1,4 @@
-// `pmprof serve` under the conditions of issue 13: a target thread in D state while a request
+// `pmprof serve` under abuse: a target thread in D state while a request
 // traces it (never left stopped when the D state ends, the next request still works), oversized
 // and malformed requests (memory back under twice the idle RSS), and clients that never finish
 // their request head (others are still answered). Loopback only, bounded in count and time.
@@ -21,21 +21,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-/// Connects to 127.0.0.1:`port` and sends `head` (possibly unfinished); -1 on failure.
-int connect_and_send(int port, const std::string& head) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port));
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    if (!head.empty()) send(fd, head.data(), head.size(), MSG_NOSIGNAL);
-    return fd;
-}
 
 /// Sends `bytes` more of `chunk` repeated (stops early when the server closes); true when all
 /// were sent.

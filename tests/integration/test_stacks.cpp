@@ -34,15 +34,6 @@ std::map<std::string, pid_t> tids_from_ready(const std::string& line) {
     return out;
 }
 
-/// The block of text output for one thread, from "Thread TID " to the next blank line.
-std::string thread_block(const std::string& out, pid_t tid) {
-    std::string head = "Thread " + std::to_string(tid) + " ";
-    auto start = out.find(head);
-    if (start == std::string::npos) return "";
-    auto end = out.find("\n\n", start);
-    return out.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
 /// Function names (the text after the address) of the frame lines of a block, in order.
 std::vector<std::string> frame_texts(const std::string& block) {
     std::vector<std::string> out;

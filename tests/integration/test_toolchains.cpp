@@ -1,4 +1,4 @@
-// Names, lines and complete stacks on every toolchain (issue 12): the same program built by g++ +
+// Names, lines and complete stacks on every toolchain: the same program built by g++ +
 // GNU ld, clang++ + lld, g++ + mold and clang++ alone (DWARF 5, no .debug_aranges)
 // (tests/targets/toolchain_target.cpp), and a Rust program built by Debian's rustc with legacy
 // and v0 symbol mangling and linked by lld (tests/targets/rust_target.rs), each with and without
@@ -232,15 +232,6 @@ std::map<pid_t, std::vector<Frame>> parse_gdb(const std::string& out) {
         }
     }
     return threads;
-}
-
-/// The block of pmprof's text output for one thread, from "Thread TID " to the next blank line.
-std::string thread_block(const std::string& out, pid_t tid) {
-    std::string head = "Thread " + std::to_string(tid) + " ";
-    auto start = out.find(head);
-    if (start == std::string::npos) return "";
-    auto end = out.find("\n\n", start);
-    return out.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
 /// pmprof's text frames of thread `tid`: "#N 0xPC NAME (FILE:LINE) [MODULE] (inlined)".

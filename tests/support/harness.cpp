@@ -568,6 +568,14 @@ std::unique_ptr<ProcessImage> open_self_image() {
     return std::move(*image);
 }
 
+std::string thread_block(const std::string& out, pid_t tid) {
+    std::string head = "Thread " + std::to_string(tid) + " ";
+    auto start = out.find(head);
+    if (start == std::string::npos) return "";
+    auto end = out.find("\n\n", start);
+    return out.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
 std::map<std::string, long> try_counts(Target& t) {
     std::map<std::string, long> out;
     if (::kill(t.pid(), SIGUSR2) != 0) return out;

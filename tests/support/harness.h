@@ -95,6 +95,10 @@ int marker_line(const std::string& source_path, const std::string& name);
 /// {pid: 12, reader: 13}); words without '=' are skipped.
 std::map<std::string, std::string> parse_fields(const std::string& line);
 
+/// The block of `pmprof stacks` text output for one thread, from "Thread TID " to the next
+/// blank line; "" when the thread is not in it.
+std::string thread_block(const std::string& out, pid_t tid);
+
 /// argv for `go tool pprof ARGS...` offline: Debian's GOPATH with GO111MODULE=off, and a private
 /// HOME, GOCACHE and PPROF_TMPDIR so it runs as root in CI and leaves nothing behind.
 std::vector<std::string> go_tool_pprof_argv(const std::vector<std::string>& args);

@@ -136,8 +136,9 @@ inline HttpAnswer curl(const std::string& method, const std::string& url,
     return {std::stoi(r.out.substr(nl + 1)), r.out.substr(0, nl)};
 }
 
-/// A raw HTTP/1.1 request on a fresh connection (Connection: close); returns the socket, or -1.
-inline int open_request(int port, const std::string& path) {
+/// Connects to 127.0.0.1:`port` and sends `head` (a request, possibly unfinished) whole;
+/// returns the socket, or -1.
+inline int connect_and_send(int port, const std::string& head) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sin{};
     sin.sin_family = AF_INET;
@@ -147,13 +148,18 @@ inline int open_request(int port, const std::string& path) {
         if (fd >= 0) close(fd);
         return -1;
     }
-    const std::string req =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    if (!head.empty() &&
+        send(fd, head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size())) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/// A raw HTTP/1.1 request on a fresh connection (Connection: close); returns the socket, or -1.
+inline int open_request(int port, const std::string& path) {
+    return connect_and_send(port, "GET " + path +
+                                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 /// The status of a raw GET, read to EOF; 0 on failure.
