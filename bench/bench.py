@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench` (issue 7): pmprof against gdb, eu-stack and perf on the reference target, in one
+"""`make bench`: pmprof against gdb, eu-stack and perf on the reference target, in one
 run, interleaved and repeated, each round with its own unprofiled baseline. Every measurement is
 appended to RESULTS_DIR/raw.tsv (section, round, cell, build, threads, metric, value) as it is
 taken; a cell that fails or times out is recorded as an `error` row and the run goes on.
@@ -38,7 +38,7 @@ def sampler_cmd(kind, rate, mode=None):
     def cmd(c, pid, out):
         if kind == "pmprof":
             # Ended by SIGINT like perf; the duration is only a safety net. cpu: the ptrace
-            # backend; cpu-perf: the kernel-sampled one (issue 15).
+            # backend; cpu-perf: the kernel-sampled one.
             backend = ["--backend", "perf" if mode == "cpu-perf" else "ptrace"]
             return [c.pmprof, "attach", str(pid), "-r", str(rate), "-m", mode.split("-")[0],
                     "-d", str(int(c.window_s + 60)), "--no-progress", "-o", out] + \

@@ -4,7 +4,7 @@
 // voluntary context switches per sample and the children's loop rate against an untraced second
 // before (the target's cost). Variants, to find where the time goes:
 //   -w block     waitpid(tid, __WALL) per child, blocking (the tracer sleeps until each stop)
-//   -w sigfd     signalfd(SIGCHLD) + ppoll + read, then waitpid WNOHANG (pmprof until issue 7)
+//   -w sigfd     signalfd(SIGCHLD) + ppoll + read, then waitpid WNOHANG (pmprof until the asynchronous sampler)
 //   -w sigwait   waitpid WNOHANG, then sigwaitinfo(SIGCHLD) (src/ptrace_events.cpp now)
 //   -w spin      waitid(P_ALL, WNOHANG) spun for up to -s µs, then as sigfd
 //   -r getregset PTRACE_GETREGSET (NT_PRSTATUS) instead of PTRACE_GETREGS

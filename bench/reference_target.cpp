@@ -1,4 +1,4 @@
-// The benchmark's reference target (issue 7): --busy threads that split their cpu work 70/30
+// The benchmark's reference target: --busy threads that split their cpu work 70/30
 // between work_seventy() and work_thirty() (identical loops, 7 vs 3 units per op, each through two
 // always-inlined helpers) at the bottom of a 29-frame stack, and --idle threads parked in
 // pthread_cond_wait, a raw futex wait and read() on a pipe (in turn). The main thread waits for

@@ -1,4 +1,4 @@
-"""The goals of issue 7, checked against a bench run's data (used by report.py). Each goal is
+"""The bench's goals, checked against a bench run's data (used by report.py). Each goal is
 (what, target, measured text, met: True / False / None for no data)."""
 
 import statistics
@@ -157,7 +157,7 @@ def render(goal_list, meta, d):
     for what, target, measured, met in goal_list:
         mark = "no data" if met is None else ("met" if met else "**not met**")
         rows.append(f"| {what} | {target} | {measured} | {mark} |")
-    text = ["## Goals (issue 7)\n", "| goal | target | measured (medians over rounds) | |",
+    text = ["## Goals\n", "| goal | target | measured (medians over rounds) | |",
             "|---|---|---|---|"] + rows
     text.append("\n### Closing note\n")
     missed = [g for g in goal_list if g[3] is False]

@@ -1,11 +1,11 @@
 #!/bin/sh
-# `make bench` (issue 7): builds the reference target with and without frame pointers, runs
+# `make bench`: builds the reference target with and without frame pointers, runs
 # bench/bench.py (raw measurements into bench/results/) and renders bench/RESULTS.md from them
 # with bench/report.py. Needs root (or CAP_SYS_PTRACE + perf_event_paranoid <= -1) for ptrace
 # and the system-wide sched trace. Environment: BUILD (default build), BENCH_ROUNDS (3),
 # BENCH_BUDGET_S (1000), BENCH_QUICK=1 (one short round, for working on the scripts),
 # BENCH_SECTIONS (snapshot,sampling,scale,memory,heap,shares; shares: bench/shares.py, cpu mode's
-# per-function shares against perf's, issue 15).
+# per-function shares against perf's).
 set -eu
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 
@@ -42,7 +42,7 @@ for variant in fp nofp; do
     fi
 done
 
-# The shares section's target (issue 15): the test target, built the same way.
+# The shares section's target: the test target, built the same way.
 cpu_target=$build/bench/cpu_target-nofp
 if [ ! -x "$cpu_target" ] || [ "$root/tests/targets/cpu_target.cpp" -nt "$cpu_target" ]; then
     echo "g++ $flags -fomit-frame-pointer -o $cpu_target tests/targets/cpu_target.cpp"

@@ -1,4 +1,4 @@
-"""`make bench` section "shares" (issue 15): does `pmprof attach --mode cpu` say where the cpu
+"""`make bench` section "shares": does `pmprof attach --mode cpu` say where the cpu
 time went? For each case and each backend, `perf record -e task-clock --call-graph dwarf` and
 pmprof record the same target over the same window; the result is the largest difference of a
 function's share of cpu time (its self time, by the innermost user-space frame: perf's kernel
@@ -176,7 +176,7 @@ def one(args, case, backend, workdir):
 
 
 def markdown(results, args):
-    out = ["## cpu-mode shares against perf (issue 15)", "",
+    out = ["## cpu-mode shares against perf", "",
            f"`pmprof attach -m cpu -r {args.rate} --backend B --no-inline -d {args.seconds}s` "
            f"while `perf record -e task-clock -F {args.rate} --call-graph dwarf -p PID` records "
            "the same process; each function's share of cpu time by its innermost user frame "

@@ -1,5 +1,5 @@
-// `pmprof attach PID` and `pmprof record -- CMD ARGS...`: the sampling profiler's command line
-// (issue 3 §1). Both run the sampler (src/sampler.cpp) on one TraceSession owned by this thread,
+// `pmprof attach PID` and `pmprof record -- CMD ARGS...`: the sampling profiler's command
+// line. Both run the sampler (src/sampler.cpp) on one TraceSession owned by this thread,
 // detach, write a gzipped pprof profile and print a summary with the top-10 table on stderr.
 #include <sys/wait.h>
 #include <time.h>
@@ -180,7 +180,7 @@ int run_attach(const SampleArgs& a) {
     if (!any)
         log_warn("no samples were taken{}",
                  opt.thread_filter.empty() ? "" : " (does --threads match?)");
-    // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0 (issue 3 §1). A
+    // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0. A
     // sample missed because a thread did not stop in time is counted in the summary, not a
     // partial profile: the other samples of that thread are still there.
     const bool partial = !any || (*result)->end == SamplerEnd::TargetExited;

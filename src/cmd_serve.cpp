@@ -1,4 +1,4 @@
-// `pmprof serve PID`: Go's /debug/pprof endpoints for one running process (issue 6). The server
+// `pmprof serve PID`: Go's /debug/pprof endpoints for one running process. The server
 // lives in src/http_*.cpp; this file is its command line.
 #include <cctype>
 #include <cstdio>

@@ -1,4 +1,4 @@
-// `pmprof serve`: what cpp-httplib 0.11 does not bound (issue 13 §7). It reads a request head
+// `pmprof serve`: what cpp-httplib 0.11 does not bound. It reads a request head
 // without limit on the number of header lines, grows a line buffer as long as the line lasts,
 // and waits up to its read timeout per recv, so one client can hold a worker for as long as it
 // trickles bytes and make the server allocate hundreds of MB. The guard looks at the server's

@@ -2,7 +2,7 @@
 // the command line and maps errors to exit codes.
 //
 // `serve` is the exception: its HTTP server (libcpp-httplib) is linked with OpenSSL, whose
-// load-time set-up was 9.8M of the 16.8M instructions of a warm `pmprof stacks` (issue 7). It
+// load-time set-up was 9.8M of the 16.8M instructions of a warm `pmprof stacks`. It
 // lives in a separate executable, pmprof-serve, that `pmprof serve` execs with the same
 // arguments: the pid and every option behave as if pmprof itself served.
 #include <unistd.h>

@@ -1,4 +1,4 @@
-// cpu mode sampled by the kernel (include/pmprof/perf_sampler.h, issue 15 §2). For each thread of
+// cpu mode sampled by the kernel (include/pmprof/perf_sampler.h). For each thread of
 // the target and each online cpu, one task-clock event with inherit set (threads created later
 // carry it; the kernel sends their records to the parent event's buffer); all events of a cpu
 // write into that cpu's one ring buffer (PERF_EVENT_IOC_SET_OUTPUT). Each sample holds the user

@@ -40,7 +40,7 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs) {
         // there is no weight, and a thread that did not run has nothing to report.
         if (!obs.have_baseline || idle_since) return SampleAction::Skip;
         // Found blocked, the thread is not on a cpu: its stack says where it waits, not where
-        // its cpu time went (issue 15).
+        // its cpu time went.
         return blocked ? SampleAction::OffCpu : SampleAction::Stop;
     }
     // Not having run since the last sample is enough, blocked or not: a runnable thread still

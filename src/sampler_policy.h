@@ -43,7 +43,7 @@ SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
 /// How many ticks pass before a thread is looked at again (its schedstat read), given how many
 /// ticks ago it was last seen to have run (`idle_ticks`, 0: it ran since its previous look):
 /// reading /proc for 1000 idle threads every tick costs the target more than sampling them does
-/// (issue 7: 1000 idle threads at 99 Hz). The gap follows the time the thread has been idle, not
+/// (1000 idle threads at 99 Hz). The gap follows the time the thread has been idle, not
 /// a count of looks, so it is the same in milliseconds at any rate:
 ///   - as long as it has been idle, at most 100 ms: a thread that blocks briefly is looked at
 ///     again soon (after 1, 1, 2, 4, 8 ticks at 99 Hz), one idle for a while every 100 ms;

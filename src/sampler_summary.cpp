@@ -1,4 +1,4 @@
-// What the user sees at the end of `attach`/`record` (issue 3 §5), and the same statistics as
+// What the user sees at the end of `attach`/`record`, and the same statistics as
 // profile comments so they travel with the file.
 #include <fmt/format.h>
 

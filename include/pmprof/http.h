@@ -1,5 +1,5 @@
 // `pmprof serve`: Go's /debug/pprof endpoints (net/http/pprof paths, parameters and replies) for
-// one fixed process, on cpp-httplib (issue 6).
+// one fixed process, on cpp-httplib.
 //
 // Contract: the pid is fixed at start and pinned (pidfd + start time), so no request can name
 // another process or a file. The target is traced only while a request works on it; every ptrace

@@ -1,4 +1,4 @@
-// cpu mode sampled by the kernel (issue 15 §2): per-thread perf_event_open task-clock events, the
+// cpu mode sampled by the kernel: per-thread perf_event_open task-clock events, the
 // kernel copying each sample's user registers and the top of its user stack into a ring buffer
 // (as `perf record --call-graph dwarf` does). No thread is ever stopped; pmprof unwinds and
 // symbolizes the copies with the same unwinder and symbolizer as the ptrace path, so profiles,

@@ -1,4 +1,4 @@
-// Fallbacks and reasons (issue 13 §4): with process_vm_readv denied to pmprof by a seccomp
+// Fallbacks and reasons: with process_vm_readv denied to pmprof by a seccomp
 // filter, memory is read through /proc/PID/mem (then PTRACE_PEEKDATA) and -v says so; a denied
 // ptrace names seccomp; a permission error names both uids and ptrace_scope; `serve` refuses
 // at start-up a target it cannot trace. build/seccomp_exec (tests/tools) installs the filter.

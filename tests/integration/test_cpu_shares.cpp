@@ -1,4 +1,4 @@
-// cpu mode says where cpu time went (issue 15), for each backend, against
+// cpu mode says where cpu time went, for each backend, against
 // tests/targets/cpu_target.cpp: a thread found blocked gets no cpu weight, one woken and waiting
 // for a cpu is not charged at its wake-up point, and the perf backend stops nothing. Directions
 // with wide margins only, never timings (docs/cpu-mode.md has the estimators).

@@ -1,4 +1,4 @@
-// `pmprof doctor PID` (issue 13 §5): every finding with its fix, the exit status (0 fine,
+// `pmprof doctor PID`: every finding with its fix, the exit status (0 fine,
 // 1 something stops pmprof, 3 degraded), and the target is never traced or stopped.
 #include <signal.h>
 #include <unistd.h>

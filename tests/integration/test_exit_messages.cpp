@@ -1,4 +1,4 @@
-// A target that exits while pmprof looks at it, or a zombie leader under `heap` (issue 13 §8):
+// A target that exits while pmprof looks at it, or a zombie leader under `heap`:
 // the message says so ("pid N exited during the dump", "pid N is a zombie: ..."), never reads
 // like a missing file ("open /proc/N/root/...: No such file or directory").
 #include <catch2/catch.hpp>

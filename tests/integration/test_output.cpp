@@ -1,4 +1,4 @@
-// `-o PATH` never clobbers (issue 13 §3): regular files are replaced atomically, devices and
+// `-o PATH` never clobbers: regular files are replaced atomically, devices and
 // FIFOs written through, symbolic links followed, and what cannot be written is refused before
 // the target is touched, with one line naming the user's path.
 #include <fcntl.h>

@@ -386,7 +386,7 @@ TEST_CASE("a thread in D state is skipped within the deadline and released",
         for (const auto& c : caps) {
             if (c.tid == dtid) {
                 CHECK(!c.ok);
-                // By name, with its state and wchan (issue 13).
+                // By name, with its state and wchan.
                 CHECK(c.error.rfind("tid " + std::to_string(dtid) +
                                         " (vforker) not stopped within 100 ms: state D",
                                     0) == 0);
@@ -619,7 +619,7 @@ TEST_CASE("seize refuses what it must not trace", "[integration][ptrace]") {
         close(fds[0]);
         waitpid(child, nullptr, 0);
         INFO(msg);
-        // Both uids, the capability, what would allow it (issue 13 §4).
+        // Both uids, the capability, what would allow it.
         CHECK(msg.rfind("PTRACE_SEIZE pid " + std::to_string(pid) +
                             ": Operation not permitted; pmprof runs as uid 65534 without "
                             "CAP_SYS_PTRACE, pid " +

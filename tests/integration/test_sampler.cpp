@@ -1,4 +1,4 @@
-// `pmprof attach` and `pmprof record` against tests/targets/split_target.cpp (issue 3 §7): the
+// `pmprof attach` and `pmprof record` against tests/targets/split_target.cpp: the
 // known 70/30 split within 5 points in wall and cpu mode, with and without frame pointers; idle
 // threads dominate wall mode and are absent from cpu mode; every profile checked by pprofcheck
 // (google/pprof Parse + CheckValid) and `go tool pprof`; exit status pass-through; SIGINT and the
@@ -313,7 +313,7 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
     CHECK(c["sleep_eintr"] == 0);
     CHECK(c["futex_eintr"] == 0);
     // epoll_wait fails with EINTR after any stop (FACTS.md): at most the sampler's stops of that
-    // thread, as detaching takes no stop (the tracer thread's exit detaches, issue 13).
+    // thread, as detaching takes no stop (the tracer thread's exit detaches).
     const std::string stops = comment(out, "pmprof stops per thread");
     long epoll_stops = 0;
     auto at = stops.find(" " + std::to_string(epoll_tid) + ":");

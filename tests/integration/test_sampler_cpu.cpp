@@ -1,9 +1,9 @@
-// `pmprof attach -m cpu --backend ptrace` at 999 Hz against tests/targets/split_target.cpp (issue 7, tracer cpu):
+// `pmprof attach -m cpu --backend ptrace` at 999 Hz against tests/targets/split_target.cpp (tracer cpu):
 // a busy thread's state comes from /proc/.../syscall ("running") rather than stat, so its
 // samples must still carry its name and state R; the blocked threads must never be stopped
 // (no EINTR); and a thread is sampled once per 1/rate of its cpu time (as perf -F counts), not
 // once per tick in which it ran. And the labels of the samples the sampler takes without a stop
-// (issue 7's reused and merged samples), in wall mode, against the same target.
+// (reused and merged samples), in wall mode, against the same target.
 #include <catch2/catch.hpp>
 #include <signal.h>
 #include <unistd.h>

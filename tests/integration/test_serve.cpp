@@ -1,4 +1,4 @@
-// `pmprof serve` against live targets (issue 6 §5): go tool pprof fetching profile, heap and
+// `pmprof serve` against live targets: go tool pprof fetching profile, heap and
 // threads; curl for every bad input; concurrency (409); a client that disconnects; the target
 // exiting (410); SIGTERM of the server mid-profile; a port in use; bounded memory. Every test
 // checks that the target is left running and untraced.
@@ -168,7 +168,7 @@ TEST_CASE("serve: a second concurrent profile gets 409 at once; other requests s
     CHECK(Clock::now() - t0 < std::chrono::seconds(1));
     CHECK(curl("GET", server.base()).status == 200);  // the index needs no tracing
     // A thread dump does not wait for the profile: it is taken from the profile's own session
-    // between two ticks (issue 13); symbols need no tracing at all.
+    // between two ticks; symbols need no tracing at all.
     HttpAnswer dump = curl("GET", server.base() + "threads?debug=1");
     CHECK(dump.status == 200);
     CHECK(dump.body.find("descend") != std::string::npos);

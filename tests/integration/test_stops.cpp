@@ -1,4 +1,4 @@
-// Issue 13 §1 and §3: no stop outlives pmprof's interest in a thread. A thread in D state (a vfork
+// No stop outlives pmprof's interest in a thread. A thread in D state (a vfork
 // parent, tests/targets/ptrace_target.cpp --dstate-ms) costs one --stop-timeout wait in every
 // verb and is never left in a ptrace-stop when its D state ends, also under `serve`; and tracing
 // ends without one more stop per thread, so a thread blocked in epoll_wait, semop, sigtimedwait

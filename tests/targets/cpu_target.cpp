@@ -1,4 +1,4 @@
-// Where cpu time goes, for cpu mode's shares (issue 15): the cases a wall-clock tick weighted by
+// Where cpu time goes, for cpu mode's shares: the cases a wall-clock tick weighted by
 // cpu time gets wrong. Used by tests/integration/test_cpu_shares.cpp and `make bench` (shares).
 //   --case bursty     one thread "burst": burst_compute() ~8 ms of cpu, then sleeps ~2 ms
 //   --case server     "server" answers "client" over loopback TCP: server_work() ~150 us per

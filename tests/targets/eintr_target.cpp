@@ -1,4 +1,4 @@
-// Target for "detach without a stop" (issue 13): one thread each blocked in a call that fails
+// Target for "detach without a stop": one thread each blocked in a call that fails
 // with EINTR when its thread is stopped by a tracer (FACTS.md): epoll_wait, semop, sigtimedwait
 // and recv on a socket with SO_RCVTIMEO. Each counts the EINTRs it sees. Every signal is blocked
 // in those threads, so only a ptrace stop can make their calls fail.

@@ -1,4 +1,4 @@
-// The sampler's reference target (issue 3 §7): a known 70/30 split of cpu work between
+// The sampler's reference target: a known 70/30 split of cpu work between
 // work_seventy() and work_thirty(), both reached through 24 frames of descend(), in --busy
 // threads; --idle threads parked in pthread_cond_wait; one thread each blocked in epoll_wait,
 // read, nanosleep and futex that count the EINTRs they see; optional thread churn; SIGUSR1 and

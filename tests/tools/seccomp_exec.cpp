@@ -1,6 +1,6 @@
 // seccomp_exec SYSCALL[,SYSCALL...] CMD [ARGS...]: runs CMD under a seccomp filter that makes
 // each named system call fail with EPERM (or ENOSYS with a "SYSCALL:ENOSYS" entry), as a
-// container runtime's profile would. The tests run pmprof under it (issue 13 §4):
+// container runtime's profile would. The tests run pmprof under it:
 //   seccomp_exec process_vm_readv pmprof stacks PID
 //   seccomp_exec ptrace pmprof serve PID
 // Known names: process_vm_readv, ptrace, pread64, process_vm_writev.

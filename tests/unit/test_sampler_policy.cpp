@@ -1,4 +1,4 @@
-// Unit tests of the idle back-off (check_interval_ticks, issue 7): how often a thread that has
+// Unit tests of the idle back-off (check_interval_ticks): how often a thread that has
 // not run is looked at, that the gap stays within its documented bound at any rate, and that
 // 1000 threads idle since the same tick are not all read on the same ticks.
 #include <catch2/catch.hpp>
