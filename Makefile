@@ -9,14 +9,14 @@ CXX      ?= g++
 GO       ?= go
 
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
-                 zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils libiberty-dev
+                 zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils libiberty-dev python3
 # clang, lld, mold and rustc build the toolchain targets (tests/integration/test_toolchains.cpp),
 # which perf (linux-perf) checks the cpu shares of.
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
                  libjemalloc2 chromium clang lld mold rustc linux-perf
 
 PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
-# Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/main.cpp says why.
+# Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/cli/main.cpp says why.
 HTTP_LIBS := -lcpp-httplib
 WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wformat=2
 ifneq ($(CI),)
@@ -26,24 +26,24 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 OPT      ?= -O2 -g
-CXXFLAGS += -std=c++20 $(OPT) $(WARN) -Iinclude -MMD -MP
+CXXFLAGS += -std=c++20 $(OPT) $(WARN) -Iinclude -Isrc -MMD -MP
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Only libunwind's remote unwinder (libunwind-x86_64) is used. libunwind.so.8, the local one the
 # .pc files add, would interpose _Unwind_RaiseException: every C++ exception (CLI11's --help and
 # --version) then unwound through it with one rt_sigprocmask per frame. It is still loaded as
 # libunwind-x86_64's dependency, so libgcc_s is made a direct one, which puts it first.
 PKG_LIBS   = $(filter-out -lunwind $(HTTP_LIBS),$(shell pkg-config --libs $(PKGS) 2>/dev/null))
-# libiberty (static, PIC in Debian): cplus_demangle, for C++ and Rust names (src/demangle.cpp).
+# libiberty (static, PIC in Debian): cplus_demangle, for C++ and Rust names (src/symbolize/demangle.cpp).
 LDLIBS   += $(PKG_LIBS) -liberty -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 
-SRCS       := $(sort $(wildcard src/*.cpp))
-MAIN_SRCS  := src/main.cpp src/main_serve.cpp
+SRCS       := $(sort $(wildcard src/*/*.cpp))
+MAIN_SRCS  := src/cli/main.cpp src/cli/main_serve.cpp
 LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(SRCS))
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
 # The HTTP server and `serve`'s command line: only in pmprof-serve (and the tests).
-SERVE_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard src/http_*.cpp) src/cmd_serve.cpp)
+SERVE_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard src/http/*.cpp) src/cli/serve.cpp)
 CORE_OBJS  := $(filter-out $(SERVE_OBJS),$(LIB_OBJS))
-TEST_SRCS  := $(sort $(wildcard tests/unit/*.cpp tests/integration/*.cpp tests/support/*.cpp))
+TEST_SRCS  := $(sort $(wildcard tests/unit/*/*.cpp tests/integration/*.cpp tests/support/*.cpp))
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
 TARGETS    := $(basename $(notdir $(wildcard tests/targets/*.cpp)))
 TARGET_BINS := $(foreach t,$(TARGETS),$(BUILD)/targets/$(t)-fp $(BUILD)/targets/$(t)-nofp)
@@ -51,7 +51,8 @@ EXAMPLES   := $(basename $(notdir $(wildcard examples/*.cpp)))
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps test-deps test unit integration demo bench install sanitize format clean
+.PHONY: all deps test-deps test unit integration demo bench install sanitize format clean \
+        check-layers
 all: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 
 # ---- dependencies -------------------------------------------------------------------------
@@ -81,7 +82,7 @@ $(BUILD)/.test-deps-ok: $(DEPS_STAMP)
 	@touch $@
 
 # ---- the tool -----------------------------------------------------------------------------
-$(BUILD)/obj/src/syscall_names.o: $(BUILD)/gen/syscall_names.inc
+$(BUILD)/obj/src/os/syscall_names.o: $(BUILD)/gen/syscall_names.inc
 # x86_64 syscall names generated from the kernel headers the machine has.
 $(BUILD)/gen/syscall_names.inc: | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -93,9 +94,9 @@ $(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $(PKG_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 
-$(BUILD)/pmprof: $(BUILD)/obj/src/main.o $(CORE_OBJS)
+$(BUILD)/pmprof: $(BUILD)/obj/src/cli/main.o $(CORE_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
-$(BUILD)/pmprof-serve: $(BUILD)/obj/src/main_serve.o $(LIB_OBJS)
+$(BUILD)/pmprof-serve: $(BUILD)/obj/src/cli/main_serve.o $(LIB_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) $(HTTP_LIBS)
 
 # ---- tests --------------------------------------------------------------------------------
@@ -195,6 +196,10 @@ sanitize:
 	  LDFLAGS="-fsanitize=address,undefined" build-sanitize/pmprof build-sanitize/pmprof-serve \
 	  build-sanitize/pmprof-tests
 
+# Every #include against the module -> layer table (src/layers.conf).
+check-layers: $(DEPS_STAMP)
+	python3 tests/tools/check_layers.py
+
 format:
 	clang-format -i $(wildcard src/*.cpp src/*.h include/pmprof/*.h tests/*/*.cpp tests/*/*.h \
 	  examples/*.cpp bench/*.cpp)
@@ -210,19 +215,19 @@ clean:
 # tests/unit/test_report_corpus.cpp replays that corpus in every `make test` (no clang needed).
 FUZZ_SECONDS ?= 300
 FUZZ_CXX     ?= clang++
-FUZZ_SRCS    := tests/fuzz/fuzz_decode_pprof.cpp src/error.cpp src/profile.cpp \
-                src/protobuf_wire.cpp src/output_pprof.cpp src/output_pprof_decode.cpp \
-                src/output_text.cpp src/output_folded.cpp src/output_callgrind.cpp \
-                src/output_svg.cpp src/output_svg_script.cpp src/report.cpp src/report_diff.cpp \
-                src/report_frames.cpp src/report_list.cpp src/symbolize.cpp src/demangle.cpp \
-                src/image.cpp src/log.cpp src/fd.cpp src/procfs.cpp src/types.cpp src/memory.cpp \
-                src/ptrace_peek.cpp
+FUZZ_SRCS    := tests/fuzz/fuzz_decode_pprof.cpp src/support/error.cpp src/profile/profile.cpp \
+                src/output/protobuf_wire.cpp src/output/pprof.cpp src/output/pprof_decode.cpp \
+                src/output/text.cpp src/output/folded.cpp src/output/callgrind.cpp \
+                src/output/svg.cpp src/output/svg_script.cpp src/report/render.cpp src/report/diff.cpp \
+                src/profile/index.cpp src/report/list.cpp src/symbolize/symbolize.cpp src/symbolize/demangle.cpp \
+                src/elf/image.cpp src/support/log.cpp src/support/fd.cpp src/os/procfs.cpp src/support/types.cpp src/ptrace/memory.cpp \
+                src/ptrace/peek.cpp
 .PHONY: fuzz fuzz-build
 fuzz-build: $(BUILD)/fuzz_decode_pprof
-$(BUILD)/fuzz_decode_pprof: $(FUZZ_SRCS) $(wildcard src/*.h include/pmprof/*.h) | $(DEPS_STAMP)
+$(BUILD)/fuzz_decode_pprof: $(FUZZ_SRCS) $(wildcard src/*/*.h include/pmprof/*/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=undefined -Iinclude $(PKG_CFLAGS) -o $@ $(FUZZ_SRCS) $(PKG_LIBS) -liberty
+	  -fno-sanitize-recover=undefined -Iinclude -Isrc $(PKG_CFLAGS) -o $@ $(FUZZ_SRCS) $(PKG_LIBS) -liberty
 fuzz: $(BUILD)/fuzz_decode_pprof
 	@mkdir -p tests/corpus/fuzz
 	$(BUILD)/fuzz_decode_pprof -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \

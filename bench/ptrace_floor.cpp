@@ -5,7 +5,7 @@
 // before (the target's cost). Variants, to find where the time goes:
 //   -w block     waitpid(tid, __WALL) per child, blocking (the tracer sleeps until each stop)
 //   -w sigfd     signalfd(SIGCHLD) + ppoll + read, then waitpid WNOHANG (pmprof until the asynchronous sampler)
-//   -w sigwait   waitpid WNOHANG, then sigwaitinfo(SIGCHLD) (src/ptrace_events.cpp now)
+//   -w sigwait   waitpid WNOHANG, then sigwaitinfo(SIGCHLD) (src/ptrace/events.cpp now)
 //   -w spin      waitid(P_ALL, WNOHANG) spun for up to -s µs, then as sigfd
 //   -r getregset PTRACE_GETREGSET (NT_PRSTATUS) instead of PTRACE_GETREGS
 //   -p NICE      tracer nice value; -f: tracer SCHED_FIFO 1; -b N: N untraced busy processes

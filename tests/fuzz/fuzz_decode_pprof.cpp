@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "pmprof/output_pprof.h"
-#include "pmprof/report.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/report/report.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view bytes(reinterpret_cast<const char*>(data), size);

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
-#include "pmprof/perf_sampler.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/sampler/perf.h"
 
 using namespace pmprof::test;
 

@@ -9,11 +9,11 @@
 #include <map>
 #include <string>
 
-#include "../../src/heap_symbols.h"
+#include "pmprof/heap/symbols.h"
 #include "../support/harness.h"
-#include "pmprof/heap.h"
-#include "pmprof/memory.h"
-#include "pmprof/procfs.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof::test;
 

@@ -1,6 +1,6 @@
 // ProcessImage's load biases against libdwfl's own on the same pid: dwfl_linux_proc_report reads
 // /proc/PID/maps and places each module by its lowest mapping, a different rule from
-// load_bias()'s per-segment choice (src/image.cpp). On every linker layout the test targets have
+// load_bias()'s per-segment choice (src/elf/image.cpp). On every linker layout the test targets have
 // (GNU ld, lld, mold, and rustc's output through GNU ld and lld), every module both report must
 // sit at the same bias, so every symbol lookup agrees.
 #include <catch2/catch.hpp>
@@ -10,10 +10,10 @@
 #include <map>
 #include <string>
 
-#include "../../src/image_internal.h"
+#include "pmprof/elf/image_impl.h"
 #include "../support/harness.h"
-#include "pmprof/image.h"
-#include "pmprof/procfs.h"
+#include "pmprof/elf/image.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof;
 namespace t = pmprof::test;

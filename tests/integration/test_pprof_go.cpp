@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
-#include "pmprof/output_text.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/output/text.h"
 
 using namespace pmprof;
 using namespace pmprof::test;
@@ -73,7 +73,7 @@ Profile built_profile() {
     return p;
 }
 
-// The profile of tests/unit/test_output_text.cpp: milliseconds, an inline node, a dropped node.
+// The profile of tests/unit/output/test_text.cpp: milliseconds, an inline node, a dropped node.
 Profile top_profile() {
     Profile p;
     p.sample_types = {{"samples", "count"}, {"cpu", "nanoseconds"}};

@@ -18,9 +18,9 @@
 #include <catch2/catch.hpp>
 
 #include "../support/harness.h"
-#include "pmprof/procfs.h"
-#include "pmprof/ptrace.h"
-#include "pmprof/signals.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/session.h"
+#include "pmprof/os/signals.h"
 
 using namespace std::chrono_literals;
 using pmprof::CaptureOptions;

@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "../support/harness.h"
-#include "../unit/test_report_fixtures.h"
-#include "pmprof/output_pprof.h"
+#include "../support/report_fixtures.h"
+#include "pmprof/output/pprof.h"
 
 using namespace pmprof;
 using namespace pmprof::test;

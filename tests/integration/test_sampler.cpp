@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
+#include "pmprof/output/pprof.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
+#include "pmprof/output/pprof.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

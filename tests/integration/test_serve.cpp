@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
-#include "pmprof/perf_sampler.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/sampler/perf.h"
 #include "../support/serve_client.h"
-#include "pmprof/procfs.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof::test;
 using Clock = std::chrono::steady_clock;

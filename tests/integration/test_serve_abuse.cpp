@@ -14,7 +14,7 @@
 
 #include "../support/harness.h"
 #include "../support/serve_client.h"
-#include "pmprof/procfs.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -1,11 +1,11 @@
-// `pmprof serve` input validation (include/pmprof/http.h): every value a client or the command
+// `pmprof serve` input validation (include/pmprof/http/http.h): every value a client or the command
 // line can send that must be refused, and the ones that must be accepted.
 #include <catch2/catch.hpp>
 
 #include <map>
 #include <string>
 
-#include "pmprof/http.h"
+#include "pmprof/http/http.h"
 
 using namespace pmprof;
 

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/fd.h"
-#include "pmprof/procfs.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "../support/harness.h"
-#include "pmprof/procfs.h"
-#include "pmprof/threads.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/threads/dump.h"
 
 namespace t = pmprof::test;
 

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/output_pprof.h"
-#include "pmprof/procfs.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/os/procfs.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "../../src/unwind_internal.h"
+#include "unwind/walk.h"
 #include "../support/harness.h"
-#include "pmprof/image.h"
-#include "pmprof/memory.h"
-#include "pmprof/procfs.h"
-#include "pmprof/ptrace.h"
-#include "pmprof/unwind.h"
+#include "pmprof/elf/image.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/session.h"
+#include "pmprof/unwind/unwind.h"
 
 using namespace pmprof;
 namespace t = pmprof::test;

@@ -23,7 +23,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "pmprof/procfs.h"
+#include "pmprof/os/procfs.h"
 
 extern char** environ;
 

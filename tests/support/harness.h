@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/image.h"
+#include "pmprof/elf/image.h"
 
 namespace pmprof::test {
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "harness.h"
-#include "pmprof/procfs.h"
+#include "pmprof/os/procfs.h"
 
 namespace pmprof::test {
 

@@ -1,0 +1,190 @@
+// `pmprof stacks PID`: a grouped, symbolized thread dump of a live process.
+#include <fmt/format.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/log.h"
+#include "pmprof/output/folded.h"
+#include "pmprof/output/threads.h"
+#include "pmprof/report/report.h"
+#include "pmprof/threads/dump.h"
+#include "pmprof/cli/watch.h"
+
+namespace pmprof {
+namespace {
+
+struct StacksArgs {
+    std::string pid;
+    std::string format = "text";
+    std::string output;
+    std::string unwinder = "dwfl";
+    std::vector<std::string> threads;
+    size_t max_depth = 256;
+    int stop_timeout_ms = 100;
+    bool no_group = false;
+    bool no_source = false;
+    bool no_inline = false;
+    bool consistent = false;
+    size_t watch = 0;
+    std::string interval = "1s";
+    bool no_locks = false;
+    bool no_kernel_stack = false;
+};
+
+/// The exit status: a deadlock is the answer to "why is it hung", whatever else happened.
+int exit_status(const ThreadDump& dump) {
+    if (dump.locks.deadlock()) return kExitDeadlock;
+    for (const ThreadEntry& t : dump.threads)
+        if (!t.captured) return kExitPartial;
+    return kExitComplete;
+}
+
+int run_watch(const StacksArgs& a, const OutputPath& out, pid_t pid, const DumpOptions& opt) {
+    if (a.format != "text" && a.format != "json")
+        throw FatalError("--watch writes text or json only", {}, kExitUsage);
+    int64_t interval_ns = parse_duration_ns(a.interval);
+    if (interval_ns < 10'000'000)
+        throw FatalError("--interval must be at least 10ms", {}, kExitUsage);
+    auto w = watch_threads(pid, opt, a.watch, std::chrono::milliseconds(interval_ns / 1'000'000));
+    if (!w.ok()) throw FatalError(w.error().message);
+    std::string data = a.format == "json" ? format_watch_json(*w)
+                                          : format_watch_text(*w, {!a.no_group, !a.no_source});
+    write_output(out, data);
+    size_t stuck = 0;
+    for (const ThreadProgress& p : w->threads) stuck += p.verdict == Progress::Stuck ? 1 : 0;
+    log_warn("{} dumps over {:.1f} s: {} of {} threads stuck{}", w->dumps, w->span_s, stuck,
+             w->threads.size(), w->last.locks.deadlock() ? ", deadlock" : "");
+    return exit_status(w->last);
+}
+
+int run_stacks(const StacksArgs& a) {
+    pid_t pid = parse_pid(a.pid);
+    DumpOptions opt;
+    auto kind = parse_unwinder_kind(a.unwinder);
+    if (!kind.ok()) throw FatalError(kind.error().message, {}, kExitUsage);
+    opt.unwinder = *kind;
+    opt.max_depth = a.max_depth;
+    opt.symbolize.source_lines = !a.no_source;
+    opt.symbolize.inlines = !a.no_inline;
+    opt.thread_filter = a.threads;
+    opt.capture.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
+    opt.consistent = a.consistent;
+    // Before the target is touched: a path that cannot be written is refused at once.
+    const OutputPath out = prepare_output(a.output, format_is_binary(a.format));
+    opt.locks = !a.no_locks;
+    opt.kernel_stacks = !a.no_kernel_stack;
+    if (a.watch > 0) return run_watch(a, out, pid, opt);
+
+    auto dump = take_thread_dump(pid, opt);
+    if (!dump.ok()) throw FatalError(dump.error().message);
+
+    std::string data;
+    if (a.format == "text") {
+        data = format_thread_dump_text(*dump, {!a.no_group, !a.no_source});
+    } else if (a.format == "json") {
+        data = format_thread_dump_json(*dump);
+    } else if (a.format == "folded") {
+        FoldedOptions fo;
+        fo.per_thread = true;
+        data = write_folded(thread_dump_to_profile(*dump), fo);
+    } else {  // pprof, callgrind, svg: the threads/count profile through the shared writers
+        RenderOptions ro;
+        ro.title = "Threads of " + std::to_string(pid);
+        auto rendered = render_profile(thread_dump_to_profile(*dump), a.format, ro);
+        if (!rendered.ok()) throw FatalError(rendered.error().message);
+        data = std::move(*rendered);
+    }
+    write_output(out, data);
+
+    size_t not_captured = 0;
+    std::string eintr;
+    size_t eintr_threads = 0;
+    for (const ThreadEntry& t : dump->threads) {
+        not_captured += t.captured ? 0 : 1;
+        if (!t.captured && !t.error.empty()) log_warn("not captured: {}", t.error);
+        if (t.eintr_syscall.empty()) continue;
+        ++eintr_threads;
+        eintr +=
+            fmt::format("{}{} ({}, {})", eintr.empty() ? "" : ", ", t.name, t.tid, t.eintr_syscall);
+    }
+    // A stop makes some blocked calls fail with EINTR (FACTS.md): the program sees that.
+    if (eintr_threads > 0)
+        log_warn("{} stopped threads were blocked in a call that the stop made fail with EINTR: "
+                 "{}",
+                 eintr_threads, eintr);
+    if (dump->target_exited)
+        log_warn("pid {} exited during the dump{}", pid,
+                 not_captured ? ": the threads not captured before it did are marked" : "");
+    // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
+    // and the span from the first interrupt to the last detach.
+    log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
+             "last detach), {} not captured, {} unwind failures, {:.1f} ms total",
+             dump->threads.size(), dump->stats.longest_stop_ns / 1000,
+             dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
+             static_cast<double>(dump->wall_ns) / 1e6);
+    if (dump->locks.deadlock())
+        log_warn("deadlock: {} cycle{} of threads waiting for each other",
+                 dump->locks.cycles.size(), dump->locks.cycles.size() == 1 ? "" : "s");
+    return exit_status(*dump);
+}
+
+}  // namespace
+
+void add_stacks_command(CLI::App& app, CommandRunner* runner) {
+    auto args = std::make_shared<StacksArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "stacks", "Print every thread's stack once, grouped, with source lines (a thread dump)");
+    cmd->footer(std::string("\nAll threads are interrupted together; each is detached as soon as "
+                            "its registers and stack top are copied (--consistent holds them all "
+                            "until the last has stopped); unwinding and symbolization happen "
+                            "afterwards.\n\nA thread blocked on a glibc lock gets a lock line: "
+                            "the mutex, rwlock, condition variable or semaphore (named by its "
+                            "variable, or the stack or heap it lives on) and, for mutexes and "
+                            "write-held rwlocks, the owner thread glibc records (glibc 2.36 "
+                            "x86_64 layouts; condition variables and semaphores have none). "
+                            "Threads waiting for each other in a cycle are reported as a "
+                            "deadlock (exit status 3), other waits as lock chains. As root, the "
+                            "kernel stack of each blocked thread is shown above its user "
+                            "stack.\n") +
+                kExitCodesHelp);
+    cmd->add_option("pid", args->pid, "Process id of the target")->required();
+    cmd->add_option("-f,--format", args->format, "Output format")
+        ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}))
+        ->capture_default_str();
+    cmd->add_option("-o,--output", args->output, kOutputHelp);
+    cmd->add_flag("--no-group", args->no_group, "Print every thread separately");
+    cmd->add_option("--max-depth", args->max_depth, "Frames per stack at most (deeper: truncated)")
+        ->check(CLI::Range(1, 100000))
+        ->capture_default_str();
+    cmd->add_flag("--no-source", args->no_source, "Do not look up file:line");
+    cmd->add_flag("--no-inline", args->no_inline, "Do not expand inlined frames");
+    cmd->add_option("-t,--thread", args->threads, "Only these threads (tid or name; repeatable)");
+    cmd->add_option("--unwinder", args->unwinder, "Unwinder: dwfl or libunwind")
+        ->check(CLI::IsMember({"dwfl", "libunwind"}))
+        ->capture_default_str();
+    cmd->add_flag("--consistent", args->consistent,
+                  "Hold every thread until all have stopped: one instant for all threads, but "
+                  "each stays stopped until the slowest one stops");
+    cmd->add_option("--watch", args->watch,
+                    "Take N dumps --interval apart and tell stuck, spinning and progressing "
+                    "threads apart (text or json)")
+        ->check(CLI::Range(2, 1000));
+    cmd->add_option("--interval", args->interval, "Time between --watch dumps (500ms, 2s)")
+        ->capture_default_str();
+    cmd->add_flag("--no-locks", args->no_locks, "No lock wait-for analysis");
+    cmd->add_flag("--no-kernel-stack", args->no_kernel_stack,
+                  "Do not read /proc/PID/task/TID/stack of blocked threads");
+    cmd->add_option(
+           "--stop-timeout", args->stop_timeout_ms,
+           "Milliseconds to wait for a thread to stop before skipping it (a thread in D state "
+           "costs this one wait and is named with its wait channel)")
+        ->check(CLI::Range(1, 60000))
+        ->capture_default_str();
+    cmd->callback([runner, args] { *runner = [args] { return run_stacks(*args); }; });
+}
+
+}  // namespace pmprof

@@ -1,0 +1,165 @@
+// take_heap_snapshot: the live path. Checks the allocator and glibc version before touching the
+// target, stops every thread once (TraceSession::with_all_stopped), walks inside the stop through
+// a block cache (the heap is copied with few process_vm_readv calls), resumes, and only then
+// attributes types (ELF symbols, RTTI of read-only data that does not change). With reach, the
+// live chunks, the roots and every thread's registers are copied in the same stop and analysed
+// after the resume.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+
+#include "heap/cached_reader.h"
+#include "pmprof/heap/symbols.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/support/log.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/session.h"
+
+namespace pmprof {
+
+namespace {
+
+int64_t realtime_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+struct Preflight {
+    std::vector<MemoryMap> maps;
+    GlibcMallocLayout layout;
+    std::optional<MallocRoots> roots;  // from symbols; scanned inside the stop otherwise
+};
+
+Result<Preflight> preflight(pid_t pid) {
+    auto maps = read_maps(pid);
+    if (!maps.ok()) return maps.error();
+    if (auto ok = heap_detail::check_glibc_malloc(pid, *maps); !ok.ok()) return ok.error();
+    const MemoryMap* libc = heap_detail::find_libc(*maps);
+    auto version = heap_detail::read_glibc_version(pid, *libc);
+    if (!version.ok()) return version.error();
+    auto layout = glibc_layout_for(*version);
+    if (!layout.ok()) return layout.error();
+    Preflight p{std::move(*maps), std::move(*layout), std::nullopt};
+    p.roots = heap_detail::roots_from_symbols(pid, p.maps);
+    if (!p.roots) log_info("no symbols for main_arena/mp_ in libc; scanning libc's data instead");
+    return p;
+}
+
+/// Every register of every stopped thread is a root: a pointer may live only in a register.
+/// They come from the walk's own stop, so they agree with the memory copied there.
+void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
+    for (const ThreadCapture& c : regs)
+        if (c.ok)
+            in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
+}
+
+}  // namespace
+
+Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
+    // The same one-line refusals as every verb (no such process, zombie, already traced, no
+    // permission) before the allocator checks read anything from /proc.
+    if (auto traceable = check_traceable(pid); !traceable.ok()) return traceable.error();
+    // 0 unless running now: only a process that was alive can exit "during" anything.
+    const ProcessLife life(pid);
+    // A leader whose main thread exited (its other threads run on) has no /proc/N/root, maps
+    // or memory of its own: every read below would fail as if a file were missing.
+    if (auto leader = read_status(pid); leader.ok() && leader->state == ThreadState::Zombie)
+        return Error{fmt::format("pid {} is a zombie: its main thread has exited while its other "
+                                 "threads run, and a heap snapshot needs the main thread's "
+                                 "memory map (pmprof stacks and attach still work)",
+                                 pid),
+                     ESRCH};
+    auto pre = preflight(pid);
+    if (!pre.ok()) return life.explain(pre.error(), "the heap snapshot");
+    HeapSnapshot snap;
+    std::vector<MemoryMap> maps = pre->maps;
+    std::optional<MallocRoots> roots = pre->roots;
+    std::optional<Error> failure;
+    std::optional<heap_detail::ReachCopy> reach;
+    if (opt.reach) {
+        reach.emplace();
+        reach->contents.reserve(
+            estimate_heap_bytes(pre->maps, pre->layout.heap_max, opt.reach_max_bytes));
+    }
+    // Traced from a thread of its own: its exit detaches without a stop what the walk's stop
+    // could not reach (a thread in D state with our interrupt pending, src/ptrace/tracer_thread.cpp).
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) {
+            failure = session.error();
+            return;
+        }
+        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
+            failure.reset();
+            auto window = (*session)->with_all_stopped(
+                [&](const std::vector<ThreadCapture>& regs) {
+                    auto t0 = std::chrono::steady_clock::now();
+                    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
+                    if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
+                    ProcessMemory mem(pid);
+                    // Should process_vm_readv and /proc/PID/mem be denied, a stopped thread can
+                    // still be read word by word.
+                    for (const ThreadCapture& c : regs)
+                        if (c.ok) {
+                            mem.allow_peek(c.tid);
+                            break;
+                        }
+                    if (!roots) {
+                        auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
+                        if (!scanned.ok()) {
+                            failure = scanned.error();
+                            return;
+                        }
+                        roots = *scanned;
+                    }
+                    snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
+                    if (reach) {
+                        heap_detail::copy_for_reach(*reach, pid, mem, maps, snap,
+                                                    (*session)->threads(), opt.reach_max_bytes);
+                        register_roots(regs, reach->input);
+                    }
+                    log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+                              std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count(),
+                              static_cast<double>(snap.walk_ns) / 1e6);
+                },
+                opt.stop_timeout);
+            if (!window.ok()) {
+                failure = window.error();
+                return;
+            }
+            if (failure) return;
+            snap.stop_window_ns = *window;
+            if (snap.locked_arenas == 0) break;
+            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+                     snap.locked_arenas);
+        }
+        (*session)->detach_all();
+    });
+    if (failure) return life.explain(*failure, "the heap snapshot");
+
+    snap.pid = pid;
+    snap.time_nanos = realtime_ns();
+    if (opt.types) {
+        ProcessMemory mem(pid);
+        attribute_types(snap, heap_detail::load_vtables(pid, maps), &mem, maps);
+    }
+    if (reach && !reach->skipped.empty()) {
+        snap.problems.push_back(reach->skipped);
+    } else if (reach) {
+        analyze_reach(snap, reach->contents, reach->input);
+        snap.reach.copy_ns = reach->copy_ns;
+    }
+    if (life.exited()) {
+        // Reads that failed because the process went away are not a heap's problems.
+        if (snap.partial() || snap.arenas.empty())
+            return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};
+        snap.problems.push_back(fmt::format("pid {} exited after its snapshot was taken", pid));
+    }
+    return snap;
+}
+
+}  // namespace pmprof

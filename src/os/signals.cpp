@@ -1,0 +1,54 @@
+// The stop flag: the only mutable global pmprof has (DESIGN.md section 3).
+#include "pmprof/os/signals.h"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <csignal>
+
+namespace pmprof {
+
+namespace {
+
+// Written from a signal handler: only volatile sig_atomic_t is async-signal-safe to store
+// (C11 7.14.1.1p5, signal-safety(7)).
+volatile std::sig_atomic_t g_stop_signal = 0;
+volatile std::sig_atomic_t g_stop_requested = 0;
+
+extern "C" void on_stop_signal(int sig) {
+    g_stop_signal = sig;
+    g_stop_requested = 1;
+}
+
+void install(int sig, void (*handler)(int)) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    // No SA_RESTART: a waitpid/poll/read blocked when the user presses ^C returns EINTR, so the
+    // loop around it sees the flag, resumes every stopped thread and leaves (DESIGN.md 1.1).
+    sa.sa_flags = 0;
+    ::sigaction(sig, &sa, nullptr);
+}
+
+} // namespace
+
+void install_stop_signal_handlers() {
+    install(SIGINT, on_stop_signal);
+    install(SIGTERM, on_stop_signal);
+    install(SIGHUP, on_stop_signal);
+    // A closed stdout/socket must give EPIPE, not kill pmprof while target threads are stopped.
+    install(SIGPIPE, SIG_IGN);
+}
+
+bool stop_requested() { return g_stop_requested != 0; }
+
+int stop_signal() { return g_stop_signal; }
+
+void request_stop() { g_stop_requested = 1; }
+
+void clear_stop_request() {
+    g_stop_requested = 0;
+    g_stop_signal = 0;
+}
+
+} // namespace pmprof

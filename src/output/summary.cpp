@@ -1,0 +1,73 @@
+// What the user sees at the end of `attach`/`record`: the rate, the backend, the target's pauses,
+// the stops avoided, EINTR, the tracer's own cpu, then the top table.
+#include "pmprof/output/summary.h"
+
+#include <fmt/format.h>
+
+#include <string>
+
+#include "pmprof/output/text.h"
+
+namespace pmprof {
+namespace {
+
+std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3); }
+
+const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
+
+}  // namespace
+
+std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
+    const SamplerStats& s = r.stats;
+    const double wall_s = static_cast<double>(s.wall_ns) / 1e9;
+    std::string out;
+    out += fmt::format("pmprof: {}\n", r.end_message);
+    out += fmt::format(
+        "pmprof: {} samples from {} threads in {:.1f} s ({} mode, {:.0f} Hz requested, {:.1f} Hz "
+        "effective{})\n",
+        s.samples, s.threads_seen, wall_s, mode_name(s.mode), s.requested_rate_hz,
+        s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
+    out += "pmprof: " + backend_line(s).substr(std::string("pmprof ").size()) + "\n";
+    if (s.backend == "perf") {
+        if (s.samples > 0)
+            out += fmt::format("pmprof: tracer cpu per sample (reading and unwinding, after the "
+                               "events were opened): {:.1f} us\n",
+                               static_cast<double>(s.perf_loop_cpu_ns) / 1e3 /
+                                   static_cast<double>(s.samples));
+    } else {
+        out += fmt::format(
+            "pmprof: target pause per thread-sample: median {}, p99 {}, max {} ({} stops; the "
+            "most-stopped thread was stopped {:.2f}% of the time)\n",
+            us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns), s.stops,
+            s.max_thread_pause_fraction * 100);
+    }
+    if (s.stops > 0)
+        out += fmt::format("pmprof: stop latency (interrupt to stop, the thread running or waiting "
+                           "for a cpu meanwhile): median {}, p99 {}\n",
+                           us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns));
+    if (s.backend != "perf")
+        out += fmt::format(
+            "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
+            "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
+            s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
+    // Those calls return EINTR to the program after a stop (FACTS.md): say how often it happened.
+    if (s.eintr_stops > 0)
+        out +=
+            fmt::format("pmprof: {} threads were stopped while blocked in a call that fails with "
+                        "EINTR when stopped (epoll_wait, sigtimedwait, semop, recv with a "
+                        "timeout...): {} EINTR in all\n",
+                        s.eintr_per_thread.size(), s.eintr_stops);
+    for (const std::string& u : s.unstoppable) out += "pmprof: " + u + "\n";
+    if (s.execs > 0)
+        out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
+                           "each program symbolized with its own files\n",
+                           s.execs);
+    const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
+    out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
+                       wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);
+    const int index = r.profile.sample_index();
+    if (index >= 0 && !r.profile.samples.empty()) out += format_top(r.profile, index, top_n);
+    return out;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,463 @@
+// Stop rounds and what is done inside a stop: PTRACE_GETREGS and one read of the stack top
+// (process_vm_readv, or its fallbacks in src/ptrace/memory.cpp), nothing else (DESIGN.md §1.2: copy,
+// resume, then think).
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <exception>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "pmprof/support/log.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/os/signals.h"
+#include "ptrace/session_core.h"
+
+namespace pmprof {
+
+namespace {
+
+// The x86_64 SysV ABI lets a leaf function use 128 bytes below sp without moving it.
+constexpr uint64_t kRedZone = 128;
+// The stack copied with PTRACE_PEEKDATA (about 1 us a word): 1024 calls at most per stop.
+constexpr uint64_t kPeekStackBytes = 8 * 1024;
+// Upper bound on one sleep while waiting for stops: only matters when SIGCHLD is taken by
+// another thread of pmprof, as SIGCHLD wakes the wait otherwise (wait_for_event raises it to
+// 2 ms). Sleeps grow from kFirstWaitCap to kWaitCap.
+constexpr std::chrono::microseconds kWaitCap{1000};
+constexpr std::chrono::microseconds kFirstWaitCap{20};
+
+}  // namespace
+
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall) {
+    user_regs_struct u{};
+    if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
+    // Stopped on the way out of a system call the stop interrupted: rax already holds what the
+    // call returns. -ERESTART* is restarted invisibly after the resume; -EINTR is what the
+    // thread sees (epoll_wait, sigtimedwait, semop, recv with SO_RCVTIMEO: FACTS.md).
+    if (eintr_syscall != nullptr)
+        *eintr_syscall = static_cast<long>(u.orig_rax) >= 0 && static_cast<long>(u.rax) == -EINTR
+                             ? static_cast<long>(u.orig_rax)
+                             : -1;
+    // DWARF register numbers, x86_64 psABI figure 3.36.
+    regs->dwarf = {u.rax, u.rdx, u.rcx, u.rbx, u.rsi, u.rdi, u.rbp, u.rsp, u.r8,
+                   u.r9,  u.r10, u.r11, u.r12, u.r13, u.r14, u.r15, u.rip};
+    regs->fs_base = u.fs_base;
+    return true;
+}
+
+// ---- StopRound ----------------------------------------------------------------------------
+
+StopRound::StopRound(SessionCore& impl, const std::vector<pid_t>& tids) : impl_(impl) {
+    members_.reserve(tids.size());
+    for (pid_t tid : tids) {
+        Member& m = members_.emplace_back();
+        m.tid = tid;
+        auto it = impl_.threads.find(tid);
+        if (it == impl_.threads.end() || it->second.state == TraceState::Gone ||
+            it->second.foreign) {
+            m.outcome = Outcome::NotTraced;
+            continue;
+        }
+        TracedThread& t = it->second;
+        t.want_stop = true;
+        m.interrupt_ns = monotonic_ns();
+        if (first_interrupt_ns_ == 0) first_interrupt_ns_ = m.interrupt_ns;
+        if (t.state == TraceState::Trapped) continue;  // already stopped: wait() takes it
+        // A Listening (group-stopped) thread is stopped already; the interrupt only re-traps it
+        // so its registers can be read, and it is left with PTRACE_LISTEN again.
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) t.interrupt_sent = true;
+        // ESRCH: the thread is exiting; wait() reaps its exit.
+    }
+}
+
+StopRound::~StopRound() {
+    try {
+        resume_all();
+    } catch (...) {
+        // resume_all only fails allocating a log line; the threads were resumed before that.
+    }
+}
+
+void StopRound::settle(size_t i, uint64_t seen_ns) {
+    Member& m = members_[i];
+    auto it = impl_.threads.find(m.tid);
+    if (it == impl_.threads.end()) {
+        m.outcome = Outcome::Exited;
+        return;
+    }
+    if (it->second.state == TraceState::Trapped) {
+        m.outcome = Outcome::Stopped;
+        // A member Trapped before the round began has been stopped since its interrupt at most.
+        m.stopped_ns = std::max(seen_ns, m.interrupt_ns);
+    }
+}
+
+void StopRound::wait(SteadyClock::time_point deadline,
+                     const std::function<void(size_t)>& on_stopped, bool honor_stop_request) {
+    SigchldBlock block;  // before the first waitpid: a stop reported after it wakes ppoll
+    std::chrono::microseconds cap = kFirstWaitCap;
+    bool abandoned = false;
+    for (;;) {
+        // Stamped before the events are reaped: a stop found now happened before this instant
+        // or during the reaping, so the pause measured from here is not an underestimate of the
+        // time the tracer has known about it.
+        const uint64_t seen_ns = monotonic_ns();
+        // One waitid peek per pending event (poll_all), not one waitpid per member per pass: a
+        // 1000-thread round costs O(events), and the members held meanwhile wait less.
+        impl_.poll_all();
+        bool pending = false;
+        for (size_t i = 0; i < members_.size(); ++i) {
+            if (members_[i].outcome != Outcome::Pending) continue;
+            settle(i, seen_ns);
+            if (members_[i].outcome == Outcome::Stopped) {
+                if (on_stopped) on_stopped(i);
+            } else if (members_[i].outcome == Outcome::Pending) {
+                pending = true;
+            }
+        }
+        if (!pending) return;
+        // On ^C, stop waiting for the rest; what stopped is resumed by resume_all all the same.
+        if (honor_stop_request && stop_requested()) {
+            abandoned = true;
+            break;
+        }
+        if (SteadyClock::now() >= deadline) break;
+        impl_.wait_for_event(deadline, cap);
+        cap = std::min(cap * 2, kWaitCap);
+    }
+    for (Member& m : members_) {
+        if (m.outcome != Outcome::Pending) continue;
+        m.outcome = abandoned ? Outcome::Abandoned : Outcome::TimedOut;
+        if (!abandoned) ++impl_.counters.stop_timeouts;
+        // Its stop may still come (a thread in D state stops when it leaves the kernel): with
+        // want_stop cleared, the dispatcher resumes it whenever that is.
+        auto it = impl_.threads.find(m.tid);
+        if (it != impl_.threads.end()) it->second.want_stop = false;
+    }
+}
+
+void StopRound::release(size_t i, bool detach) {
+    Member& m = members_[i];
+    if (m.released || m.outcome == Outcome::NotTraced) return;
+    auto it = impl_.threads.find(m.tid);
+    if (it == impl_.threads.end()) return;
+    it->second.want_stop = false;
+    if (it->second.state != TraceState::Trapped) return;
+    if (detach)
+        impl_.detach_now(m.tid, it->second);
+    else
+        impl_.resume(m.tid, it->second);
+    m.released = true;
+    m.resume_ns = monotonic_ns();
+    last_resume_ns_ = std::max(last_resume_ns_, m.resume_ns);
+}
+
+void StopRound::resume_all(bool detach) {
+    if (resumed_) return;
+    resumed_ = true;
+    for (size_t i = 0; i < members_.size(); ++i) release(i, detach);
+}
+
+// ---- captures -----------------------------------------------------------------------------
+
+namespace {
+
+// Inside the stop: registers, then one process_vm_readv of [sp - 128, mapping end) capped at
+// max_stack_bytes, into `buf` (allocated before the stop, so no page is zeroed in the window).
+// Returns the bytes copied; cap.stack.base is set, cap.stack.bytes is left to the caller.
+size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt, uint8_t* buf,
+                 size_t buf_len) {
+    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall)) {
+        cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
+        return 0;
+    }
+    cap.ok = true;
+    const uint64_t sp = cap.regs.sp();
+    cap.stack.base = sp;
+    if (!opt.copy_stack) return 0;
+    const MemoryMap* map = impl.map_containing(sp);
+    if (map == nullptr) {
+        impl.refresh_maps();  // rare: the stack of a thread created since the last read
+        map = impl.map_containing(sp);
+    }
+    // No mapping: registers are still worth having (frame 0 is the pc); the unwinder stops at
+    // once on the empty copy and marks the stack truncated.
+    if (map == nullptr) return 0;
+    const uint64_t lo = std::max(sp - std::min(sp, kRedZone), map->start);
+    uint64_t len = std::min<uint64_t>({map->end - lo, opt.max_stack_bytes, buf_len});
+    // A word per ptrace call when both faster ways are denied: the copy is cut short so the
+    // thread is not held for 8192 calls.
+    if (memory_method(impl.pid) == MemoryMethod::PeekData) len = std::min(len, kPeekStackBytes);
+    // By tid, not pid: a zombie leader has no mm, every live thread has the process's. The
+    // thread is stopped by this thread: PTRACE_PEEKDATA is allowed as the last resort.
+    auto n = read_process_memory(impl.pid, cap.tid, lo, buf, len, /*stopped=*/true);
+    if (!n.ok()) {
+        cap.ok = false;
+        cap.error = fmt::format("tid {}: {}", cap.tid, n.error().message);
+        return 0;
+    }
+    cap.stack.base = lo;
+    return *n;
+}
+
+// copy_into the capture's own buffer, sized by the caller before the stop.
+void copy_thread(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt) {
+    const size_t n = copy_into(impl, cap, opt, cap.stack.bytes.data(), cap.stack.bytes.size());
+    cap.stack.bytes.resize(n);  // shrinking: no writes
+}
+
+std::string outcome_error(const SessionCore& impl, const StopRound::Member& m,
+                          const CaptureOptions& opt) {
+    using Outcome = StopRound::Outcome;
+    switch (m.outcome) {
+    case Outcome::Exited:
+        return fmt::format("tid {} exited", m.tid);
+    case Outcome::TimedOut:
+        // By name, with its state and wchan: a thread in D state (a vfork parent) answers the
+        // interrupt only when it leaves the kernel.
+        return describe_unstoppable(
+            impl.pid, m.tid, fmt::format("not stopped within {} ms", opt.stop_timeout.count()));
+    case Outcome::Abandoned:
+        return fmt::format("stop requested before tid {} stopped", m.tid);
+    case Outcome::NotTraced:
+        return fmt::format("tid {} is not traced", m.tid);
+    default:
+        return fmt::format("tid {} not stopped", m.tid);
+    }
+}
+
+std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<pid_t>& tids,
+                                           const CaptureOptions& opt, SnapshotStats* stats) {
+    std::vector<ThreadCapture> out(tids.size());
+    for (size_t i = 0; i < tids.size(); ++i) out[i].tid = tids[i];
+    // One buffer for every copy, allocated before the stops and never zero-filled: a buffer of
+    // 64 KiB per thread, zeroed, cost more page faults than the whole rest of a 21-thread dump.
+    const size_t buf_len = opt.copy_stack ? opt.max_stack_bytes + kRedZone : 0;
+    const auto buf = std::make_unique_for_overwrite<uint8_t[]>(buf_len);
+    StopRound round(impl, tids);
+    round.wait(SteadyClock::now() + opt.stop_timeout, [&](size_t i) {
+        const size_t n = copy_into(impl, out[i], opt, buf.get(), buf_len);
+        if (opt.release_each) round.release(i, opt.detach);
+        // After the release (when each is released): only the bytes copied, out of the buffer.
+        out[i].stack.bytes.assign(buf.get(), buf.get() + n);
+    });
+    round.resume_all(opt.detach);
+    if (opt.detach) impl.drop_detached();
+
+    size_t captured = 0;
+    uint64_t longest = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+        const StopRound::Member& m = round.members()[i];
+        ThreadCapture& cap = out[i];
+        if (m.outcome == StopRound::Outcome::Stopped) {
+            ++impl.counters.stops;
+            if (cap.eintr_syscall >= 0) ++impl.counters.eintr_stops;
+            cap.pause_ns = m.resume_ns > m.stopped_ns ? m.resume_ns - m.stopped_ns : 0;
+            cap.stop_wait_ns = m.stopped_ns > m.interrupt_ns ? m.stopped_ns - m.interrupt_ns : 0;
+            longest = std::max(longest, cap.pause_ns);
+        } else {
+            cap.error = outcome_error(impl, m, opt);
+        }
+        if (!cap.ok) cap.stack.bytes.clear();
+        captured += cap.ok ? 1 : 0;
+    }
+    if (stats != nullptr) {
+        stats->stop_window_ns = round.last_resume_ns() > round.first_interrupt_ns()
+                                    ? round.last_resume_ns() - round.first_interrupt_ns()
+                                    : 0;
+        stats->longest_stop_ns = longest;
+        stats->threads_captured = captured;
+        stats->threads_skipped = out.size() - captured;
+    }
+    return out;
+}
+
+// What a call from a thread other than the tracer gets: ptrace(2) would answer ESRCH anyway.
+std::vector<ThreadCapture> refused(const std::vector<pid_t>& tids, SnapshotStats* stats) {
+    std::vector<ThreadCapture> out(tids.size());
+    for (size_t i = 0; i < tids.size(); ++i) {
+        out[i].tid = tids[i];
+        out[i].error = "not called on the tracer thread";
+    }
+    if (stats != nullptr) *stats = SnapshotStats{0, 0, out.size()};
+    return out;
+}
+
+}  // namespace
+
+std::vector<ThreadCapture> TraceSession::snapshot(const std::vector<pid_t>& tids,
+                                                  const CaptureOptions& opt, SnapshotStats* stats) {
+    if (!impl_->on_tracer_thread("snapshot"))
+        return refused(tids.empty() ? threads() : tids, stats);
+    impl_->poll_all();  // learn new threads and collect pending stops before choosing
+    impl_->refresh_maps();
+    std::vector<ThreadCapture> out =
+        capture_threads(*impl_, tids.empty() ? threads() : tids, opt, stats);
+    impl_->poll_all();
+    return out;
+}
+
+// ---- asynchronous captures ------------------------------------------------------------------
+
+void SessionCore::complete_capture(pid_t tid) {
+    auto it = outstanding.find(tid);
+    if (it == outstanding.end()) return;
+    ThreadCapture& cap = completed.emplace_back();
+    cap.tid = tid;
+    copy_seen_ns = monotonic_ns();
+    cap.stop_wait_ns = copy_seen_ns > it->second ? copy_seen_ns - it->second : 0;
+    outstanding.erase(it);
+    if (scratch.size() < async_opt.max_stack_bytes + kRedZone)
+        scratch.resize(async_opt.max_stack_bytes + kRedZone);
+    scratch_used = copy_into(*this, cap, async_opt, scratch.data(), scratch.size());
+    ++counters.stops;
+    if (cap.eintr_syscall >= 0) ++counters.eintr_stops;
+    copy_pending = true;
+}
+
+void SessionCore::finish_capture() {
+    if (!copy_pending) return;
+    copy_pending = false;
+    // After the resume: the pause was the copy above, and moving the bytes out of the scratch
+    // buffer is no part of it.
+    ThreadCapture& cap = completed.back();
+    const uint64_t now = monotonic_ns();
+    cap.pause_ns = now > copy_seen_ns ? now - copy_seen_ns : 0;
+    cap.stack.bytes.assign(scratch.begin(),
+                           scratch.begin() + static_cast<std::ptrdiff_t>(scratch_used));
+}
+
+void SessionCore::fail_capture(pid_t tid, const char* why) {
+    auto it = outstanding.find(tid);
+    if (it == outstanding.end()) return;
+    ThreadCapture& cap = completed.emplace_back();
+    cap.tid = tid;
+    cap.error = fmt::format("tid {} {}", tid, why);
+    outstanding.erase(it);
+}
+
+void TraceSession::request_captures(const std::vector<pid_t>& tids, const CaptureOptions& opt) {
+    Impl& d = *impl_;
+    if (!d.on_tracer_thread("request_captures")) return;
+    if (d.maps.empty()) d.refresh_maps();
+    d.async_opt = opt;
+    for (pid_t tid : tids) {
+        if (d.outstanding.count(tid) != 0) continue;  // its stop is still on the way
+        auto it = d.threads.find(tid);
+        if (it == d.threads.end() || it->second.state == TraceState::Gone || it->second.foreign) {
+            ThreadCapture& cap = d.completed.emplace_back();
+            cap.tid = tid;
+            cap.error = fmt::format("tid {} is not traced", tid);
+            continue;
+        }
+        d.outstanding.emplace(tid, monotonic_ns());
+        TracedThread& t = it->second;
+        if (t.state == TraceState::Trapped || t.state == TraceState::Listening) {
+            // Already in a ptrace-stop (a group-stopped process): copy it as it is.
+            if (t.state == TraceState::Listening &&
+                ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) {
+                t.interrupt_sent = true;  // re-traps it; the dispatcher copies and re-LISTENs
+                continue;
+            }
+            if (t.state == TraceState::Trapped) {  // held by a stop round: copy, not resume
+                d.complete_capture(tid);
+                d.finish_capture();
+                continue;
+            }
+        }
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
+            t.interrupt_sent = true;
+        else
+            d.fail_capture(tid, "exited");  // ESRCH: exiting; its exit event follows
+    }
+    d.poll_all();  // the threads already on a cpu stop within microseconds
+}
+
+void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
+    Impl& d = *impl_;
+    if (!d.on_tracer_thread("wait_captures")) return;
+    const auto deadline = SteadyClock::now() + timeout;
+    SigchldBlock block;
+    std::chrono::microseconds cap = kFirstWaitCap;
+    std::vector<pid_t> waiting;
+    for (;;) {
+        // Only the threads still awaited: one waitpid each. A wait for one pid costs the same
+        // however many threads are traced; poll_all's waitid(P_ALL) walks all of them (8 us a
+        // call at 1000 threads, a third of the tracer's cpu there). Other events (signals to
+        // re-inject) are handled by the caller's next poll_events.
+        waiting.clear();
+        for (const auto& [tid, sent_ns] : d.outstanding) waiting.push_back(tid);
+        for (pid_t tid : waiting)
+            while (d.outstanding.count(tid) != 0 && d.poll_one(tid)) {
+            }
+        if (d.outstanding.empty() || d.exit.exited || stop_requested()) return;
+        if (SteadyClock::now() >= deadline) return;
+        d.wait_for_event(deadline, cap);
+        cap = std::min(cap * 2, kWaitCap);
+    }
+}
+
+std::vector<ThreadCapture> TraceSession::take_captures() {
+    std::vector<ThreadCapture> out;
+    out.swap(impl_->completed);
+    return out;
+}
+
+size_t TraceSession::captures_outstanding() const { return impl_->outstanding.size(); }
+
+Result<uint64_t>
+TraceSession::with_all_stopped(const std::function<void(const std::vector<ThreadCapture>&)>& fn,
+                               std::chrono::milliseconds stop_timeout) {
+    if (!impl_->on_tracer_thread("with_all_stopped"))
+        return Error{"TraceSession::with_all_stopped: not called on the tracer thread", 0};
+    impl_->poll_all();
+    if (impl_->exit.exited) return Error{fmt::format("process {} exited", impl_->pid), 0};
+    std::optional<Error> failure;
+    uint64_t window = 0;
+    {
+        const std::vector<pid_t> tids = threads();
+        std::vector<ThreadCapture> regs(tids.size());
+        for (size_t i = 0; i < tids.size(); ++i) regs[i].tid = tids[i];
+        CaptureOptions only_regs;
+        only_regs.copy_stack = false;
+        only_regs.stop_timeout = stop_timeout;
+        StopRound round(*impl_, tids);
+        // Registers as each thread stops: fn gets them from the same stop it works in.
+        round.wait(SteadyClock::now() + stop_timeout,
+                   [&](size_t i) { copy_thread(*impl_, regs[i], only_regs); });
+        for (size_t i = 0; i < regs.size(); ++i) {
+            const StopRound::Member& m = round.members()[i];
+            if (m.outcome == StopRound::Outcome::Stopped) {
+                ++impl_->counters.stops;
+                if (regs[i].eintr_syscall >= 0) ++impl_->counters.eintr_stops;
+            }
+            if (m.outcome != StopRound::Outcome::Stopped) {
+                regs[i].ok = false;
+                regs[i].error = outcome_error(*impl_, m, only_regs);
+            }
+            if (m.outcome == StopRound::Outcome::TimedOut)
+                log_warn("{}: it is not running user code", regs[i].error);
+        }
+        try {
+            fn(regs);
+        } catch (const std::exception& e) {
+            failure = Error{e.what(), 0};
+        } catch (...) {
+            failure = Error{"unknown exception while the threads were stopped", 0};
+        }
+        round.resume_all();
+        if (round.last_resume_ns() > round.first_interrupt_ns())
+            window = round.last_resume_ns() - round.first_interrupt_ns();
+    }
+    impl_->poll_all();
+    if (failure) return *failure;
+    return window;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,199 @@
+// The sampling loop's parts shared by src/sampler/loop.cpp (the loop: threads, looks, ticks, the end)
+// and src/sampler/tick.cpp (what a sample is made of: stops, captures, the /proc fast path,
+// unwinding, reused stacks). Not an interface: only those two files include it.
+#pragma once
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "pmprof/support/fd.h"
+#include "pmprof/elf/image.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/sampler/sampler.h"
+#include "sampler/policy.h"
+
+namespace pmprof::sampling {
+
+constexpr int64_t kMs = 1000000;
+constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling tracee events
+constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
+constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
+constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
+constexpr uint64_t kWaitEvidenceNs = 30'000;    // a stop this slow may have waited for a cpu
+constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
+// A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
+// has the thread's name, is still read at least this often for it (a rename shows that late).
+constexpr int64_t kStatRefresh = 100 * kMs;
+
+inline int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+inline int64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+inline uint64_t timeval_ns(const timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
+           static_cast<uint64_t>(tv.tv_usec) * 1000u;
+}
+
+/// SIGCHLD blocked in the tracer thread while sampling, so the wait between ticks wakes as soon as
+/// a tracee reports an event (a signal to re-inject must not wait a whole tick) and otherwise
+/// sleeps. Other signals (SIGINT) still interrupt the wait: include/pmprof/os/signals.h installs them without
+/// SA_RESTART. The old mask is restored on exit; a pending SIGCHLD is then discarded (SIG_DFL).
+class ChildEventWaiter {
+  public:
+    ChildEventWaiter() {
+        sigemptyset(&set_);
+        sigaddset(&set_, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    }
+    ~ChildEventWaiter() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+    ChildEventWaiter(const ChildEventWaiter&) = delete;
+    ChildEventWaiter& operator=(const ChildEventWaiter&) = delete;
+
+    void wait(int64_t ns) {
+        timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+        sigtimedwait(&set_, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
+    }
+
+  private:
+    sigset_t set_{}, old_{};
+};
+
+struct ThreadSlot {
+    pid_t tid = 0;
+    UniqueFd stat_fd, schedstat_fd, syscall_fd;
+    std::string name;
+    bool alive = true;
+    int64_t first_seen_ns = 0;
+    // This tick's observation.
+    ThreadState state = ThreadState::Unknown;
+    SchedStat sched;
+    bool observed = false;
+    // This tick's /proc/.../syscall text of a thread that ran and is blocked now: the fast path
+    // unwinds from it instead of reading the file again.
+    std::string observed_syscall;
+    int64_t stat_read_ns = 0;  // when stat (state and name) was last read
+    // The previous observation, and the last tick it showed the thread had run: a thread that
+    // has not run for a while is looked at on fewer ticks (check_interval_ticks).
+    bool have_seen = false;
+    SchedStat last_seen;
+    SchedStat first_seen;  // the first look's reading (run and wait totals at retire)
+    uint64_t ran_tick = 0;
+    uint64_t next_check_tick = 0;
+    std::string tick_syscall;  // from a fast-path attempt that fell back to a stop
+    // A capture requested and not yet reported (the thread first needs a cpu to stop on): the
+    // thread is neither looked at nor sampled until it arrives, so its time is counted once.
+    bool capture_outstanding = false;
+    int64_t capture_requested_ns = 0;
+    bool reported_unstoppable = false;  // named in stats_.unstoppable once
+    // Wall-mode samples of an unchanged stack, added to the profile in one go (flush_reuse):
+    // 1000 idle threads at 99 Hz would otherwise intern 99,000 identical samples a second.
+    int64_t reuse_count = 0, reuse_weight = 0;
+    // From the previous sample.
+    bool have_baseline = false;
+    CpuQuantum quantum;  // cpu mode: when this thread is due for a sample
+    SchedStat baseline;
+    int64_t last_sample_ns = 0;
+    bool have_stack = false;
+    RawStack stack;
+    // The labels of the sample that took `stack`: its reused samples are the same moment of a
+    // thread that has not run since, so they carry these, not the thread's state at the flush.
+    std::vector<Label> stack_labels;
+    bool have_regs = false;
+    Registers regs;  // from the last real stop: seeds the /proc/.../syscall fast path
+    uint64_t stops = 0, pause_ns = 0, eintr_stops = 0;
+};
+
+class Sampler {
+  public:
+    Sampler(TraceSession& session, const SamplerOptions& opt);
+    Result<SamplerResult> run();
+
+  private:
+    Result<void> open_image();
+    void sync_threads(int64_t now);
+    /// `for_tick`: a cpu-mode thread not due for a sample (CpuQuantum) is not sampled this tick,
+    /// so its state is not read either.
+    void observe(ThreadSlot& t, bool for_tick = false);
+    void tick(int64_t now);
+    /// Samples `t` without stopping it when it can; false when it needs a stop this tick.
+    bool sample_without_stop(ThreadSlot& t, int64_t now);
+    int64_t sample_weight(const ThreadSlot& t, int64_t now) const;
+    bool try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out);
+    void capture_group(const std::vector<ThreadSlot*>& group, int64_t now);
+    void collect_captures(int64_t now);
+    /// Names the threads whose capture is outstanding for longer than --stop-timeout.
+    void note_unstoppable(int64_t now);
+    void record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t now);
+    RawStack unwind_capture(const ThreadCapture& cap);
+    bool maybe_reload_image();
+    void install_image(std::unique_ptr<ProcessImage> image);
+    void add_sample(ThreadSlot& t, const RawStack& stack, const std::string& syscall,
+                    int64_t weight, int64_t now);
+    void add_reuse(ThreadSlot& t, int64_t weight, int64_t now);
+    /// cpu mode: `t` is not on a cpu (blocked, or waiting for one at a syscall return): its cpu
+    /// time since its last sample goes to its pool instead of a sample.
+    void charge_off_cpu(ThreadSlot& t, int64_t weight);
+    /// cpu mode: the stop of `t` (seen R) landed at a syscall return it waited at, not ran at.
+    bool waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap);
+    /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
+    /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
+    void share_out_pools(Profile& profile) const;
+    /// The thread's time on a cpu and waiting for one while watched, into the stats.
+    void add_sched_totals(const ThreadSlot& t);
+    void note_unwinder_stats();
+    void follow_exec();
+    void flush_reuse(ThreadSlot& t);
+    void retire(ThreadSlot& t, int64_t now);
+    double worst_pause_fraction(int64_t now) const;
+    void wait_until(int64_t deadline);
+    void show_progress(int64_t now, bool last);
+    SamplerResult finish(SamplerEnd end, std::string message);
+
+    TraceSession& session_;
+    const SamplerOptions& opt_;
+    const pid_t pid_;
+    const int64_t nominal_ns_;
+    ProcessMemory memory_;
+    std::unique_ptr<ProcessImage> image_;
+    std::unique_ptr<Unwinder> unwinder_;
+    std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
+    ProfileBuilder builder_;
+    std::map<pid_t, ThreadSlot> threads_;
+    ThreadCapture fast_cap_;  // try_fast_path's copy: its stack buffer is allocated (zeroed) once
+    ChildEventWaiter waiter_;
+    PauseBudget budget_;
+    PauseHistogram pauses_;
+    PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
+    SamplerStats stats_;
+    std::vector<std::pair<pid_t, uint64_t>> retired_stops_, retired_eintr_;
+    std::map<pid_t, int64_t> off_cpu_ns_;     // cpu mode: per thread, cpu time with no sample
+    std::map<uint64_t, bool> syscall_sites_;  // pc -> the instruction before it is `syscall`
+    int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
+    rusage usage_start_{};
+    uint64_t tick_no_ = 0;
+    std::vector<Profile> before_exec_;  // one profile per program the target ran before this one
+    uint64_t synced_added_ = 0, synced_exited_ = 0;  // session counters at the last sync
+    bool announced_lowering_ = false;
+    bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
+};
+
+}  // namespace pmprof::sampling

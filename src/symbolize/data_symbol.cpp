@@ -1,0 +1,39 @@
+// find_data_symbol: libdwfl's symbol tables searched for the variable holding an address.
+#include "pmprof/symbolize/data_symbol.h"
+
+#include "pmprof/elf/image_impl.h"
+#include "pmprof/symbolize/symbolize.h"
+
+namespace pmprof {
+
+std::optional<DataSymbol> find_data_symbol(ProcessImage& image, uint64_t address) {
+    Dwfl_Module* mod = dwfl_addrmodule(image.impl().dwfl, address);
+    if (mod == nullptr) return std::nullopt;
+    GElf_Off offset = 0;
+    GElf_Sym sym{};
+    Dwarf_Addr bias = 0;
+    const char* name = dwfl_module_addrinfo(mod, address, &offset, &sym, nullptr, nullptr, &bias);
+    if (name == nullptr || *name == '\0') return std::nullopt;
+    const int type = GELF_ST_TYPE(sym.st_info);
+    if (type != STT_OBJECT && type != STT_NOTYPE && type != STT_COMMON) return std::nullopt;
+    // The nearest preceding symbol is not the variable: only one whose extent holds the address
+    // (a size-0 label only for its own address).
+    if (sym.st_size > 0 ? offset >= sym.st_size : offset != 0) return std::nullopt;
+    DataSymbol d;
+    std::string plain = name;
+    if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
+    d.name = demangle(plain);
+    d.start = address - offset;
+    d.size = sym.st_size;
+    d.offset = offset;
+    const char* mod_name =
+        dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    if (mod_name != nullptr) {
+        d.module = mod_name;
+        if (auto slash = d.module.rfind('/'); slash != std::string::npos)
+            d.module = d.module.substr(slash + 1);
+    }
+    return d;
+}
+
+}  // namespace pmprof

@@ -1,0 +1,44 @@
+// A module's ELF symbols read once, answering dwfl_module_addrinfo's question for many pcs.
+// Used by src/symbolize/symbolize.cpp only; libdwfl types stay in the adapter files (DESIGN.md §2).
+#pragma once
+
+#include <elfutils/libdwfl.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace pmprof {
+
+class SymbolTable {
+  public:
+    /// Reads every symbol of `mod` (which must outlive the table) once.
+    explicit SymbolTable(Dwfl_Module* mod);
+
+    /// The symbol dwfl_module_addrinfo(mod, address, offset, sym, ...) would return (same name,
+    /// offset and symbol, chosen by the same rules), or nullptr when it would return nullptr.
+    const char* addrinfo(GElf_Addr address, GElf_Off* offset, GElf_Sym* sym) const;
+
+  private:
+    struct Entry {
+        GElf_Sym sym;
+        const char* name;
+        GElf_Word shndx;
+        int binding;  // libdwfl's binding_value: global 3, weak 2, local 1, other 0
+    };
+    struct Search;
+
+    void search(Search& s, size_t begin, size_t end) const;
+    int section_of(GElf_Addr address) const;
+
+    Dwfl_Module* mod_;
+    bool ok_ = false;
+    // Parallel arrays in symbol-table order (the choice between equal candidates depends on
+    // it); values_ and sizes_ apart so the scan over all of them stays in few cache lines.
+    std::vector<GElf_Addr> values_;
+    std::vector<GElf_Xword> sizes_;
+    std::vector<Entry> entries_;
+    size_t first_global_ = 0;  // index into the arrays of the first global-table symbol
+    bool search_locals_ = false;
+};
+
+}  // namespace pmprof
