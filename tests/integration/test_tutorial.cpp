@@ -281,17 +281,20 @@ std::string block_id(const std::string& file, const Block& b) {
 
 // ---- options against --help ----------------------------------------------------------------
 
-// Code in a markdown file: fenced blocks' lines and inline `spans`.
+// Code in a markdown file: inline `spans`, the lines of fenced blocks, and of ```console blocks
+// only the commands (what they print may quote a command line, e.g. a pprof comment).
 std::vector<std::string> code_pieces(const std::string& path) {
     std::vector<std::string> pieces;
-    bool fenced = false;
+    bool fenced = false, console = false;
     for (const auto& l : read_lines(path)) {
         if (l.rfind("```", 0) == 0) {
             fenced = !fenced;
+            console = fenced && trim(l.substr(3)) == "console";
             continue;
         }
         if (fenced) {
-            pieces.push_back(l.rfind("$ ", 0) == 0 ? l.substr(2) : l);
+            if (!console) pieces.push_back(l);
+            else if (l.rfind("$ ", 0) == 0) pieces.push_back(l.substr(2));
             continue;
         }
         for (size_t a = l.find('`'); a != std::string::npos;) {
