@@ -20,8 +20,9 @@
 // directory (TMPDIR too), and the session ends by killing and reaping whatever it left running.
 //
 // The Chinese and English tutorials must run the same commands with the same checks and show the
-// same output; only the English session is executed. Every pmprof option in the tutorials, the
-// README and docs/how-it-works.md must exist in that verb's --help.
+// same output; only the English session is executed. Every pmprof option written after
+// "pmprof VERB" in the code of the tutorials, the README and the other docs must exist in that
+// verb's --help.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -427,14 +428,15 @@ TEST_CASE("tutorial: every command of the tutorial runs and prints what the tuto
     }
 }
 
-TEST_CASE("tutorial: every pmprof option in the tutorials and the README exists",
+TEST_CASE("tutorial: every pmprof option in the tutorials, the README and docs/ exists",
           "[integration][tutorial]") {
     std::map<std::string, std::string> helps;
     RunResult global = run({pmprof_bin(), "--help"});
     REQUIRE(global.exit_code == 0);
     size_t checked = 0;
     for (const char* doc : {"docs/tutorial.md", "docs/tutorial.zh.md", "README.md",
-                            "docs/how-it-works.md"}) {
+                            "docs/how-it-works.md", "docs/cpu-mode.md",
+                            "docs/serve-scrape-configs.md"}) {
         for (const auto& piece : code_pieces(source_dir() + "/" + doc)) {
             for (const auto& [verb, option] : mentioned_options(piece)) {
                 if (!helps.count(verb)) {
