@@ -23,6 +23,9 @@
 // same output; only the English session is executed. Every pmprof option written after
 // "pmprof VERB" in the code of the tutorials, the README and the other docs must exist in that
 // verb's --help.
+//
+// To update the shown output after a change: PMPROF_TUTORIAL_OUTPUT=/tmp/out.txt
+// build/pmprof-tests "tutorial: every command*" writes what each block printed.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -405,6 +408,22 @@ TEST_CASE("tutorial: every command of the tutorial runs and prints what the tuto
                     .count();
     INFO("session took " << secs << " s; stderr: " << excerpt(r.err));
     auto sections = parse_session(r.out);
+    // PMPROF_TUTORIAL_OUTPUT=FILE writes what every block printed in this run, for updating the
+    // output the tutorials show after a change (paste it into both, cut long parts with "...").
+    if (const char* dump = std::getenv("PMPROF_TUTORIAL_OUTPUT"); dump && *dump) {
+        std::ofstream out(dump);
+        for (size_t b = 0; b < blocks.size(); ++b) {
+            out << "=== docs/tutorial.md:" << blocks[b].line << "\n";
+            for (size_t c = 0; c < blocks[b].commands.size(); ++c) {
+                out << "$ " << blocks[b].commands[c] << "\n";
+                auto it = sections.find({static_cast<int>(b), static_cast<int>(c)});
+                if (it == sections.end()) continue;
+                std::string text = it->second.out;  // with the doc's ports, as the doc shows
+                for (const auto& [from, to] : ports) text = replace_all(text, to, from);
+                out << text;
+            }
+        }
+    }
     REQUIRE_FALSE(r.timed_out);
     for (size_t b = 0; b < blocks.size(); ++b) {
         const Block& blk = blocks[b];
