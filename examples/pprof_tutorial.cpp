@@ -5,15 +5,21 @@
 //
 //   var msgqueue chan uint64       (make(chan uint64, 10000))  -> Mailbox::msgqueue, capacity 10000
 //   var timerqueue chan struct{}   (make(chan struct{}, 10))   -> Mailbox::timerqueue, capacity 10
-//   var testmap map[int]interface{}                            -> testmap (int -> buffer)
+//   var testmap map[int]interface{}                            -> testmap (int -> Any*, Any being
+//                                                                 interface{}: a class with a vtable)
 //   go runcputest()     floods msgqueue with a counter         -> thread "runcputest"
 //   go func(){ time.Sleep(10s); timerqueue <- struct{}{} }()   -> thread "timer"
 //   procmsg()           select { <-msgqueue | <-timerqueue }   -> procmsg() on the main thread
-//   runheaptest()       make([]int, 100000, 120000)            -> runheaptest()
+//   runheaptest()       make([]int, 100000, 120000)            -> runheaptest(), an IntSlice
+//
+// With --leak, a thread "leak" also stores one more runheaptest() buffer in testmap every second
+// (for 5 minutes) and never removes it: the leak that docs/tutorial.md finds with `pmprof heap --interval`.
 //
 // Differences, on purpose:
 // - The tutorial profiles itself (pprof.StartCPUProfile, heap profiles written to files). Here the
-//   profiler is outside: run `pmprof record -p PID`, `pmprof stacks PID` or `pmprof heap PID`.
+//   profiler is outside: run `pmprof attach PID`, `pmprof stacks PID` or `pmprof heap PID`.
+// - The tutorial's heap snapshots are taken inside main between the runheaptest() calls; from
+//   outside, a heap that changes over time is needed to compare snapshots: --leak.
 // - The tutorial returns after the first tick; this program keeps ticking every 10 s until it gets
 //   SIGINT or SIGTERM, then stops its threads and exits 0.
 // - Go's select locks both channels (runtime.sellock) before looking at them; here both queues sit
@@ -121,7 +127,19 @@ class Mailbox {
 };
 
 Mailbox mailbox;
-std::map<int, std::unique_ptr<std::vector<GoInt>>> testmap;
+
+// interface{}: what testmap holds. Go boxes the []int header into an interface value on the heap,
+// with its type; here the box is an object with a vtable, which `pmprof heap` names by type.
+struct Any {
+    virtual ~Any() = default;
+};
+// []int: a slice header (the vector) pointing at its backing array.
+struct IntSlice : Any {
+    std::vector<GoInt> data;
+};
+
+std::mutex testmap_mutex;  // main writes testmap at start-up, the leak thread afterwards
+std::map<int, std::unique_ptr<Any>> testmap;
 
 // Named from main right after creation, so the names are in place before "ready".
 void name_thread(std::thread& t, const char* name) {
@@ -129,11 +147,22 @@ void name_thread(std::thread& t, const char* name) {
 }
 
 // mem := make([]int, 100000, 120000): length 100000, capacity 120000, zeroed.
-__attribute__((noinline)) std::unique_ptr<std::vector<GoInt>> runheaptest() {
-    auto mem = std::make_unique<std::vector<GoInt>>();
-    mem->reserve(120000);
-    mem->resize(100000);
+__attribute__((noinline)) std::unique_ptr<Any> runheaptest() {
+    auto mem = std::make_unique<IntSlice>();
+    mem->data.reserve(120000);
+    mem->data.resize(100000);
     return mem;
+}
+
+// --leak: testmap[3], testmap[4], ... one buffer a second, never set to nil; it stops after
+// kMaxLeaked buffers (about 280 MB) so that a forgotten example does not eat the machine.
+constexpr int kMaxLeaked = 300;
+__attribute__((noinline)) void leak() {
+    for (int key = 3; key < 3 + kMaxLeaked && mailbox.sleep_for(std::chrono::seconds(1)); ++key) {
+        auto mem = runheaptest();
+        std::lock_guard lock(testmap_mutex);
+        testmap[key] = std::move(mem);
+    }
 }
 
 // for { msgqueue <- i; i++ }
@@ -186,8 +215,13 @@ void report_ready() {
 
 }  // namespace
 
-int main() {
-    std::printf("pprof_tutorial: pid %d\n", getpid());
+int main(int argc, char** argv) {
+    bool leaking = argc == 2 && std::string(argv[1]) == "--leak";
+    if (argc > 1 && !leaking) {
+        std::fprintf(stderr, "usage: %s [--leak]\n", argv[0]);
+        return 64;
+    }
+    std::printf("pprof_tutorial: pid %d%s\n", getpid(), leaking ? ", leaking a 940 KiB buffer a second" : "");
     std::fflush(stdout);
 
     // Block before any thread exists, so every thread inherits the mask and only the signal
@@ -201,6 +235,7 @@ int main() {
     name_thread(signal_thread, "signals");
 
     // The tutorial's heap test: two buffers alive at once, then both released.
+    std::unique_lock map_lock(testmap_mutex);
     testmap[1] = runheaptest();
     std::thread producer(runcputest);  // go runcputest()
     std::thread ticker(timer);         // go func(){ time.Sleep(10 * time.Second) ... }()
@@ -209,12 +244,19 @@ int main() {
     testmap[2] = runheaptest();
     testmap[2] = nullptr;
     testmap[1] = nullptr;
+    map_lock.unlock();
+    std::thread leaker;
+    if (leaking) {
+        leaker = std::thread(leak);
+        name_thread(leaker, "leak");
+    }
 
     report_ready();
     procmsg();  // run in main thread, until SIGINT/SIGTERM
 
     producer.join();
     ticker.join();
+    if (leaker.joinable()) leaker.join();
     signal_thread.join();
     return 0;
 }
