@@ -13,7 +13,7 @@ DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt
 # clang, lld, mold and rustc build the toolchain targets (tests/integration/test_toolchains.cpp),
 # which perf (linux-perf) checks the cpu shares of.
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
-                 libjemalloc2 chromium clang lld mold rustc linux-perf
+                 libjemalloc2 chromium clang lld mold rustc linux-perf curl
 
 PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
 # Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/cli/main.cpp says why.

@@ -121,14 +121,14 @@ void check_perf(DoctorReport& r, const TraceAccess&) {
                           : level == 1 ? "per-process user and kernel events"
                           : level == 2 ? "per-process user-space events only"
                                        : "only CAP_PERFMON or CAP_SYS_ADMIN may open events";
-    // pmprof's sampling uses ptrace; this matters for kernel-sampled modes and for perf itself.
+    // `--mode cpu` prefers the kernel's sampling (the perf backend) and falls back to ptrace;
+    // wall mode, stacks and heap always use ptrace.
     const bool usable = privileged || level <= 2;
     add(r, "perf", "perf_event_paranoid", Verdict::Info,
-        fmt::format("perf_event_paranoid is {} ({}){}; pmprof's modes sample with ptrace and do "
-                    "not need perf events",
-                    level, meaning,
-                    usable ? ": perf_event_open on the target would be allowed"
-                           : ": perf_event_open would be refused to pmprof"),
+        fmt::format("perf_event_paranoid is {} ({}){}", level, meaning,
+                    usable ? ": `attach --mode cpu` samples with perf events (no thread stopped)"
+                           : ": `attach --mode cpu` falls back to ptrace (threads are stopped "
+                             "to be sampled); wall mode, stacks and heap use ptrace anyway"),
         usable ? "" : "sysctl kernel.perf_event_paranoid=2, or grant CAP_PERFMON");
 }
 

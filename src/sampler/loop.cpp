@@ -1,4 +1,4 @@
-// The sampling loop (DESIGN.md §1.2-4, issues 3 and 7). One tracer thread: per tick it looks at
+// The sampling loop (docs/design.md §1.2-§1.4). One tracer thread: per tick it looks at
 // the threads that are due (schedstat through /proc fds kept open; the state only for a thread
 // that ran), reuses the stack of a thread that has not run since its previous sample, unwinds a
 // blocked thread from /proc/.../syscall without stopping it when it can, and interrupts the rest
