@@ -53,7 +53,7 @@ Profile sample_profile() {
 
 std::string golden_path(const std::string& name) {
     std::string here = __FILE__;
-    return here.substr(0, here.rfind('/')) + "/../golden/" + name;
+    return here.substr(0, here.rfind('/')) + "/../../golden/" + name;
 }
 
 std::string to_hex(const std::string& bytes) {
