@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "pmprof/threads/locks.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 
 namespace pmprof {
@@ -46,12 +47,6 @@ std::vector<uint64_t> pcs_of(const ThreadEntry& t) {
 std::string innermost_function(const ThreadEntry& t) {
     if (t.frames.empty() || t.frames.front().frames.empty()) return {};
     return t.frames.front().frames.back().function;  // the function the pc's code belongs to
-}
-
-uint64_t mono_ns() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
 }
 
 const char* verdict_name(Progress p) {
@@ -118,7 +113,7 @@ Result<WatchResult> watch_threads(pid_t pid, const DumpOptions& opt, size_t coun
     w.interval = interval;
     std::vector<ThreadDump> dumps;
     std::vector<std::map<pid_t, ThreadCounters>> before, after;  // per dump
-    std::vector<uint64_t> taken_ns;
+    std::vector<int64_t> taken_ns;
     const auto settle = std::min(interval / 4, std::chrono::milliseconds(20));
     for (size_t i = 0; i < count; ++i) {
         if (i > 0) {
@@ -130,7 +125,7 @@ Result<WatchResult> watch_threads(pid_t pid, const DumpOptions& opt, size_t coun
             if (dumps.empty()) return dump.error();
             break;  // the target exited: judge what was seen
         }
-        taken_ns.push_back(mono_ns());
+        taken_ns.push_back(monotonic_ns());
         dumps.push_back(std::move(*dump));
         if (i + 1 < count) {
             std::this_thread::sleep_for(settle);

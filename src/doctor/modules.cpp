@@ -1,19 +1,21 @@
 // `pmprof doctor`: debug and unwind information of each mapped ELF module, from the files alone
-// (libelf): the symbol table, DWARF, the build id and the separate debug file it names,
-// .eh_frame_hdr, and whether functions keep frame pointers (their first bytes sampled).
-#include <gelf.h>
-#include <libelf.h>
-
+// (ElfFile, include/pmprof/elf/elf_file.h): the symbol table, DWARF, the build id and the
+// separate debug file it names, .eh_frame_hdr, and whether functions keep frame pointers (their
+// first bytes sampled).
+#include <elf.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "pmprof/doctor/doctor.h"
-#include "pmprof/support/fd.h"
+#include "pmprof/elf/elf_file.h"
 
 namespace pmprof {
 namespace {
@@ -40,7 +42,7 @@ bool frame_pointer_prologue(const unsigned char* p, size_t n) {
     return n >= 4 && p[0] == 0x55 && p[1] == 0x48 && p[2] == 0x89 && p[3] == 0xe5;
 }
 
-bool is_crt_function(const char* name) {
+bool is_crt_function(std::string_view name) {
     static const char* const kCrt[] = {"_start",
                                        "_init",
                                        "_fini",
@@ -51,96 +53,57 @@ bool is_crt_function(const char* name) {
                                        "__libc_csu_init",
                                        "__libc_csu_fini"};
     for (const char* c : kCrt)
-        if (std::strcmp(name, c) == 0) return true;
+        if (name == c) return true;
     return false;
 }
 
-/// Samples up to 64 functions of the symbol table `symtab` for their prologue.
-void sample_prologues(Elf* elf, Elf_Scn* symtab, ElfFacts* f) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(symtab, &sh) || sh.sh_entsize == 0) return;
-    Elf_Data* d = elf_getdata(symtab, nullptr);
-    if (!d) return;
-    const size_t count = sh.sh_size / sh.sh_entsize;
+/// Samples up to 64 functions of the symbol table of type `table` for their prologue.
+void sample_prologues(const ElfFile& elf, uint32_t table, ElfFacts* f) {
+    const size_t count = elf.symbol_count(table);
     const size_t step = count > 256 ? count / 256 : 1;
     for (size_t i = 0; i < count && f->fp_sampled < 64; i += step) {
-        GElf_Sym sym;
-        if (!gelf_getsym(d, static_cast<int>(i), &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
-            sym.st_shndx == SHN_UNDEF || sym.st_shndx >= SHN_LORESERVE || sym.st_size < 16)
+        std::optional<ElfSymbol> sym = elf.symbol(table, i);
+        if (!sym || sym->type != STT_FUNC || !sym->defined() || sym->shndx >= SHN_LORESERVE ||
+            sym->size < 16)
             continue;
         // Cold parts of split functions and the C runtime's start-up code never set up a
         // frame, whatever the compiler flags: they would only dilute the count.
-        const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-        if (!name || std::strstr(name, ".cold") || is_crt_function(name)) continue;
-        Elf_Scn* text = elf_getscn(elf, sym.st_shndx);
-        GElf_Shdr tsh;
-        if (!text || !gelf_getshdr(text, &tsh) || tsh.sh_type != SHT_PROGBITS) continue;
-        Elf_Data* td = elf_getdata(text, nullptr);
-        if (!td || !td->d_buf || sym.st_value < tsh.sh_addr) continue;
-        const uint64_t off = sym.st_value - tsh.sh_addr;
-        if (off + 8 > td->d_size) continue;
+        if (sym->name.find(".cold") != std::string_view::npos || is_crt_function(sym->name))
+            continue;
+        std::span<const uint8_t> code = elf.section_bytes(sym->shndx, sym->value, 8);
+        if (code.empty()) continue;
         ++f->fp_sampled;
-        if (frame_pointer_prologue(static_cast<const unsigned char*>(td->d_buf) + off, 8))
-            ++f->fp_with;
+        if (frame_pointer_prologue(code.data(), code.size())) ++f->fp_with;
     }
 }
 
-std::optional<ElfFacts> read_facts(int fd) {
-    elf_version(EV_CURRENT);
-    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
-    if (!elf) return std::nullopt;
-    if (elf_kind(elf) != ELF_K_ELF) {
-        elf_end(elf);
-        return std::nullopt;
-    }
+ElfFacts read_facts(const ElfFile& elf) {
     ElfFacts f;
-    size_t shstrndx = 0;
-    elf_getshdrstrndx(elf, &shstrndx);
-    Elf_Scn *symtab = nullptr, *dynsym = nullptr;
-    for (Elf_Scn* s = elf_nextscn(elf, nullptr); s; s = elf_nextscn(elf, s)) {
-        GElf_Shdr sh;
-        if (!gelf_getshdr(s, &sh)) continue;
-        const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
-        const std::string n = name ? name : "";
-        if (sh.sh_type == SHT_SYMTAB) f.symtab = true, symtab = s;
-        if (sh.sh_type == SHT_DYNSYM) f.dynsym = true, dynsym = s;
-        if ((n == ".debug_info" || n == ".zdebug_info") && sh.sh_type != SHT_NOBITS) f.dwarf = true;
+    for (const ElfSection& sec : elf.sections()) {
+        const std::string& n = sec.name;
+        if (sec.type == SHT_SYMTAB) f.symtab = true;
+        if (sec.type == SHT_DYNSYM) f.dynsym = true;
+        if ((n == ".debug_info" || n == ".zdebug_info") && sec.has_bits()) f.dwarf = true;
         if (n == ".eh_frame_hdr") f.eh_frame_hdr = true;
         if (n == ".eh_frame") f.eh_frame = true;
-        if (n == ".debug_frame" && sh.sh_type != SHT_NOBITS) f.debug_frame = true;
-        Elf_Data* d = nullptr;
-        if (n == ".gnu_debuglink" && (d = elf_getdata(s, nullptr)) && d->d_buf)
-            f.debuglink = std::string(static_cast<const char*>(d->d_buf),
-                                      strnlen(static_cast<const char*>(d->d_buf), d->d_size));
-        if (sh.sh_type == SHT_NOTE && f.build_id.empty() && (d = elf_getdata(s, nullptr))) {
-            size_t off = 0, name_off = 0, desc_off = 0;
-            GElf_Nhdr nh;
-            while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-                if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4) continue;
-                auto* p = static_cast<unsigned char*>(d->d_buf) + desc_off;
-                for (size_t i = 0; i < nh.n_descsz; ++i) f.build_id += fmt::format("{:02x}", p[i]);
-                break;
-            }
-        }
+        if (n == ".debug_frame" && sec.has_bits()) f.debug_frame = true;
     }
-    if (symtab || dynsym) sample_prologues(elf, symtab ? symtab : dynsym, &f);
-    elf_end(elf);
+    f.debuglink = elf.debuglink();
+    f.build_id = elf.build_id();
+    if (f.symtab || f.dynsym) sample_prologues(elf, f.symtab ? SHT_SYMTAB : SHT_DYNSYM, &f);
     return f;
 }
 
-std::optional<ElfFacts> facts_of(const std::string& path) {
-    auto fd = open_readonly(path);
-    if (!fd.ok()) return std::nullopt;
-    return read_facts(fd->get());
+std::optional<ElfFacts> facts_of(std::unique_ptr<ElfFile> elf) {
+    if (!elf) return std::nullopt;
+    return read_facts(*elf);
 }
 
 /// The separate debug file pmprof would find (src/elf/image.cpp's order), or "".
 std::string find_debug_file(pid_t pid, const MemoryMap& m, const ElfFacts& f) {
     std::vector<std::string> candidates;
     const std::string root = fmt::format("/proc/{}/root", pid);
-    if (f.build_id.size() > 2) {
-        const std::string rel = "/usr/lib/debug/.build-id/" + f.build_id.substr(0, 2) + "/" +
-                                f.build_id.substr(2) + ".debug";
+    if (const std::string rel = build_id_debug_path(f.build_id); !rel.empty()) {
         candidates.push_back(rel);
         candidates.push_back(root + rel);
     }
@@ -171,9 +134,7 @@ std::string debug_fix(const std::string& module) {
 
 void inspect_module(pid_t pid, const MemoryMap& m, std::vector<Finding>* out) {
     const std::string name = basename_of(m.path);
-    std::optional<ElfFacts> f =
-        facts_of(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end));
-    if (!f && !m.deleted) f = facts_of(fmt::format("/proc/{}/root{}", pid, m.path));
+    std::optional<ElfFacts> f = facts_of(ElfFile::open_mapped(pid, m));
     if (!f) {
         out->push_back({"debug", name, Verdict::Degraded,
                         fmt::format("{}: cannot open the mapped file{}", m.path,
@@ -182,7 +143,7 @@ void inspect_module(pid_t pid, const MemoryMap& m, std::vector<Finding>* out) {
         return;
     }
     const std::string debug = find_debug_file(pid, m, *f);
-    std::optional<ElfFacts> d = debug.empty() ? std::nullopt : facts_of(debug);
+    std::optional<ElfFacts> d = debug.empty() ? std::nullopt : facts_of(ElfFile::open(debug));
     const bool symbols = f->symtab || (d && d->symtab);
     const bool dwarf = f->dwarf || (d && d->dwarf);
     std::string msg = fmt::format(

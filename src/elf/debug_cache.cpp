@@ -6,10 +6,7 @@
 // snapshot (the target is running again): ~70 ms for libc6-dbg's 4 MiB (10 MiB inflated) file.
 #include "pmprof/elf/debug_cache.h"
 
-#include <elfutils/libdwelf.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,7 +19,7 @@
 #include <optional>
 #include <string_view>
 
-#include "pmprof/elf/image_impl.h"
+#include "pmprof/elf/elf_file.h"
 #include "pmprof/support/log.h"
 #include "pmprof/os/file.h"
 
@@ -42,27 +39,15 @@ struct DebugFileInfo {
 
 /// Build id, whether any section is SHF_COMPRESSED, and the size once inflated.
 std::optional<DebugFileInfo> inspect(int fd) {
-    elf_version(EV_CURRENT);
-    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
-    if (elf == nullptr) return std::nullopt;
+    auto elf = ElfFile::borrow(fd);
+    if (!elf) return std::nullopt;
     DebugFileInfo info;
-    const void* id = nullptr;
-    ssize_t id_len = dwelf_elf_gnu_build_id(elf, &id);
-    if (id_len > 0)
-        info.build_id = hex_bytes(static_cast<const unsigned char*>(id), static_cast<size_t>(id_len));
-    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
-        GElf_Shdr shdr;
-        if (gelf_getshdr(scn, &shdr) == nullptr) continue;
-        if (shdr.sh_type == SHT_NOBITS) continue;
-        GElf_Chdr chdr;
-        if ((shdr.sh_flags & SHF_COMPRESSED) != 0 && gelf_getchdr(scn, &chdr) != nullptr) {
-            info.compressed = true;
-            info.inflated_bytes += chdr.ch_size;
-        } else {
-            info.inflated_bytes += shdr.sh_size;
-        }
+    info.build_id = elf->build_id();
+    for (const ElfSection& sec : elf->sections()) {
+        if (!sec.has_bits()) continue;
+        info.compressed = info.compressed || sec.compressed;
+        info.inflated_bytes += sec.inflated_size;
     }
-    elf_end(elf);
     return info;
 }
 

@@ -23,22 +23,13 @@
 #include <tuple>
 
 #include "pmprof/elf/debug_cache.h"
+#include "pmprof/elf/elf_file.h"
 #include "pmprof/elf/image_impl.h"
 #include "pmprof/support/log.h"
+#include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/memory.h"
 
 namespace pmprof {
-
-std::string hex_bytes(const unsigned char* bytes, size_t len) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(len * 2);
-    for (size_t i = 0; i < len; ++i) {
-        s.push_back(kDigits[bytes[i] >> 4]);
-        s.push_back(kDigits[bytes[i] & 0xf]);
-    }
-    return s;
-}
 
 namespace {
 
@@ -46,36 +37,22 @@ constexpr size_t kMaxNoteBytes = 64 * 1024;
 
 uint64_t page_size() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE)); }
 
-/// The ELF header fields and program headers src/elf/image.cpp needs (64-bit little-endian only).
+/// The ELF header fields and program headers src/elf/image.cpp needs (64-bit files only), and
+/// the file's build id when asked for.
 struct ElfLayout {
     uint16_t type = 0;
     std::vector<Elf64_Phdr> phdrs;
+    std::string build_id;
 };
 
-bool pread_exact(int fd, void* out, size_t len, uint64_t offset) {
-    auto* p = static_cast<char*>(out);
-    while (len > 0) {
-        ssize_t n = ::pread(fd, p, len, static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n;
-        len -= static_cast<size_t>(n);
-        offset += static_cast<uint64_t>(n);
-    }
-    return true;
-}
-
-std::optional<ElfLayout> read_elf_layout(int fd) {
-    Elf64_Ehdr eh{};
-    if (!pread_exact(fd, &eh, sizeof eh, 0)) return std::nullopt;
-    if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-        eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 4096)
-        return std::nullopt;
+std::optional<ElfLayout> read_elf_layout(int fd, bool with_build_id) {
+    auto elf = ElfFile::borrow(fd);
+    if (!elf || !elf->is_64bit()) return std::nullopt;
     ElfLayout layout;
-    layout.type = eh.e_type;
-    layout.phdrs.resize(eh.e_phnum);
-    if (!pread_exact(fd, layout.phdrs.data(), eh.e_phnum * sizeof(Elf64_Phdr), eh.e_phoff))
-        return std::nullopt;
+    layout.type = elf->type();
+    layout.phdrs = elf->program_headers();
+    if (layout.phdrs.empty() || layout.phdrs.size() > 4096) return std::nullopt;
+    if (with_build_id) layout.build_id = elf->build_id();
     return layout;
 }
 
@@ -129,34 +106,6 @@ std::optional<uint64_t> load_bias(uint16_t e_type, const std::vector<Elf64_Phdr>
 
 namespace {
 
-/// The NT_GNU_BUILD_ID descriptor in a block of notes, hex; "" when absent.
-std::string build_id_from_notes(const std::vector<uint8_t>& notes) {
-    size_t pos = 0;
-    auto align4 = [](size_t v) { return (v + 3) & ~size_t{3}; };
-    while (pos + sizeof(Elf64_Nhdr) <= notes.size()) {
-        Elf64_Nhdr nh{};
-        std::memcpy(&nh, notes.data() + pos, sizeof nh);
-        size_t name_at = pos + sizeof nh;
-        size_t desc_at = name_at + align4(nh.n_namesz);
-        if (desc_at < name_at || desc_at + nh.n_descsz > notes.size()) break;
-        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-            std::memcmp(notes.data() + name_at, "GNU", 4) == 0)
-            return hex_bytes(notes.data() + desc_at, nh.n_descsz);
-        pos = desc_at + align4(nh.n_descsz);
-    }
-    return {};
-}
-
-std::string build_id_of_file(int fd, const ElfLayout& elf) {
-    for (const Elf64_Phdr& ph : elf.phdrs) {
-        if (ph.p_type != PT_NOTE || ph.p_filesz == 0 || ph.p_filesz > kMaxNoteBytes) continue;
-        std::vector<uint8_t> notes(ph.p_filesz);
-        if (!pread_exact(fd, notes.data(), notes.size(), ph.p_offset)) continue;
-        if (std::string id = build_id_from_notes(notes); !id.empty()) return id;
-    }
-    return {};
-}
-
 /// The build id in the process's memory ("" when unreadable: PT_NOTE is usually in the first,
 /// read-only mapping, but nothing guarantees it is mapped).
 std::string build_id_in_memory(MemoryReader& memory, const ElfLayout& elf, uint64_t bias) {
@@ -168,10 +117,6 @@ std::string build_id_in_memory(MemoryReader& memory, const ElfLayout& elf, uint6
         if (std::string id = build_id_from_notes(notes); !id.empty()) return id;
     }
     return {};
-}
-
-std::string map_files_path(pid_t pid, const MemoryMap& m) {
-    return fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
 }
 
 /// An fd for the file `m` maps, with its layout, or nullopt (logged) when none can be trusted.
@@ -194,7 +139,7 @@ std::optional<OpenedFile> open_mapped_file(pid_t pid, const MemoryMap& m,
         if (check_id && m.deleted) break;  // the path names another file now
         auto fd = open_readonly(path);
         if (!fd.ok()) continue;
-        auto elf = read_elf_layout(fd->get());
+        auto elf = read_elf_layout(fd->get(), check_id);
         if (!elf) {
             log_debug("{}: not a 64-bit ELF file", path);
             return std::nullopt;
@@ -206,7 +151,7 @@ std::optional<OpenedFile> open_mapped_file(pid_t pid, const MemoryMap& m,
         }
         if (check_id) {
             std::string want = build_id_in_memory(memory, *elf, *bias);
-            std::string have = build_id_of_file(fd->get(), *elf);
+            const std::string& have = elf->build_id;
             if (!want.empty() && want != have) {
                 log_warn("{}: build id {} differs from the mapped file's {}; no symbols for it",
                          path, have.empty() ? "(none)" : have, want);
@@ -231,7 +176,7 @@ std::optional<OpenedFile> open_vdso(const MemoryMap& m, MemoryReader& memory) {
     if (!fd.valid()) return std::nullopt;
     if (::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
         return std::nullopt;
-    auto elf = read_elf_layout(fd.get());
+    auto elf = read_elf_layout(fd.get(), false);
     if (!elf) return std::nullopt;
     MemoryMap whole = m;
     whole.file_offset = 0;
@@ -370,13 +315,6 @@ pid_t ProcessImage::pid() const { return impl_->pid; }
 const std::vector<MemoryMap>& ProcessImage::maps() const { return impl_->maps; }
 ProcessImage::Impl& ProcessImage::impl() { return *impl_; }
 
-const MemoryMap* ProcessImage::find_map(uint64_t pc) const {
-    const auto& maps = impl_->maps;
-    auto it = std::upper_bound(maps.begin(), maps.end(), pc,
-                               [](uint64_t a, const MemoryMap& m) { return a < m.start; });
-    if (it == maps.begin()) return nullptr;
-    --it;
-    return it->contains(pc) ? &*it : nullptr;
-}
+const MemoryMap* ProcessImage::find_map(uint64_t pc) const { return find_mapping(impl_->maps, pc); }
 
 }  // namespace pmprof

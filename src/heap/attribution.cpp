@@ -15,6 +15,7 @@
 #include "heap/cached_reader.h"
 #include "pmprof/heap/symbols.h"
 #include "pmprof/heap/heap.h"
+#include "pmprof/symbolize/symbolize.h"
 
 namespace pmprof {
 namespace {
@@ -95,7 +96,7 @@ class TypeLookup {
         if (!r.ok()) return {};
         std::string mangled(name);
         if (!mangled_type_chars(mangled)) return {};
-        std::string t = heap_detail::demangle_name(mangled, true);
+        std::string t = demangle_type(mangled);
         return t == mangled ? std::string{} : t;
     }
 

@@ -11,13 +11,7 @@ MapIndex::MapIndex(const std::vector<MemoryMap>& maps) : maps_(maps) {
               [](const MemoryMap& a, const MemoryMap& b) { return a.start < b.start; });
 }
 
-const MemoryMap* MapIndex::find(uint64_t address) const {
-    auto it = std::upper_bound(maps_.begin(), maps_.end(), address,
-                               [](uint64_t a, const MemoryMap& m) { return a < m.start; });
-    if (it == maps_.begin()) return nullptr;
-    --it;
-    return it->contains(address) ? &*it : nullptr;
-}
+const MemoryMap* MapIndex::find(uint64_t address) const { return find_mapping(maps_, address); }
 
 bool MapIndex::readable(uint64_t address, uint64_t len) const {
     const MemoryMap* m = find(address);

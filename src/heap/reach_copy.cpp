@@ -20,9 +20,6 @@ namespace pmprof::heap_detail {
 
 namespace {
 
-// The x86_64 SysV ABI lets a leaf function keep data in the 128 bytes below sp.
-constexpr uint64_t kRedZone = 128;
-
 using Range = std::pair<uint64_t, uint64_t>;
 
 /// [start, end) of the bytes a live chunk owns, header included, plus the next chunk's prev_size

@@ -13,18 +13,13 @@
 #include "pmprof/heap/symbols.h"
 #include "pmprof/heap/heap.h"
 #include "pmprof/support/log.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
 
 namespace pmprof {
 
 namespace {
-
-int64_t realtime_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 struct Preflight {
     std::vector<MemoryMap> maps;

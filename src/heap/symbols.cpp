@@ -1,24 +1,21 @@
-// ELF lookups for the heap walker (include/pmprof/heap/symbols.h), with libelf. Files are opened through
-// /proc/PID/map_files/<lo>-<hi> first (deleted, replaced, other-namespace files), then
-// /proc/PID/root/<path>; separate debug files by build id under /usr/lib/debug/.build-id.
+// ELF lookups for the heap walker (include/pmprof/heap/symbols.h), through ElfFile
+// (include/pmprof/elf/elf_file.h): files are opened through /proc/PID/map_files/<lo>-<hi> first
+// (deleted, replaced, other-namespace files), then /proc/PID/root/<path>; separate debug files by
+// build id under the target's /usr/lib/debug/.build-id, then ours.
 #include "pmprof/heap/symbols.h"
 
 #include <elf.h>
-#include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
-#include <functional>
 #include <map>
 #include <memory>
 
 #include "heap/cached_reader.h"
+#include "pmprof/elf/elf_file.h"
+#include "pmprof/os/procfs.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/symbolize/symbolize.h"
 
@@ -30,91 +27,6 @@ std::string basename_of(const std::string& path) {
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-/// An open ELF file; closes the Elf and the fd.
-class ElfFile {
-  public:
-    static std::unique_ptr<ElfFile> open(const std::string& path) {
-        elf_version(EV_CURRENT);
-        auto fd = open_readonly(path);
-        if (!fd.ok()) return nullptr;
-        Elf* e = elf_begin(fd->get(), ELF_C_READ_MMAP, nullptr);
-        if (!e || elf_kind(e) != ELF_K_ELF) {
-            if (e) elf_end(e);
-            return nullptr;
-        }
-        return std::unique_ptr<ElfFile>(new ElfFile(std::move(*fd), e));
-    }
-    ~ElfFile() { elf_end(elf_); }
-    ElfFile(const ElfFile&) = delete;
-    ElfFile& operator=(const ElfFile&) = delete;
-    Elf* get() const { return elf_; }
-
-    bool has_section(uint32_t type) const {
-        for (Elf_Scn* s = elf_nextscn(elf_, nullptr); s; s = elf_nextscn(elf_, s)) {
-            GElf_Shdr sh;
-            if (gelf_getshdr(s, &sh) && sh.sh_type == type) return true;
-        }
-        return false;
-    }
-
-    /// Lowest PT_LOAD vaddr, page-aligned down: runtime address = bias + st_value with
-    /// bias = (start of the lowest mapping) - this.
-    uint64_t first_load_vaddr() const {
-        size_t n = 0;
-        uint64_t lo = UINT64_MAX;
-        if (elf_getphdrnum(elf_, &n) != 0) return 0;
-        for (size_t i = 0; i < n; ++i) {
-            GElf_Phdr ph;
-            if (gelf_getphdr(elf_, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD)
-                lo = std::min<uint64_t>(lo, ph.p_vaddr & ~uint64_t{0xfff});
-        }
-        return lo == UINT64_MAX ? 0 : lo;
-    }
-
-    std::string build_id() const {
-        for (Elf_Scn* s = elf_nextscn(elf_, nullptr); s; s = elf_nextscn(elf_, s)) {
-            GElf_Shdr sh;
-            if (!gelf_getshdr(s, &sh) || sh.sh_type != SHT_NOTE) continue;
-            Elf_Data* d = elf_getdata(s, nullptr);
-            size_t off = 0, name_off = 0, desc_off = 0;
-            GElf_Nhdr nh;
-            while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-                if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
-                    std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) != 0)
-                    continue;
-                std::string hex;
-                auto* p = static_cast<unsigned char*>(d->d_buf) + desc_off;
-                for (size_t i = 0; i < nh.n_descsz; ++i) hex += fmt::format("{:02x}", p[i]);
-                return hex;
-            }
-        }
-        return {};
-    }
-
-    /// Calls fn(name, value, size, type) for every symbol of sections of `type`.
-    void for_each_symbol(uint32_t type,
-                         const std::function<void(const char*, const GElf_Sym&)>& fn) const {
-        for (Elf_Scn* s = elf_nextscn(elf_, nullptr); s; s = elf_nextscn(elf_, s)) {
-            GElf_Shdr sh;
-            if (!gelf_getshdr(s, &sh) || sh.sh_type != type || sh.sh_entsize == 0) continue;
-            Elf_Data* d = elf_getdata(s, nullptr);
-            if (!d) continue;
-            size_t count = sh.sh_size / sh.sh_entsize;
-            for (size_t i = 0; i < count; ++i) {
-                GElf_Sym sym;
-                if (!gelf_getsym(d, static_cast<int>(i), &sym)) continue;
-                const char* name = elf_strptr(elf_, sh.sh_link, sym.st_name);
-                if (name && *name) fn(name, sym);
-            }
-        }
-    }
-
-  private:
-    ElfFile(UniqueFd fd, Elf* e) : fd_(std::move(fd)), elf_(e) {}
-    UniqueFd fd_;
-    Elf* elf_;
-};
-
 /// The lowest mapping of `path` (its load address).
 const MemoryMap* lowest_mapping(const std::vector<MemoryMap>& maps, const std::string& path) {
     const MemoryMap* best = nullptr;
@@ -123,17 +35,10 @@ const MemoryMap* lowest_mapping(const std::vector<MemoryMap>& maps, const std::s
     return best;
 }
 
-std::unique_ptr<ElfFile> open_mapped(pid_t pid, const MemoryMap& m) {
-    auto e = ElfFile::open(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end));
-    if (!e) e = ElfFile::open(fmt::format("/proc/{}/root{}", pid, m.path));
-    return e;
-}
-
 /// The separate debug file for `build_id`, in the target's root or ours.
 std::unique_ptr<ElfFile> open_debug(pid_t pid, const std::string& build_id) {
-    if (build_id.size() < 3) return nullptr;
-    std::string rel =
-        "/usr/lib/debug/.build-id/" + build_id.substr(0, 2) + "/" + build_id.substr(2) + ".debug";
+    const std::string rel = build_id_debug_path(build_id);
+    if (rel.empty()) return nullptr;
     auto e = ElfFile::open(fmt::format("/proc/{}/root{}", pid, rel));
     if (!e) e = ElfFile::open(rel);
     return e;
@@ -144,10 +49,6 @@ bool is_libc_name(const std::string& base) {
 }
 
 }  // namespace
-
-std::string demangle_name(const std::string& mangled, bool is_type) {
-    return is_type ? demangle_type(mangled) : demangle(mangled);
-}
 
 const MemoryMap* find_libc(const std::vector<MemoryMap>& maps) {
     for (const MemoryMap& m : maps)
@@ -178,14 +79,8 @@ Result<void> check_glibc_malloc(pid_t pid, const std::vector<MemoryMap>& maps) {
     for (const MemoryMap& m : maps)
         if (m.file_backed() && (!exe || m.start < exe->start)) exe = &m;
     if (exe && !is_libc_name(basename_of(exe->path))) {
-        if (auto e = open_mapped(pid, *exe)) {
-            bool defines_malloc = false;
-            e->for_each_symbol(SHT_DYNSYM, [&](const char* name, const GElf_Sym& s) {
-                if (s.st_shndx != SHN_UNDEF && GELF_ST_TYPE(s.st_info) == STT_FUNC &&
-                    std::strcmp(name, "malloc") == 0)
-                    defines_malloc = true;
-            });
-            if (defines_malloc)
+        if (auto e = ElfFile::open_mapped(pid, *exe)) {
+            if (e->find_symbol(SHT_DYNSYM, "malloc", STT_FUNC))
                 return Error{fmt::format("{} defines its own malloc (a statically linked "
                                          "allocator); pmprof heap reads only glibc's ptmalloc",
                                          exe->path),
@@ -196,8 +91,7 @@ Result<void> check_glibc_malloc(pid_t pid, const std::vector<MemoryMap>& maps) {
 }
 
 Result<std::string> read_glibc_version(pid_t pid, const MemoryMap& libc) {
-    std::string path = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, libc.start, libc.end);
-    auto text = read_file(path);
+    auto text = read_file(map_files_path(pid, libc));
     if (!text.ok()) text = read_file(fmt::format("/proc/{}/root{}", pid, libc.path));
     if (!text.ok()) return Error{"reading " + libc.path + ": " + text.error().message, 0};
     static constexpr std::string_view kMark = "GNU C Library";
@@ -217,7 +111,7 @@ Result<std::string> read_glibc_version(pid_t pid, const MemoryMap& libc) {
 std::optional<MallocRoots> roots_from_symbols(pid_t pid, const std::vector<MemoryMap>& maps) {
     const MemoryMap* libc = find_libc(maps);
     if (!libc) return std::nullopt;
-    auto elf = open_mapped(pid, *libc);
+    auto elf = ElfFile::open_mapped(pid, *libc);
     if (!elf) return std::nullopt;
     const MemoryMap* low = lowest_mapping(maps, libc->path);
     uint64_t bias = low->start - elf->first_load_vaddr();
@@ -228,13 +122,13 @@ std::optional<MallocRoots> roots_from_symbols(pid_t pid, const std::vector<Memor
         if (!debug) return std::nullopt;
         from = "debug file for build id " + elf->build_id();
     }
+    const ElfFile& symbols = debug ? *debug : *elf;
+    auto main_arena = symbols.find_symbol(SHT_SYMTAB, "main_arena", STT_OBJECT);
+    auto mp = symbols.find_symbol(SHT_SYMTAB, "mp_", STT_OBJECT);
+    if (!main_arena || !mp) return std::nullopt;
     MallocRoots roots;
-    (debug ? *debug : *elf).for_each_symbol(SHT_SYMTAB, [&](const char* name, const GElf_Sym& s) {
-        if (GELF_ST_TYPE(s.st_info) != STT_OBJECT) return;
-        if (std::strcmp(name, "main_arena") == 0) roots.main_arena = bias + s.st_value;
-        if (std::strcmp(name, "mp_") == 0) roots.mp = bias + s.st_value;
-    });
-    if (!roots.main_arena || !roots.mp) return std::nullopt;
+    roots.main_arena = bias + main_arena->value;
+    roots.mp = bias + mp->value;
     roots.found_by = "symbols (" + from + ")";
     return roots;
 }
@@ -338,15 +232,14 @@ std::vector<VtableRange> load_vtables(pid_t pid, const std::vector<MemoryMap>& m
         if (!m.file_backed() || !m.executable() || seen[m.path]) continue;
         seen[m.path] = true;
         const MemoryMap* low = lowest_mapping(maps, m.path);
-        auto elf = open_mapped(pid, *low);
+        auto elf = ElfFile::open_mapped(pid, *low);
         if (!elf) continue;
         uint64_t bias = low->start - elf->first_load_vaddr();
-        auto add = [&](const char* name, const GElf_Sym& s) {
-            if (s.st_size == 0 || s.st_shndx == SHN_UNDEF || std::strncmp(name, "_ZTV", 4) != 0)
-                return;
-            std::string type = demangle_name(name, false);
+        auto add = [&](const ElfSymbol& s) {
+            if (s.size == 0 || !s.defined() || !s.name.starts_with("_ZTV")) return;
+            std::string type = demangle(std::string(s.name));
             if (type.starts_with("vtable for ")) type.erase(0, 11);
-            out.push_back({bias + s.st_value, bias + s.st_value + s.st_size, std::move(type)});
+            out.push_back({bias + s.value, bias + s.value + s.size, std::move(type)});
         };
         elf->for_each_symbol(SHT_DYNSYM, add);
         if (elf->has_section(SHT_SYMTAB)) {

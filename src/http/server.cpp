@@ -68,24 +68,6 @@ std::string url_host(const std::string& host) {
     return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
-/// SIGINT, SIGTERM and SIGHUP blocked in this thread and every thread it creates from now on, so
-/// only the waiter thread (sigtimedwait) receives them; the old mask comes back at the end.
-class StopSignalBlock {
-  public:
-    StopSignalBlock() {
-        sigemptyset(&set_);
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
-        pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    }
-    ~StopSignalBlock() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-    StopSignalBlock(const StopSignalBlock&) = delete;
-    StopSignalBlock& operator=(const StopSignalBlock&) = delete;
-    const sigset_t& set() const { return set_; }
-
-  private:
-    sigset_t set_{}, old_{};
-};
-
 class PprofServer {
   public:
     PprofServer(const ServeOptions& opt, const http::TargetPin& pin)
@@ -305,9 +287,8 @@ void PprofServer::add_routes() {
 /// own when `done` is set.
 void wait_for_stop_signal(const sigset_t& set, PprofServer& server, std::atomic<bool>& done) {
     while (!done.load()) {
-        timespec slice{0, 200'000'000};
         siginfo_t info{};
-        const int sig = ::sigtimedwait(&set, &info, &slice);
+        const int sig = wait_for_signal(set, 200'000'000, &info);
         if (sig <= 0) continue;
         log_warn("{}: stopping (the target is detached and keeps running)", ::strsignal(sig));
         server.stop();
@@ -324,7 +305,9 @@ Result<void> serve_pprof(const ServeOptions& opt) {
         log_warn("warning: {} is not a loopback address: anyone who can reach it can profile pid "
                  "{}{}",
                  opt.listen.host, opt.pid, opt.token.empty() ? " (consider --token)" : "");
-    StopSignalBlock block;  // before any thread exists, so every thread inherits it
+    // SIGINT, SIGTERM and SIGHUP blocked before any thread exists, so every thread inherits the
+    // mask and only the waiter thread (wait_for_stop_signal) receives them.
+    SignalBlock block({SIGINT, SIGTERM, SIGHUP});
     // A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (32 MiB at
     // most), after which a big request's buffers stay in the heap when freed.
     ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);

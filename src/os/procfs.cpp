@@ -10,6 +10,8 @@
 #include <charconv>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "pmprof/support/fd.h"
 
 namespace pmprof {
@@ -367,6 +369,17 @@ Result<std::vector<pid_t>> list_tasks(pid_t pid) {
         return Error::from_errno("readdir " + path, err);
     std::sort(tids.begin(), tids.end());
     return tids;
+}
+
+std::string map_files_path(pid_t pid, const MemoryMap& m) {
+    return fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
+}
+
+bool thread_selected(const std::vector<std::string>& filter, pid_t tid, std::string_view name) {
+    if (filter.empty()) return true;
+    const std::string id = std::to_string(tid);
+    return std::any_of(filter.begin(), filter.end(),
+                       [&](const std::string& f) { return f == name || f == id; });
 }
 
 std::string read_cmdline(pid_t pid) {

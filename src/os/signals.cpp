@@ -1,7 +1,9 @@
 // The stop flag: the only mutable global pmprof has (DESIGN.md section 3).
 #include "pmprof/os/signals.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include <cerrno>
 #include <csignal>
@@ -50,5 +52,29 @@ void clear_stop_request() {
     g_stop_requested = 0;
     g_stop_signal = 0;
 }
+
+sigset_t signal_set(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : signals) sigaddset(&set, s);
+    return set;
+}
+
+int wait_for_signal(const sigset_t& set, int64_t timeout_ns, siginfo_t* info) {
+    if (timeout_ns < 0) timeout_ns = 0;
+    const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                      static_cast<long>(timeout_ns % 1'000'000'000)};
+    return ::sigtimedwait(&set, info, &ts);
+}
+
+SignalBlock::SignalBlock(std::initializer_list<int> signals) : set_(signal_set(signals)) {
+    sigset_t old;
+    ::pthread_sigmask(SIG_BLOCK, &set_, &old);
+    sigemptyset(&added_);
+    for (int s : signals)
+        if (sigismember(&old, s) == 0) sigaddset(&added_, s);
+}
+
+SignalBlock::~SignalBlock() { ::pthread_sigmask(SIG_UNBLOCK, &added_, nullptr); }
 
 } // namespace pmprof

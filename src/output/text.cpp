@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -282,35 +283,40 @@ int64_t profile_total(const Profile& profile, int sample_index) {
     return total;
 }
 
-std::string format_top(const Profile& profile, int sample_index, size_t n,
-                       const TopContext& context) {
-    if (sample_index < 0 || static_cast<size_t>(sample_index) >= profile.sample_types.size()) {
-        return "no such sample type\n";
-    }
-    const ValueType& type = profile.sample_types[static_cast<size_t>(sample_index)];
-    const std::string sample_unit = lower(type.unit);
-    const int64_t total = context.total ? *context.total : profile_total(profile, sample_index);
+namespace {
 
-    std::vector<Node> nodes = build_nodes(profile, sample_index);
-    // report.newTrimmedGraph: the cutoff is taken from the nodes' summed flat values.
+/// The nodes `top` shows, as report.newTrimmedGraph keeps them: those whose cum reaches
+/// kNodeFraction of the summed flat values, then the first `n` (0: all), with inline labels.
+struct TrimmedNodes {
+    std::vector<Node> nodes;
+    size_t dropped = 0;   // below the cutoff
+    size_t shown_of = 0;  // above it, before the first `n` were kept
+};
+
+TrimmedNodes trim_nodes(const Profile& profile, int sample_index, size_t n) {
+    TrimmedNodes t;
+    t.nodes = build_nodes(profile, sample_index);
     int64_t flat_total = 0;
-    for (const Node& x : nodes) flat_total += x.row.flat;
+    for (const Node& x : t.nodes) flat_total += x.row.flat;
     const int64_t cutoff =
         std::llabs(static_cast<int64_t>(static_cast<double>(flat_total) * kNodeFraction));
-    const size_t all_nodes = nodes.size();
-    std::erase_if(nodes, [&](const Node& x) { return std::llabs(x.row.cum) < cutoff; });
-    const size_t dropped = all_nodes - nodes.size();
-    const size_t shown_of = nodes.size();
-    if (n > 0 && n < nodes.size()) nodes.resize(n);
+    const size_t all_nodes = t.nodes.size();
+    std::erase_if(t.nodes, [&](const Node& x) { return std::llabs(x.row.cum) < cutoff; });
+    t.dropped = all_nodes - t.nodes.size();
+    t.shown_of = t.nodes.size();
+    if (n > 0 && n < t.nodes.size()) t.nodes.resize(n);
     set_inline_labels(
-        profile, sample_index, nodes,
+        profile, sample_index, t.nodes,
         std::llabs(static_cast<int64_t>(static_cast<double>(flat_total) * kEdgeFraction)));
+    return t;
+}
 
-    const std::string out_unit = select_output_unit(nodes, total, sample_unit);
-    auto fmt_value = [&](int64_t v) { return scaled_label(v, sample_unit, out_unit); };
+/// `top`'s header: File, Type, Active filters and the "Showing ..." / "Dropped ..." lines.
+std::string top_header(const Profile& profile, const ValueType& type, const TopContext& context,
+                       const TrimmedNodes& t, int64_t total,
+                       const std::function<std::string(int64_t)>& fmt_value) {
     int64_t flat_sum = 0;
-    for (const Node& x : nodes) flat_sum += x.row.flat;
-
+    for (const Node& x : t.nodes) flat_sum += x.row.flat;
     std::string out;
     if (!profile.mappings.empty() && !profile.mappings[0].filename.empty()) {
         out += "File: " + base_name(profile.mappings[0].filename) + "\n";
@@ -324,17 +330,24 @@ std::string format_top(const Profile& profile, int sample_index, size_t n,
     pct.erase(0, pct.find_first_not_of(' '));
     out += "Showing nodes accounting for " + fmt_value(flat_sum) + ", " + pct + " of " +
            fmt_value(total) + " total\n";
-    if (total != 0 && dropped > 0) {
-        out += "Dropped " + std::to_string(dropped) + (dropped > 1 ? " nodes" : " node") +
+    if (total != 0 && t.dropped > 0) {
+        out += "Dropped " + std::to_string(t.dropped) + (t.dropped > 1 ? " nodes" : " node") +
                " (cum <= " +
                fmt_value(
                    std::llabs(static_cast<int64_t>(static_cast<double>(total) * kNodeFraction))) +
                ")\n";
     }
-    if (total != 0 && nodes.size() < shown_of && !nodes.empty()) {
-        out += "Showing top " + std::to_string(nodes.size()) + " nodes out of " +
-               std::to_string(shown_of) + "\n";
+    if (total != 0 && t.nodes.size() < t.shown_of && !t.nodes.empty()) {
+        out += "Showing top " + std::to_string(t.nodes.size()) + " nodes out of " +
+               std::to_string(t.shown_of) + "\n";
     }
+    return out;
+}
+
+/// `top`'s table: the column heads and a row per node, flat, flat%, sum%, cum, cum%.
+std::string top_table(const std::vector<Node>& nodes, int64_t total,
+                      const std::function<std::string(int64_t)>& fmt_value) {
+    std::string out;
     char line[512];
     snprintf(line, sizeof line, "%10s %5s%% %5s%% %10s %5s%%\n", "flat", "flat", "sum", "cum",
              "cum");
@@ -349,6 +362,23 @@ std::string format_top(const Profile& profile, int sample_index, size_t n,
         out += line + x.row.function + inl + "\n";
     }
     return out;
+}
+
+}  // namespace
+
+std::string format_top(const Profile& profile, int sample_index, size_t n,
+                       const TopContext& context) {
+    if (sample_index < 0 || static_cast<size_t>(sample_index) >= profile.sample_types.size()) {
+        return "no such sample type\n";
+    }
+    const ValueType& type = profile.sample_types[static_cast<size_t>(sample_index)];
+    const std::string sample_unit = lower(type.unit);
+    const int64_t total = context.total ? *context.total : profile_total(profile, sample_index);
+    const TrimmedNodes trimmed = trim_nodes(profile, sample_index, n);
+    const std::string out_unit = select_output_unit(trimmed.nodes, total, sample_unit);
+    auto fmt_value = [&](int64_t v) { return scaled_label(v, sample_unit, out_unit); };
+    return top_header(profile, type, context, trimmed, total, fmt_value) +
+           top_table(trimmed.nodes, total, fmt_value);
 }
 
 }  // namespace pmprof

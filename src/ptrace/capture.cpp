@@ -22,8 +22,6 @@ namespace pmprof {
 
 namespace {
 
-// The x86_64 SysV ABI lets a leaf function use 128 bytes below sp without moving it.
-constexpr uint64_t kRedZone = 128;
 // The stack copied with PTRACE_PEEKDATA (about 1 us a word): 1024 calls at most per stop.
 constexpr uint64_t kPeekStackBytes = 8 * 1024;
 // Upper bound on one sleep while waiting for stops: only matters when SIGCHLD is taken by
@@ -100,7 +98,7 @@ void StopRound::settle(size_t i, uint64_t seen_ns) {
 
 void StopRound::wait(SteadyClock::time_point deadline,
                      const std::function<void(size_t)>& on_stopped, bool honor_stop_request) {
-    SigchldBlock block;  // before the first waitpid: a stop reported after it wakes ppoll
+    SignalBlock block({SIGCHLD});  // before the first waitpid: a stop reported after it wakes ppoll
     std::chrono::microseconds cap = kFirstWaitCap;
     bool abandoned = false;
     for (;;) {
@@ -383,7 +381,7 @@ void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
     Impl& d = *impl_;
     if (!d.on_tracer_thread("wait_captures")) return;
     const auto deadline = SteadyClock::now() + timeout;
-    SigchldBlock block;
+    SignalBlock block({SIGCHLD});
     std::chrono::microseconds cap = kFirstWaitCap;
     std::vector<pid_t> waiting;
     for (;;) {

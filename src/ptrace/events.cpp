@@ -14,31 +14,10 @@
 
 #include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {
-
-uint64_t monotonic_ns() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-SigchldBlock::SigchldBlock() {
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    ::pthread_sigmask(SIG_BLOCK, &block, &old);
-    was_blocked_ = sigismember(&old, SIGCHLD) == 1;
-}
-
-SigchldBlock::~SigchldBlock() {
-    if (was_blocked_) return;
-    sigset_t unblock;
-    sigemptyset(&unblock);
-    sigaddset(&unblock, SIGCHLD);
-    ::pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
-}
 
 namespace {
 
@@ -259,15 +238,11 @@ void SessionCore::wait_for_event(SteadyClock::time_point deadline, std::chrono::
     cap = std::max(cap, std::chrono::microseconds(2000));
     auto left = std::min<SteadyClock::duration>(deadline - now, cap);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    // The caller blocked SIGCHLD (SigchldBlock) before its last waitpid, so a stop reported
+    // The caller blocked SIGCHLD (a SignalBlock) before its last waitpid, so a stop reported
     // since then is pending here and the wait returns at once: no lost wakeup. sigtimedwait
     // takes the pending SIGCHLD in the same call (one syscall per wake-up, where ppoll on a
     // signalfd and draining it took three); SIGCHLD is not queued, so one take empties it.
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    ::sigtimedwait(&chld, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
+    wait_for_signal(signal_set({SIGCHLD}), ns);  // SIGCHLD, timeout or EINTR: the caller re-checks
 }
 
 void SessionCore::refresh_maps() {
@@ -289,12 +264,7 @@ void SessionCore::refresh_maps() {
 }
 
 const MemoryMap* SessionCore::map_containing(uint64_t address) const {
-    // maps is sorted by start (the kernel lists VMAs in address order).
-    auto it = std::upper_bound(maps.begin(), maps.end(), address,
-                               [](uint64_t a, const MemoryMap& m) { return a < m.start; });
-    if (it == maps.begin()) return nullptr;
-    --it;
-    return it->contains(address) ? &*it : nullptr;
+    return find_mapping(maps, address);  // the kernel lists VMAs in address order
 }
 
 }  // namespace pmprof

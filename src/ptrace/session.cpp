@@ -17,6 +17,7 @@
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {
@@ -231,7 +232,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     // The exec event (the dispatcher resumes the new program at once) or the child's exit.
     const auto deadline = SteadyClock::now() + kExecTimeout;
     {
-        SigchldBlock block;
+        SignalBlock block({SIGCHLD});
         while (!d.counters.exec_seen && !d.exit.exited && SteadyClock::now() < deadline) {
             if (!d.poll_one(child)) d.wait_for_event(deadline, std::chrono::milliseconds(10));
         }
@@ -240,7 +241,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     if (::read(err_read.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno) {
         // The child _exits right after writing; reap it so no zombie is left behind.
         const auto reap_deadline = SteadyClock::now() + std::chrono::seconds(2);
-        SigchldBlock block;
+        SignalBlock block({SIGCHLD});
         while (!d.exit.exited && SteadyClock::now() < reap_deadline)
             if (!d.poll_one(child)) d.wait_for_event(reap_deadline, std::chrono::milliseconds(10));
         return Error::from_errno(fmt::format("cannot run {}", argv[0]), exec_errno);

@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "pmprof/os/clock.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/ptrace/session.h"
 #include "pmprof/support/types.h"
@@ -18,9 +19,6 @@
 namespace pmprof {
 
 using SteadyClock = std::chrono::steady_clock;
-
-/// Nanoseconds on CLOCK_MONOTONIC (what SnapshotStats and pause_ns are measured in).
-uint64_t monotonic_ns();
 
 /// Where a traced thread is, as far as the tracer knows (ptrace(2) "Stopped states").
 enum class TraceState {
@@ -38,20 +36,6 @@ struct TracedThread {
     bool want_stop = false;       // a stop round holds this thread: keep it Trapped
     bool foreign = false;         // a non-thread clone child (another process): detach it
     bool released = false;        // detached: to be dropped (never waitpid it again)
-};
-
-/// Blocks SIGCHLD in the calling thread for the duration of a wait, so that a stop reported
-/// while it waits stays pending for wait_for_event's sigtimedwait (with the default disposition
-/// an unblocked SIGCHLD is discarded), and restores the previous mask.
-class SigchldBlock {
-  public:
-    SigchldBlock();
-    ~SigchldBlock();
-    SigchldBlock(const SigchldBlock&) = delete;
-    SigchldBlock& operator=(const SigchldBlock&) = delete;
-
-  private:
-    bool was_blocked_ = false;
 };
 
 /// The session's state. TraceSession::Impl is private, so the module's helpers work on this base.

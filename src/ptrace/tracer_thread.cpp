@@ -18,6 +18,7 @@
 
 #include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {
@@ -110,7 +111,7 @@ void TraceSession::detach_during(const std::function<void()>& work) {
     std::exception_ptr error;
     std::atomic<bool> done{false};
     {
-        SigchldBlock block;  // the helper inherits it: SIGCHLD stays for our sigtimedwait
+        SignalBlock block({SIGCHLD});  // the helper inherits it: SIGCHLD stays for our sigtimedwait
         std::thread helper([&] {
             try {
                 work();

@@ -34,13 +34,6 @@ namespace pmprof {
 namespace sampling {
 namespace {
 
-bool matches_filter(const ThreadSlot& t, const std::vector<std::string>& filter) {
-    if (filter.empty()) return true;
-    const std::string tid = std::to_string(t.tid);
-    return std::any_of(filter.begin(), filter.end(),
-                       [&](const std::string& f) { return f == t.name || f == tid; });
-}
-
 /// Executable, file-backed mappings: what ProcessImage reports, and what dlopen changes.
 std::vector<std::tuple<uint64_t, uint64_t, uint64_t, std::string>>
 code_maps(const std::vector<MemoryMap>& maps) {
@@ -99,7 +92,7 @@ void Sampler::install_image(std::unique_ptr<ProcessImage> image) {
 /// starting before the libraries are loaded), rate-limited: a process with JIT code would
 /// otherwise re-read its maps every tick.
 bool Sampler::maybe_reload_image() {
-    const int64_t now = now_ns();
+    const int64_t now = monotonic_ns();
     if (now < next_reload_ns_) return false;
     next_reload_ns_ = now + kReloadBackoff;
     auto maps = read_maps(pid_);
@@ -163,7 +156,7 @@ void Sampler::observe(ThreadSlot& t, bool for_tick) {
         return;
     }
     const bool ran = !t.have_seen || !has_not_run(*sched, t.last_seen);
-    const int64_t now = now_ns();
+    const int64_t now = monotonic_ns();
     // Not due in cpu mode (CpuQuantum), sample_without_stop skips the thread whatever its state:
     // the state read (0.7-2.6 us) is saved, and t.state stays as last read until the tick that
     // samples it.
@@ -231,7 +224,7 @@ void Sampler::tick(int64_t now) {
     }
     std::vector<ThreadSlot*> to_stop;
     for (auto& [tid, t] : threads_) {
-        if (!matches_filter(t, opt_.thread_filter) || t.capture_outstanding) continue;
+        if (!thread_selected(opt_.thread_filter, t.tid, t.name) || t.capture_outstanding) continue;
         if (!t.observed) {
             if (t.alive && t.have_seen && t.have_stack && opt_.mode == SampleMode::Wall) {
                 ++stats_.reused;
@@ -304,7 +297,7 @@ int64_t Sampler::sample_weight(const ThreadSlot& t, int64_t now) const {
 /// with its image (its files stay open, the mappings are gone from the process), and sampling
 /// goes on with the new program's image; finish() merges the profiles.
 void Sampler::follow_exec() {
-    const int64_t now = now_ns();
+    const int64_t now = monotonic_ns();
     for (auto& [tid, t] : threads_) retire(t, now);
     threads_.clear();
     auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
@@ -325,7 +318,7 @@ void Sampler::follow_exec() {
 
 void Sampler::retire(ThreadSlot& t, int64_t now) {
     flush_reuse(t);
-    if (matches_filter(t, opt_.thread_filter)) add_sched_totals(t);
+    if (thread_selected(opt_.thread_filter, t.tid, t.name)) add_sched_totals(t);
     // Bounded: a churning target would otherwise grow this list for the whole run.
     if (t.stops && retired_stops_.size() < kMaxStopsListed)
         retired_stops_.emplace_back(t.tid, t.stops);
@@ -347,7 +340,7 @@ void Sampler::wait_until(int64_t deadline) {
         session_.poll_events();
         if (session_.process_exited() || session_.counters().exec_seen || stop_requested()) return;
         if (opt_.between_ticks) opt_.between_ticks(session_);
-        const int64_t now = now_ns();
+        const int64_t now = monotonic_ns();
         show_progress(now, false);
         if (now >= deadline) return;
         waiter_.wait(std::min(deadline - now, kSlice));
@@ -375,7 +368,7 @@ Result<SamplerResult> Sampler::run() {
     // nice -10 while sampling, when allowed. Not realtime: the loop runs for as long as the user
     // asks, and its cpu use grows with the rate and the thread count.
     TracerPriorityBoost boost(TracerPriorityBoost::Kind::Nice);
-    start_ns_ = now_ns();
+    start_ns_ = monotonic_ns();
     start_realtime_ns_ = realtime_ns();
     getrusage(RUSAGE_SELF, &usage_start_);
     if (auto r = open_image(); !r.ok()) return r.error();
@@ -397,26 +390,26 @@ Result<SamplerResult> Sampler::run() {
         if (stop_requested())
             return finish(SamplerEnd::StopRequested,
                           "stopped by " + signal_text(stop_signal() ? stop_signal() : SIGINT));
-        int64_t now = now_ns();
+        int64_t now = monotonic_ns();
         if (now >= deadline) return finish(SamplerEnd::Duration, "duration reached");
         tick(now);
-        budget_.observe_worst_fraction(worst_pause_fraction(now_ns()));
+        budget_.observe_worst_fraction(worst_pause_fraction(monotonic_ns()));
         const int64_t interval = budget_.next_interval_ns();
         if (budget_.lowered() && !announced_lowering_) {
             announced_lowering_ = true;
-            show_progress(now_ns(), true);  // the warning gets a line of its own
+            show_progress(monotonic_ns(), true);  // the warning gets a line of its own
             log_warn("pause budget: lowering the rate below {:.0f} Hz to keep each thread stopped "
                      "under {:.1f}% of the time (--max-pause)",
                      opt_.rate_hz, opt_.max_pause_fraction * 100);
         }
-        next_tick = std::max(next_tick + interval, now_ns());
+        next_tick = std::max(next_tick + interval, monotonic_ns());
         wait_until(std::min(next_tick, deadline));
     }
 }
 
 SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
-    collect_captures(now_ns());  // what was copied since the last tick still counts
-    const int64_t end_ns = now_ns();
+    collect_captures(monotonic_ns());  // what was copied since the last tick still counts
+    const int64_t end_ns = monotonic_ns();
     show_progress(end_ns, true);
     SamplerResult r;
     r.end = end;

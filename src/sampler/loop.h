@@ -19,7 +19,9 @@
 #include "pmprof/support/fd.h"
 #include "pmprof/elf/image.h"
 #include "pmprof/ptrace/memory.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/sampler/sampler.h"
 #include "sampler/policy.h"
 
@@ -29,53 +31,11 @@ constexpr int64_t kMs = 1000000;
 constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling tracee events
 constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
-constexpr uint64_t kRedZone = 128;              // x86_64 ABI: below sp, owned by the leaf
 constexpr uint64_t kWaitEvidenceNs = 30'000;    // a stop this slow may have waited for a cpu
 constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 // A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
 // has the thread's name, is still read at least this often for it (a rename shows that late).
 constexpr int64_t kStatRefresh = 100 * kMs;
-
-inline int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-inline int64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-inline uint64_t timeval_ns(const timeval& tv) {
-    return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
-           static_cast<uint64_t>(tv.tv_usec) * 1000u;
-}
-
-/// SIGCHLD blocked in the tracer thread while sampling, so the wait between ticks wakes as soon as
-/// a tracee reports an event (a signal to re-inject must not wait a whole tick) and otherwise
-/// sleeps. Other signals (SIGINT) still interrupt the wait: include/pmprof/os/signals.h installs them without
-/// SA_RESTART. The old mask is restored on exit; a pending SIGCHLD is then discarded (SIG_DFL).
-class ChildEventWaiter {
-  public:
-    ChildEventWaiter() {
-        sigemptyset(&set_);
-        sigaddset(&set_, SIGCHLD);
-        pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    }
-    ~ChildEventWaiter() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-    ChildEventWaiter(const ChildEventWaiter&) = delete;
-    ChildEventWaiter& operator=(const ChildEventWaiter&) = delete;
-
-    void wait(int64_t ns) {
-        timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-        sigtimedwait(&set_, nullptr, &ts);  // SIGCHLD, timeout or EINTR: the caller re-checks
-    }
-
-  private:
-    sigset_t set_{}, old_{};
-};
 
 struct ThreadSlot {
     pid_t tid = 0;
@@ -179,7 +139,11 @@ class Sampler {
     ProfileBuilder builder_;
     std::map<pid_t, ThreadSlot> threads_;
     ThreadCapture fast_cap_;  // try_fast_path's copy: its stack buffer is allocated (zeroed) once
-    ChildEventWaiter waiter_;
+    // SIGCHLD blocked in the tracer thread while sampling, so the wait between ticks wakes as
+    // soon as a tracee reports an event (a signal to re-inject must not wait a whole tick) and
+    // otherwise sleeps. Other signals (SIGINT) still interrupt the wait: they are installed
+    // without SA_RESTART (include/pmprof/os/signals.h).
+    SignalBlock waiter_{SIGCHLD};
     PauseBudget budget_;
     PauseHistogram pauses_;
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited

@@ -21,6 +21,7 @@
 #include <set>
 
 #include "pmprof/symbolize/kernel.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/perf_events.h"
 #include "pmprof/elf/image.h"
 #include "pmprof/support/log.h"
@@ -41,17 +42,6 @@ constexpr size_t kRingBytes = 4u << 20;         // per cpu; halved when the mloc
 // default is 8 KiB); deeper stacks come out truncated. Under 64 KiB in any case: a record's size
 // is a u16.
 constexpr uint32_t kMaxStack = 32 * 1024;
-
-int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-uint64_t timeval_ns(const timeval& tv) {
-    return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
-           static_cast<uint64_t>(tv.tv_usec) * 1000u;
-}
 
 std::vector<ValueType> cpu_types() { return {{"samples", "count"}, {"cpu", "nanoseconds"}}; }
 
@@ -192,7 +182,7 @@ bool PerfSampler::wanted(pid_t tid) {
 }
 
 bool PerfSampler::maybe_reload_image() {
-    const int64_t now = now_ns();
+    const int64_t now = monotonic_ns();
     if (now < next_reload_ns_) return false;
     next_reload_ns_ = now + kReloadBackoff;
     auto maps = read_maps(pid_);
@@ -261,10 +251,8 @@ void PerfSampler::drain() {
 }
 
 Result<SamplerResult> PerfSampler::run(const std::function<void()>& started) {
-    start_ns_ = now_ns();
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    start_realtime_ns_ = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+    start_ns_ = monotonic_ns();
+    start_realtime_ns_ = realtime_ns();
     getrusage(RUSAGE_SELF, &usage_start_);
     if (auto r = open_image(); !r.ok()) return r.error();
     cfg_.watermark = kRingBytes / 4;  // and every kPollSlice, for a ring the limit made smaller
@@ -282,7 +270,7 @@ Result<SamplerResult> PerfSampler::run(const std::function<void()>& started) {
                           fmt::format("stopped by SIG{}",
                                       sigabbrev_np(stop_signal() ? stop_signal() : SIGINT)));
         }
-        const int64_t now = now_ns();
+        const int64_t now = monotonic_ns();
         if (now >= deadline) {
             drain();
             return finish(SamplerEnd::Duration, "duration reached");
@@ -303,7 +291,7 @@ Result<SamplerResult> PerfSampler::run(const std::function<void()>& started) {
 SamplerResult PerfSampler::finish(SamplerEnd end, std::string message) {
     rings_.clear();  // closes every event before the profile is built
     events_.clear();
-    const int64_t end_ns = now_ns();
+    const int64_t end_ns = monotonic_ns();
     SamplerResult r;
     r.end = end;
     r.end_message = std::move(message);

@@ -1,8 +1,18 @@
-// Thread state letters as printed by the kernel in /proc/PID/stat (fs/proc/array.c,
-// task_state_array).
+// Mapping lookup, and thread state letters as printed by the kernel in /proc/PID/stat
+// (fs/proc/array.c, task_state_array).
 #include "pmprof/support/types.h"
 
+#include <algorithm>
+
 namespace pmprof {
+
+const MemoryMap* find_mapping(const std::vector<MemoryMap>& maps, uint64_t address) {
+    auto it = std::upper_bound(maps.begin(), maps.end(), address,
+                               [](uint64_t a, const MemoryMap& m) { return a < m.start; });
+    if (it == maps.begin()) return nullptr;
+    --it;
+    return it->contains(address) ? &*it : nullptr;
+}
 
 ThreadState thread_state_from_char(char c) {
     switch (c) {

@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "pmprof/elf/debug_cache.h"
+#include "pmprof/elf/elf_file.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
 #include "pmprof/os/file.h"
@@ -41,21 +42,9 @@ int find_own_build_id(dl_phdr_info* info, size_t, void* out) {
     for (int i = 0; i < info->dlpi_phnum; ++i) {
         const ElfW(Phdr)& ph = info->dlpi_phdr[i];
         if (ph.p_type != PT_NOTE) continue;
-        const auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
-        const unsigned char* end = p + ph.p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            ElfW(Nhdr) nh;
-            std::memcpy(&nh, p, sizeof nh);
-            const unsigned char* name = p + sizeof nh;
-            const unsigned char* desc = name + ((nh.n_namesz + 3) & ~3u);
-            if (desc + nh.n_descsz > end) break;
-            if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-                std::memcmp(name, "GNU", 4) == 0) {
-                for (size_t k = 0; k < nh.n_descsz; ++k) *id += fmt::format("{:02x}", desc[k]);
-                return 1;
-            }
-            p = desc + ((nh.n_descsz + 3) & ~3u);
-        }
+        const auto* notes = reinterpret_cast<const uint8_t*>(info->dlpi_addr + ph.p_vaddr);
+        *id = build_id_from_notes({notes, ph.p_memsz});
+        if (!id->empty()) return 1;
     }
     return 1;  // only the executable, the first entry, is of interest
 }

@@ -3,6 +3,7 @@
 
 #include "pmprof/elf/image_impl.h"
 #include "pmprof/symbolize/symbolize.h"
+#include "symbolize/symbol_table.h"
 
 namespace pmprof {
 
@@ -16,13 +17,10 @@ std::optional<DataSymbol> find_data_symbol(ProcessImage& image, uint64_t address
     if (name == nullptr || *name == '\0') return std::nullopt;
     const int type = GELF_ST_TYPE(sym.st_info);
     if (type != STT_OBJECT && type != STT_NOTYPE && type != STT_COMMON) return std::nullopt;
-    // The nearest preceding symbol is not the variable: only one whose extent holds the address
-    // (a size-0 label only for its own address).
-    if (sym.st_size > 0 ? offset >= sym.st_size : offset != 0) return std::nullopt;
+    // The nearest preceding symbol is not the variable.
+    if (!symbol_covers(sym, offset)) return std::nullopt;
     DataSymbol d;
-    std::string plain = name;
-    if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
-    d.name = demangle(plain);
+    d.name = demangle(unversioned_name(name));
     d.start = address - offset;
     d.size = sym.st_size;
     d.offset = offset;

@@ -5,9 +5,25 @@
 #include <elfutils/libdwfl.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace pmprof {
+
+/// dwfl_module_addrinfo (and SymbolTable) answers with the nearest preceding symbol even for an
+/// address past its end; only a symbol whose extent holds the address names it. A size-0 symbol
+/// (an assembler label without .size) is trusted for its own address only.
+inline bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
+    return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
+}
+
+/// A symbol's name without its version: debug-file symbol tables spell versioned symbols
+/// "__libc_start_main@@GLIBC_2.34", and the version is not part of the name.
+inline std::string unversioned_name(const char* symbol) {
+    std::string plain = symbol;
+    if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
+    return plain;
+}
 
 class SymbolTable {
   public:

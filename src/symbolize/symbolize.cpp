@@ -66,13 +66,6 @@ struct FrameKeyHash {
     size_t operator()(const FrameKey& k) const { return std::hash<uint64_t>()(k.pc * 2 + k.exact); }
 };
 
-/// dwfl_module_addrinfo (and SymbolTable) answers with the nearest preceding symbol even for an
-/// address past its end; only a symbol whose extent holds the address names it. A size-0 symbol
-/// (an assembler label without .size) is trusted for its own address only.
-bool symbol_covers(const GElf_Sym& sym, GElf_Off offset) {
-    return sym.st_size > 0 ? offset < sym.st_size : offset == 0;
-}
-
 int attr_int(Dwarf_Die* die, int name) {
     Dwarf_Attribute attr;
     Dwarf_Word value = 0;
@@ -423,11 +416,7 @@ std::vector<SourceFrame> DwflSymbolizer::compute_frames(Dwfl_Module* mod, Module
 
     SourceFrame outer;
     outer.mangled = symbol;
-    // Debug-file symbol tables spell versioned symbols "__libc_start_main@@GLIBC_2.34": the
-    // version is not part of the function's name (mangled keeps it).
-    std::string plain = symbol;
-    if (auto at = plain.find('@'); at != std::string::npos && at > 0) plain.resize(at);
-    outer.function = demangle(plain);
+    outer.function = demangle(unversioned_name(symbol));  // mangled keeps the version
     // dwfl_module_getsrc answers with the nearest line row even for code no CU covers (_start,
     // from crt1.o without DWARF): use it only when the CU's ranges hold the pc.
     Dwarf_Addr cu_bias = 0;

@@ -17,17 +17,12 @@
 #include "pmprof/threads/kernel_stack.h"
 #include "pmprof/support/log.h"
 #include "pmprof/ptrace/memory.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/tracer_priority.h"
 
 namespace pmprof {
 namespace {
-
-int64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
 
 /// State, syscall and wchan of one thread, read from /proc without stopping it.
 void read_thread_info(pid_t pid, ThreadEntry& t, bool kernel_stack) {
@@ -47,13 +42,6 @@ void read_thread_info(pid_t pid, ThreadEntry& t, bool kernel_stack) {
         if (kernel_stack && (t.syscall_nr >= 0 || t.state == ThreadState::DiskSleep))
             t.kernel_frames = read_kernel_stack(pid, t.tid);
     }
-}
-
-bool matches_filter(const ThreadEntry& t, const std::vector<std::string>& filter) {
-    if (filter.empty()) return true;
-    for (const std::string& f : filter)
-        if (f == t.name || f == std::to_string(t.tid)) return true;
-    return false;
 }
 
 /// Serves a finished dump's symbolized frames to ProfileBuilder (which symbolizes by pc).
@@ -105,11 +93,11 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     if (!opt.thread_filter.empty())
         want = [&](pid_t tid) {
             auto it = before.find(tid);
-            if (it != before.end()) return matches_filter(it->second, opt.thread_filter);
+            if (it != before.end()) return thread_selected(opt.thread_filter, tid, it->second.name);
             ThreadEntry t;  // born after the listing
             t.tid = tid;
             read_thread_info(pid, t, opt.kernel_stacks);
-            return matches_filter(t, opt.thread_filter);
+            return thread_selected(opt.thread_filter, t.tid, t.name);
         };
     if (want &&
         std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
@@ -146,7 +134,8 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
                 t.tid = tid;
                 read_thread_info(pid, t, opt.kernel_stacks);
             }
-            if (matches_filter(t, opt.thread_filter)) dump.threads.push_back(std::move(t));
+            if (thread_selected(opt.thread_filter, t.tid, t.name))
+                dump.threads.push_back(std::move(t));
         }
         // Interrupted in this order: running threads first. One on a cpu stops at once (the
         // interrupt kicks its cpu) and so frees that cpu for the sleeping threads the next

@@ -68,9 +68,7 @@ void name_lock(LockWait& w, const ThreadDump& dump, ProcessImage& image) {
         if (is_shared_library(sym->module)) w.name += " in " + sym->module;
         return;
     }
-    const MemoryMap* map = nullptr;
-    for (const MemoryMap& m : dump.maps)
-        if (m.contains(at)) map = &m;
+    const MemoryMap* map = find_mapping(dump.maps, at);
     if (map == nullptr) {
         w.name = "unmapped";
         return;

@@ -154,8 +154,8 @@ LockWait identify_lock_wait(const ThreadEntry& t) {
         }
     } else if (t.syscall_nr == kSysRestart && t.captured) {
         // A timed futex wait restarted after a stop keeps no arguments in /proc; the captured
-        // registers still hold the first one (rdi, DWARF register 5).
-        futex = t.regs.dwarf[5];
+        // registers still hold the first one.
+        futex = t.regs.dwarf[Registers::kArg0];
     } else {
         return w;
     }

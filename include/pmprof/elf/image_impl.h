@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pmprof/support/fd.h"
+#include "pmprof/elf/elf_file.h"
 #include "pmprof/elf/image.h"
 #include "pmprof/os/file.h"
 
@@ -53,8 +54,5 @@ struct ProcessImage::Impl {
 std::optional<uint64_t> load_bias(uint16_t e_type, const std::vector<Elf64_Phdr>& phdrs,
                                   const MemoryMap& m, const std::vector<MemoryMap>& file_maps,
                                   uint64_t page_size);
-
-/// Hex string of `len` bytes.
-std::string hex_bytes(const unsigned char* bytes, size_t len);
 
 }  // namespace pmprof

@@ -37,7 +37,4 @@ Result<MallocRoots> roots_by_scan(MemoryReader& mem, const std::vector<MemoryMap
 /// runtime address ranges named by the demangled type.
 std::vector<VtableRange> load_vtables(pid_t pid, const std::vector<MemoryMap>& maps);
 
-/// Demangles a C++ symbol or type name; returns it unchanged when it is not mangled.
-std::string demangle_name(const std::string& mangled, bool is_type);
-
 }  // namespace pmprof::heap_detail

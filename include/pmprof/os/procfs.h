@@ -84,10 +84,16 @@ Result<SchedStat> read_schedstat(pid_t pid, pid_t tid);
 Result<SchedStat> read_schedstat(const UniqueFd& fd);
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid);
 Result<std::vector<MemoryMap>> read_maps(pid_t pid);
+/// /proc/PID/map_files/<lo>-<hi>: the very file mapping `m` maps, also when it was deleted or
+/// replaced or lives in another mount namespace (opening it needs CAP_SYS_ADMIN).
+std::string map_files_path(pid_t pid, const MemoryMap& m);
 /// Kernel function the thread sleeps in ("do_epoll_wait"), "" when running or hidden.
 std::string read_wchan(pid_t pid, pid_t tid);
 /// The thread ids in /proc/PID/task, sorted.
 Result<std::vector<pid_t>> list_tasks(pid_t pid);
+/// Whether a thread passes a --thread filter: an empty filter passes every thread, otherwise
+/// one entry must be the thread's name (its comm) or its tid in decimal.
+bool thread_selected(const std::vector<std::string>& filter, pid_t tid, std::string_view name);
 /// argv joined by spaces ("" for a zombie or kernel thread).
 std::string read_cmdline(pid_t pid);
 /// /proc/sys/kernel/yama/ptrace_scope as an integer, -1 when the file does not exist (no Yama).

@@ -30,6 +30,10 @@ struct MemoryMap {
     bool contains(uint64_t a) const { return a >= start && a < end; }
 };
 
+/// The mapping of `maps` (sorted by start, as /proc/PID/maps lists them) that holds `address`,
+/// or nullptr: a binary search, for the many lookups a walk or an unwind makes.
+const MemoryMap* find_mapping(const std::vector<MemoryMap>& maps, uint64_t address);
+
 /// The kernel's task state letter from /proc/.../stat, as an enum.
 enum class ThreadState : char {
     Running = 'R',
@@ -51,8 +55,11 @@ std::string_view thread_state_name(ThreadState s);
 
 /// General registers in DWARF numbering for x86_64 (0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi, 5 rdi,
 /// 6 rbp, 7 rsp, 8-15 r8-r15, 16 rip), the order libdwfl's set_initial_registers expects.
+/// These numbers are the x86_64 psABI's (figure 3.36), which libdw, libdwfl and libunwind
+/// (UNW_X86_64_RAX..UNW_X86_64_RIP) all use; rip is also the CIE's return-address column.
 struct Registers {
     static constexpr int kCount = 17;
+    static constexpr int kArg0 = 5;  // rdi: a function's first integer argument
     static constexpr int kFp = 6;
     static constexpr int kSp = 7;
     static constexpr int kPc = 16;
@@ -63,6 +70,10 @@ struct Registers {
     uint64_t sp() const { return dwarf[kSp]; }
     uint64_t fp() const { return dwarf[kFp]; }
 };
+
+/// The x86_64 red zone (psABI 3.2.2): the 128 bytes below sp that a leaf function may use
+/// without moving sp, so a copy of a stopped thread's stack starts this far below sp.
+inline constexpr uint64_t kRedZone = 128;
 
 /// A copy of the top of a stack: bytes[i] was at address base + i.
 struct StackCopy {

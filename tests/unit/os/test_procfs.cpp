@@ -337,3 +337,12 @@ TEST_CASE("list_tasks sees a thread we start, and wchan of a sleeping one", "[un
     CHECK(wchan != "0");
     CHECK_FALSE(list_tasks(0x7ffffff0).ok());
 }
+
+TEST_CASE("thread_selected: by name or tid; an empty filter takes every thread", "[unit][procfs]") {
+    CHECK(thread_selected({}, 42, "worker"));
+    CHECK(thread_selected({"worker"}, 42, "worker"));
+    CHECK(thread_selected({"7", "42"}, 42, "worker"));
+    CHECK_FALSE(thread_selected({"work", "4"}, 42, "worker"));
+    CHECK(map_files_path(12, MemoryMap{0x1000, 0x2f000, "r-xp", 0, "fd:01", 5, "/bin/x", false}) ==
+          "/proc/12/map_files/1000-2f000");
+}

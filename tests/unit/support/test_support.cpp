@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "pmprof/support/error.h"
 #include "pmprof/support/fd.h"
@@ -203,6 +204,21 @@ TEST_CASE("thread state letters and names", "[unit][support]") {
 }
 
 // Run only by the test below, in a child: hidden ("[.]") so normal runs never see them.
+TEST_CASE("find_mapping: the mapping that holds an address, or none", "[unit][support]") {
+    std::vector<MemoryMap> maps(3);
+    maps[0].start = 0x1000, maps[0].end = 0x3000;
+    maps[1].start = 0x3000, maps[1].end = 0x4000;
+    maps[2].start = 0x8000, maps[2].end = 0x9000;
+    CHECK(find_mapping(maps, 0xfff) == nullptr);
+    CHECK(find_mapping(maps, 0x1000) == &maps[0]);
+    CHECK(find_mapping(maps, 0x2fff) == &maps[0]);
+    CHECK(find_mapping(maps, 0x3000) == &maps[1]);
+    CHECK(find_mapping(maps, 0x4000) == nullptr);  // a hole
+    CHECK(find_mapping(maps, 0x8fff) == &maps[2]);
+    CHECK(find_mapping(maps, 0x9000) == nullptr);
+    CHECK(find_mapping({}, 0x1000) == nullptr);
+}
+
 TEST_CASE("catch_main selftest: passes", "[.][catch_main_selftest]") { CHECK(1 + 1 == 2); }
 TEST_CASE("catch_main selftest: fails", "[.][catch_main_selftest]") { CHECK(1 + 1 == 3); }
 
