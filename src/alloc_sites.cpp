@@ -106,6 +106,7 @@ struct Hit {
     uint64_t sp = 0;          // entry: sp at the first instruction; ret: that sp + 8
     bool sampled = false;
     bool nested = false;  // entry made inside another allocator call of the thread
+    bool tail = false;    // entered by a tail call from a probed function (jemalloc's _Znam)
     uint32_t stack = 0;
     uint64_t memptr_value = 0;  // posix_memalign's return: *memptr from the stack copy
     bool memptr_known = false;
@@ -163,6 +164,7 @@ class SitesRecorder {
     void add_sample(uint32_t stack, uint64_t size, uint64_t ptr);
     void remove_live(uint64_t ptr);
     uint32_t intern(const RawStack& st);
+    bool is_trampoline(uint64_t address);
     int64_t next_gap();
 
     const pid_t pid_;
@@ -191,6 +193,7 @@ class SitesRecorder {
     std::unordered_map<std::string, uint32_t> stack_ids_;
     std::vector<Sampled> samples_;
     std::unordered_map<uint64_t, size_t> live_;  // sampled pointer -> index into samples_
+    uint64_t tramp_lo_ = 0, tramp_hi_ = 0;       // the [uprobes] mapping (uretprobe trampoline)
     std::mt19937_64 rng_{std::random_device{}()};
     AllocSitesStats stats_;
 };
@@ -207,6 +210,19 @@ uint32_t SitesRecorder::intern(const RawStack& st) {
     auto [it, fresh] = stack_ids_.emplace(std::move(key), static_cast<uint32_t>(stacks_.size()));
     if (fresh) stacks_.push_back(st);
     return it->second;
+}
+
+bool SitesRecorder::is_trampoline(uint64_t address) {
+    if (tramp_hi_ == 0 && image_->find_map(address) == nullptr) {
+        // The kernel maps [uprobes] at the first hit: look for it when an address is unknown.
+        if (auto maps = read_maps(pid_); maps.ok())
+            for (const MemoryMap& m : *maps)
+                if (m.path == "[uprobes]") {
+                    tramp_lo_ = m.start;
+                    tramp_hi_ = m.end;
+                }
+    }
+    return address >= tramp_lo_ && address < tramp_hi_;
 }
 
 Result<void> SitesRecorder::open_thread(pid_t tid) {
@@ -322,7 +338,12 @@ void SitesRecorder::first_step(const perf::Sample& s, const ThreadCapture& cap) 
         batch_.push_back(std::move(h));
         return;
     }
-    drop_finished(t.calls, h.sp, s.time, sp_of, time_of);
+    // A tail call from a probed function (jmp _Znwm) finds its return address already
+    // replaced by the outer call's uretprobe trampoline: the same call, not a new one.
+    uint64_t ret_word = 0;
+    if (s.stack_data != nullptr && s.stack_size >= 8) std::memcpy(&ret_word, s.stack_data, 8);
+    h.tail = ret_word != 0 && is_trampoline(ret_word);
+    drop_finished(t.calls, h.tail ? h.sp - 1 : h.sp, s.time, sp_of, time_of);
     h.nested = !t.calls.empty();
     t.calls.push_back({h.sp, s.time});
     switch (h.fn->kind) {
@@ -387,8 +408,8 @@ void SitesRecorder::replay(const Hit& h) {
     ThreadState& t = second_[h.tid];
     auto sp_of = [](const Pending& p) { return p.sp; };
     auto time_of = [](const Pending& p) { return p.time; };
-    stats_.unmatched +=
-        drop_finished(t.pending, h.ret ? h.sp - 9 : h.sp, h.ret ? 0 : h.time, sp_of, time_of);
+    const uint64_t below = h.ret ? h.sp - 9 : h.tail ? h.sp - 1 : h.sp;
+    stats_.unmatched += drop_finished(t.pending, below, h.ret ? 0 : h.time, sp_of, time_of);
     if (h.fn->kind == AllocKind::Free) {
         if (!t.pending.empty()) return;  // realloc's own free of the old block
         ++stats_.frees;

@@ -45,7 +45,7 @@ int run_heap_sites(const HeapSitesArgs& a) {
     opt.command_line =
         fmt::format("pmprof heap {} --sites {} --sample-rate {}", pid, a.duration, opt.sample_rate);
     if (auto c = check_alloc_sites(pid); !c.ok())
-        throw FatalError("heap --sites: " + c.error().message, {}, kExitUsage);
+        throw FatalError("heap --sites: " + c.error().message);  // exit 2, one line
     auto r = record_alloc_sites(pid, opt);
     if (!r.ok()) throw FatalError("heap --sites: " + r.error().message);
     log_warn("{}", format_alloc_sites_summary(r->stats));
