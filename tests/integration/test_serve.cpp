@@ -121,7 +121,8 @@ TEST_CASE("serve: every bad input gets its status and reason, the target is neve
         {"GET", b + "profile?rate=5000", 400, "bad rate"},
         {"GET", b + "profile?mode=bogus", 400, "bad mode"},
         {"GET", b + "heap?debug=x", 400, "bad debug"},
-        {"GET", b + "heap?seconds=5", 400, "delta profiles"},
+        {"GET", b + "heap?seconds=0", 400, "bad seconds '0'"},
+        {"GET", b + "allocs", 400, "allocs needs seconds=N"},
         {"GET", b + "goroutine?debug=-1", 400, "bad debug"},
         {"POST", b + "profile", 405, "method POST not allowed"},
         {"PUT", b + "heap", 405, "method PUT not allowed"},
@@ -297,5 +298,23 @@ TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock"
         CHECK(a.body.find("Lock chain (not a deadlock): thread " + f.at("pp-waiter-2")) !=
               std::string::npos);
     }
+}
+
+TEST_CASE("serve: heap?seconds=N and allocs?seconds=N record allocation sites (issue 18)",
+          "[integration][serve][sites]") {
+    auto target = Target::start({target_bin("alloc_sites", false), "--churn"});
+    REQUIRE(target);
+    Server server(target->pid());
+    RunResult allocs = run(go_tool_pprof_argv({"-raw", server.base() + "allocs?seconds=2"}),
+                           std::chrono::seconds(120));
+    INFO("pprof allocs stderr: " << allocs.err);
+    REQUIRE(allocs.exit_code == 0);
+    CHECK(allocs.out.find("alloc_space/bytes") != std::string::npos);
+    CHECK(allocs.out.find("churn") != std::string::npos);
+    RunResult heap = run(go_tool_pprof_argv({"-raw", server.base() + "heap?seconds=1"}),
+                         std::chrono::seconds(120));
+    REQUIRE(heap.exit_code == 0);
+    CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
+    CHECK(try_counts(*target)["probed"] == 0);  // the probes went with the window
     REQUIRE(left_running(target->pid()) == "");
 }
