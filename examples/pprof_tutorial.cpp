@@ -21,6 +21,11 @@
 //
 // With PMPROF_READY_FD set (pmprof's tests), "ready pid=P" is written to that fd once all threads
 // run.
+//
+// --leak: a thread "leaker" calls runheaptest() five times a second and keeps every buffer (the
+// leak the tutorial's heap profiles hunt). Find it with two allocation-site profiles:
+//   pmprof heap PID --sites 2s -o a.pb.gz; pmprof heap PID --sites 6s -o b.pb.gz
+//   go tool pprof -diff_base a.pb.gz b.pb.gz -list runheaptest
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -124,9 +129,7 @@ Mailbox mailbox;
 std::map<int, std::unique_ptr<std::vector<GoInt>>> testmap;
 
 // Named from main right after creation, so the names are in place before "ready".
-void name_thread(std::thread& t, const char* name) {
-    pthread_setname_np(t.native_handle(), name);
-}
+void name_thread(std::thread& t, const char* name) { pthread_setname_np(t.native_handle(), name); }
 
 // mem := make([]int, 100000, 120000): length 100000, capacity 120000, zeroed.
 __attribute__((noinline)) std::unique_ptr<std::vector<GoInt>> runheaptest() {
@@ -134,6 +137,12 @@ __attribute__((noinline)) std::unique_ptr<std::vector<GoInt>> runheaptest() {
     mem->reserve(120000);
     mem->resize(100000);
     return mem;
+}
+
+// --leak: runheaptest() five times a second, every buffer kept.
+__attribute__((noinline)) void leaker() {
+    std::vector<std::unique_ptr<std::vector<GoInt>>> kept;
+    while (mailbox.sleep_for(std::chrono::milliseconds(200))) kept.push_back(runheaptest());
 }
 
 // for { msgqueue <- i; i++ }
@@ -186,7 +195,8 @@ void report_ready() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const bool leak = argc > 1 && std::string(argv[1]) == "--leak";
     std::printf("pprof_tutorial: pid %d\n", getpid());
     std::fflush(stdout);
 
@@ -209,12 +219,18 @@ int main() {
     testmap[2] = runheaptest();
     testmap[2] = nullptr;
     testmap[1] = nullptr;
+    std::thread leaking;
+    if (leak) {
+        leaking = std::thread(leaker);
+        name_thread(leaking, "leaker");
+    }
 
     report_ready();
     procmsg();  // run in main thread, until SIGINT/SIGTERM
 
     producer.join();
     ticker.join();
+    if (leaking.joinable()) leaking.join();
     signal_thread.join();
     return 0;
 }

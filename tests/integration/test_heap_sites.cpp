@@ -227,3 +227,31 @@ TEST_CASE("heap --sites: refused with exit 2, one line, for static and stripped 
         CHECK(try_counts(*t)["probed"] == 0);
     }
 }
+
+TEST_CASE("heap --sites: the tutorial's leak hunt, two profiles and -diff_base on the line",
+          "[integration][heap][sites]") {
+    auto t = Target::start({example_bin("pprof_tutorial"), "--leak"});
+    REQUIRE(t);
+    const std::string a = temp_path("tutorial-a.pb.gz"), b = temp_path("tutorial-b.pb.gz");
+    const std::string pid = std::to_string(t->pid());
+    RunResult ra = run({pmprof_bin(), "heap", pid, "--sites", "2s", "-o", a}, 120s);
+    INFO(ra.err);
+    REQUIRE(ra.exit_code == 0);
+    RunResult rb = run({pmprof_bin(), "heap", pid, "--sites", "6s", "-o", b}, 120s);
+    INFO(rb.err);
+    REQUIRE(rb.exit_code == 0);
+    // runheaptest's reserve(120000) is the allocating line: ~0.9 MiB five times a second.
+    RunResult list = run_go_tool_pprof({"-diff_base", a, "-list", "runheaptest", b});
+    INFO(list.out << list.err);
+    REQUIRE(list.exit_code == 0);
+    bool grew = false;
+    std::istringstream in(list.out);
+    for (std::string l; std::getline(in, l);) {
+        if (l.find("reserve(120000)") == std::string::npos) continue;
+        std::istringstream words(l);
+        std::string flat, cum;
+        words >> flat >> cum;  // "." and "+13.08MB" (a shrink would be "-...")
+        grew = cum.size() > 2 && cum[0] != '-' && cum.ends_with("MB");
+    }
+    CHECK(grew);
+}
