@@ -1,0 +1,267 @@
+// The allocation-site recorder's window (src/alloc_sites_recorder.h): the uprobe events opened
+// per thread and cpu, disabled, then enabled together; the poll loop; closing them (the probes
+// go with the descriptors); the target's cpu time around it; the public entry points.
+// entries matched to their returns per thread, frees to the sampled pointers.
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "alloc_sites_recorder.h"
+#include "perf_events.h"
+#include "pmprof/fd.h"
+#include "pmprof/log.h"
+#include "pmprof/memory.h"
+#include "pmprof/procfs.h"
+#include "pmprof/signals.h"
+
+namespace pmprof {
+namespace sites {
+namespace {
+
+uint64_t rusage_cpu_ns() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    auto ns = [](const timeval& tv) {
+        return static_cast<uint64_t>(tv.tv_sec) * 1000000000u +
+               static_cast<uint64_t>(tv.tv_usec) * 1000u;
+    };
+    return ns(u.ru_utime) + ns(u.ru_stime);
+}
+
+/// utime and stime of the whole process (/proc/PID/stat fields 14 and 15), in ns.
+bool process_cpu(pid_t pid, uint64_t* user, uint64_t* sys, uint64_t* start_ticks = nullptr) {
+    auto text = read_file(fmt::format("/proc/{}/stat", pid));
+    if (!text.ok()) return false;
+    const size_t close = text->rfind(')');
+    if (close == std::string::npos) return false;
+    std::vector<std::string> f;
+    size_t i = close + 2;
+    while (i < text->size() && f.size() < 22) {
+        size_t j = text->find(' ', i);
+        if (j == std::string::npos) j = text->size();
+        f.push_back(text->substr(i, j - i));
+        i = j + 1;
+    }
+    if (f.size() < 20) return false;
+    const double tick = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+    *user = static_cast<uint64_t>(std::strtod(f[11].c_str(), nullptr) * tick);
+    *sys = static_cast<uint64_t>(std::strtod(f[12].c_str(), nullptr) * tick);
+    if (start_ticks && f.size() > 19) *start_ticks = std::strtoull(f[19].c_str(), nullptr, 10);
+    return true;
+}
+
+/// Closing a uprobe event waits for the kernel to unregister it (a grace period, tens of ms on
+/// a loaded machine): many are closed at once from several threads, which wait together.
+void close_in_parallel(std::vector<UniqueFd> fds) {
+    const size_t n = std::min<size_t>(32, (fds.size() + 3) / 4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < n; ++t)
+        threads.emplace_back([&fds, t, n] {
+            for (size_t i = t; i < fds.size(); i += n) fds[i].reset();
+        });
+    for (std::thread& th : threads) th.join();
+    fds.clear();
+}
+
+}  // namespace
+
+Result<void> SitesRecorder::open_thread(pid_t tid) {
+    for (size_t c = 0; c < cpus_.size(); ++c) {
+        for (const auto& [probe, ret] : events_wanted_) {
+            const bool stack = !ret && probe->fn->kind != AllocKind::Free;
+            const uint32_t bytes = stack ? opt_.stack_bytes
+                                   : (ret && probe->fn->kind == AllocKind::PosixMemalign)
+                                       ? kRetStackBytes
+                                       : 0;
+            auto fd = perf::open_uprobe(tid, cpus_[c], pmu_, probe->probe_path, probe->offset, ret,
+                                        bytes, cfg_);
+            if (!fd.ok()) return fd.error();
+            uint64_t id = 0;
+            if (ioctl(fd->get(), PERF_EVENT_IOC_ID, &id) != 0)
+                return Error::from_errno("PERF_EVENT_IOC_ID", errno);
+            by_id_[id] = {probe, ret};
+            (ret ? ret_fds_ : entry_fds_).push_back(fd->get());
+            if (rings_.size() <= c) {
+                auto ring = perf::Ring::map(std::move(*fd), kRingBytes);
+                if (!ring.ok()) return ring.error();
+                rings_.push_back(std::move(*ring));
+                continue;
+            }
+            if (ioctl(fd->get(), PERF_EVENT_IOC_SET_OUTPUT, rings_[c].fd()) != 0)
+                return Error::from_errno("PERF_EVENT_IOC_SET_OUTPUT", errno);
+            events_.push_back(std::move(*fd));
+        }
+    }
+    opened_.insert(tid);
+    return {};
+}
+
+Result<void> SitesRecorder::open_events() {
+    std::set<std::pair<std::string, uint64_t>> placed;  // aliases (cfree = free) probed once
+    // Return probes first: an entry seen must have its return armed (a call that started
+    // between the two would otherwise wait for a return that never comes).
+    for (const AllocProbe& p : plan_.probes) {
+        if (!placed.insert({p.probe_path, p.offset}).second) continue;
+        if (p.fn->kind != AllocKind::Free) events_wanted_.push_back({&p, true});
+    }
+    placed.clear();
+    for (const AllocProbe& p : plan_.probes)
+        if (placed.insert({p.probe_path, p.offset}).second) events_wanted_.push_back({&p, false});
+    stats_.probes = events_wanted_.size();
+    cpus_ = perf::online_cpus();
+    rlimit rl{};  // threads x cpus x probes descriptors
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    for (int pass = 0; pass < 100; ++pass) {
+        auto tids = list_tasks(pid_);
+        if (!tids.ok()) return tids.error();
+        bool any_new = false;
+        for (pid_t tid : *tids) {
+            if (opened_.count(tid)) continue;
+            any_new = true;
+            if (auto r = open_thread(tid); !r.ok()) {
+                if (r.error().errno_value == ESRCH) continue;
+                return r.error();
+            }
+        }
+        if (!any_new) break;
+    }
+    // All at once, returns first: an entry recorded has its return recorded too, and the
+    // window starts for every probe within microseconds instead of the opening's seconds.
+    for (int fd : ret_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    for (int fd : entry_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    stats_.events = events_.size() + rings_.size();
+    stats_.threads = opened_.size();
+    if (rings_.empty()) return Error{fmt::format("pid {} has no threads to probe", pid_)};
+    return {};
+}
+
+/// First step, as records are drained: classify, sample by bytes, unwind the sampled.
+
+Result<AllocSitesResult> SitesRecorder::run() {
+    auto maps = read_maps(pid_);
+    if (!maps.ok()) return maps.error();
+    auto plan = plan_alloc_probes(pid_, *maps);
+    if (!plan.ok()) return plan.error();
+    plan_ = std::move(*plan);
+    stats_.allocator = plan_.allocator;
+    std::string why;
+    pmu_ = perf::uprobe_pmu_type(&why);
+    if (pmu_ < 0) return Error{why};
+    auto image = ProcessImage::open(pid_, std::move(*maps));
+    if (!image.ok()) return image.error();
+    image_ = std::move(*image);
+    unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
+
+    uint64_t u0 = 0, s0 = 0, start_ticks = 0;
+    process_cpu(pid_, &u0, &s0, &start_ticks);
+    if (u0 + s0 > 0)
+        stats_.target_sys_fraction_before = static_cast<double>(s0) / static_cast<double>(u0 + s0);
+    const uint64_t self0 = rusage_cpu_ns();
+    const int64_t t0 = mono_ns();
+    timespec rt{};
+    clock_gettime(CLOCK_REALTIME, &rt);
+    const int64_t start_realtime = int64_t{rt.tv_sec} * 1000000000 + rt.tv_nsec;
+    auto opened = open_events();
+    log_info("sites: recording: {} events opened and enabled in {:.1f} ms",
+             events_.size() + rings_.size(), static_cast<double>(mono_ns() - t0) / 1e6);
+    if (!opened.ok()) {
+        rings_.clear();
+        events_.clear();
+        return opened.error();
+    }
+    UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
+    const int64_t deadline = t0 + opt_.duration_ns;
+    std::vector<pollfd> fds;
+    for (const perf::Ring& r : rings_) fds.push_back({r.fd(), POLLIN, 0});
+    if (pidfd.valid()) fds.push_back({pidfd.get(), POLLIN, 0});
+    bool exited = false;
+    while (!stop_requested()) {
+        const int64_t now = mono_ns();
+        if (now >= deadline) break;
+        poll(fds.data(), fds.size(),
+             static_cast<int>(std::clamp<int64_t>((deadline - now) / kMs, 1, 10)));
+        drain(false);
+        if (pidfd.valid() && (fds.back().revents & POLLIN)) {
+            exited = true;
+            break;
+        }
+    }
+    uint64_t u1 = 0, s1 = 0;
+    const bool cpu_ok = !exited && process_cpu(pid_, &u1, &s1);
+    // Probes off first (the descriptors close), then what is left in the rings is read.
+    for (perf::Ring& r : rings_) ioctl(r.fd(), PERF_EVENT_IOC_DISABLE, 0);
+    for (UniqueFd& e : events_) ioctl(e.get(), PERF_EVENT_IOC_DISABLE, 0);
+    const int64_t t_end = mono_ns();
+    close_in_parallel(std::move(events_));
+    drain(true);
+    rings_.clear();
+    log_debug("sites: closed and drained in {:.1f} ms",
+              static_cast<double>(mono_ns() - t_end) / 1e6);
+    stats_.wall_ns = static_cast<uint64_t>(mono_ns() - t0);
+    stats_.pmprof_cpu_ns = rusage_cpu_ns() - self0;
+    if (cpu_ok) {
+        stats_.target_cpu_ns = (u1 - u0) + (s1 - s0);
+        stats_.target_sys_ns = s1 - s0;
+    }
+    for (const auto& [tid, t] : second_) stats_.unmatched += t.pending.size();
+    if (plan_.glibc && opt_.confirm && !exited)
+        sites::confirm_with_walker(pid_, samples_, stats_);
+    else if (plan_.glibc && opt_.confirm)
+        stats_.walk_note = "not walked: the target exited";
+    AllocSitesResult res;
+    res.profile =
+        sites::build_sites_profile(samples_, stacks_, opt_.sample_rate, *image_, opt_.symbolize);
+    res.profile.time_nanos = start_realtime;
+    res.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
+    if (!opt_.command_line.empty()) res.profile.comments.push_back(opt_.command_line);
+    res.stats = stats_;
+    const std::string summary = format_alloc_sites_summary(stats_);
+    for (size_t b = 0, e; b < summary.size(); b = e + 1) {
+        e = summary.find('\n', b);
+        if (e == std::string::npos) e = summary.size();
+        if (e > b) res.profile.comments.push_back(summary.substr(b, e - b));
+    }
+    return res;
+}
+
+}  // namespace sites
+
+Result<void> check_alloc_sites(pid_t pid) {
+    std::string why;
+    if (perf::uprobe_pmu_type(&why) < 0) return Error{why};
+    if (!perf::has_capability(CAP_SYS_ADMIN) && !perf::has_capability(38 /* CAP_PERFMON */))
+        return Error{"placing uprobes needs CAP_PERFMON (Linux 5.8+) or CAP_SYS_ADMIN: run "
+                     "pmprof as root or give it the capability (setcap cap_perfmon+ep)"};
+    auto maps = read_maps(pid);
+    if (!maps.ok()) return maps.error();
+    auto plan = plan_alloc_probes(pid, *maps);
+    if (!plan.ok()) return plan.error();
+    return {};
+}
+
+Result<AllocSitesResult> record_alloc_sites(pid_t pid, const AllocSitesOptions& opt) {
+    if (auto c = check_alloc_sites(pid); !c.ok()) return c.error();
+    AllocSitesOptions o = opt;
+    o.stack_bytes = std::clamp<uint32_t>(o.stack_bytes, 512, 63480) & ~uint32_t{7};
+    sites::SitesRecorder rec(pid, o);
+    return rec.run();
+}
+
+}  // namespace pmprof
