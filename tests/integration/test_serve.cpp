@@ -313,6 +313,7 @@ TEST_CASE("serve: heap?seconds=N and allocs?seconds=N record allocation sites (i
     CHECK(allocs.out.find("churn") != std::string::npos);
     RunResult heap = run(go_tool_pprof_argv({"-raw", server.base() + "heap?seconds=1"}),
                          std::chrono::seconds(120));
+    INFO("pprof heap stderr: " << heap.err);
     REQUIRE(heap.exit_code == 0);
     CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
     CHECK(try_counts(*target)["probed"] == 0);  // the probes went with the window
