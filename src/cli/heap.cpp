@@ -9,13 +9,14 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/fd.h"
+#include "cli/heap_sites.h"
 #include "pmprof/heap/heap.h"
-#include "pmprof/support/log.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/report/report.h"
-#include "pmprof/os/signals.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -181,9 +182,13 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "between samples) with the user stack at each, and followed to their frees. "
                     "Output: Go's heap profile (alloc_objects, alloc_space, inuse_objects, "
                     "inuse_space; in use = allocated in the window and not freed by its end). "
-                    "Every allocator call traps into the kernel while the window lasts (a few "
-                    "microseconds each: the summary estimates the slowdown); the kernel removes "
-                    "the probes when pmprof exits, also when it is killed.\n"
+                    "Every allocator call traps into the kernel while the window lasts, sampled "
+                    "or not (2-10 microseconds each): a program allocating millions of times a "
+                    "second runs thousands of times slower. So the window ends early, removing "
+                    "every probe, when the probes take more than --max-overhead (5 %) of the "
+                    "target's cpu time over a second; what was recorded is written and the "
+                    "summary says so (exit 1). The kernel removes the probes when pmprof exits, "
+                    "also when it is killed.\n"
                     "Leak hunt: pmprof heap PID --sites 30s -o a.pb.gz; later the same to b.pb.gz; "
                     "go tool pprof -diff_base a.pb.gz b.pb.gz, then -list FUNC.\n") +
         kExitCodesHelp);
@@ -226,6 +231,12 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("--sample-type", args->sites.sample_type,
                     "--sites, text and other non-pprof formats: inuse_space (default), "
                     "inuse_objects, alloc_space or alloc_objects");
+    cmd->add_option("--max-overhead", args->sites.max_overhead_pct,
+                    "--sites: end the window early, removing every probe, once the probes take "
+                    "more than PCT % of the target's cpu time over the last second (100: no "
+                    "limit)")
+        ->check(CLI::Range(0.1, 100.0))
+        ->capture_default_str();
     cmd->add_flag("--no-walk", args->sites.no_walk,
                   "--sites on glibc: skip the heap walk at the end that checks each in-use "
                   "sample is live and adds its C++ type (it stops the threads once)");

@@ -7,17 +7,19 @@
 #include <string>
 
 #include "http/tracer.h"
-#include "pmprof/support/fd.h"
-#include "pmprof/heap/heap.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/support/log.h"
-#include "pmprof/support/markup.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/output/threads.h"
-#include "pmprof/sampler/perf.h"
-#include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/sampler/perf.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/sites/sites.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
+#include "pmprof/support/markup.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "pmprof/threads/dump.h"
 
@@ -110,12 +112,13 @@ Reply heap_job(const JobContext& ctx, int debug) {
     return pprof_reply(heap_to_profile(*snap, true), "heap");
 }
 
-Reply sites_job(const JobContext& ctx, int seconds, const std::string& default_type) {
+Reply sites_job(const JobContext& ctx, const ProfileRequest& req, const std::string& default_type) {
     const pid_t pid = ctx.pin->pid();
     if (!ctx.pin->alive()) return gone_reply(pid);
     if (auto c = check_alloc_sites(pid); !c.ok()) return Reply::text(501, c.error().message);
     AllocSitesOptions opt;
-    opt.duration_ns = int64_t{seconds} * 1'000'000'000;
+    opt.duration_ns = int64_t{req.seconds} * 1'000'000'000;
+    opt.max_overhead = req.max_overhead_pct / 100;
     opt.unwinder = ctx.unwinder;
     opt.command_line = fmt::format("pmprof serve {}: {}", pid, read_cmdline(pid));
     auto r = record_alloc_sites(pid, opt);
@@ -124,7 +127,11 @@ Reply sites_job(const JobContext& ctx, int seconds, const std::string& default_t
     if (stop_requested())
         return Reply::text(503, ctx.tracer->shutting_down() ? "pmprof serve is shutting down"
                                                             : "cancelled");
-    log_info("{}", format_alloc_sites_summary(r->stats));
+    // An early end (the overhead budget) is worth a warning: the profile covers less time.
+    if (r->stats.stopped_early)
+        log_warn("{}", format_alloc_sites_summary(r->stats));
+    else
+        log_info("{}", format_alloc_sites_summary(r->stats));
     r->profile.default_sample_type = default_type;
     return pprof_reply(r->profile, default_type == "alloc_space" ? "allocs" : "heap");
 }

@@ -247,12 +247,13 @@ void PprofServer::handle_snapshot(const httplib::Request& req, httplib::Response
                                               "recorded only while pmprof's probes are in place"));
         auto params = parse_profile_request(req.params, opt_.max_seconds);
         if (!params.ok()) return send(res, Reply::text(400, params.error().message));
-        const int seconds = params->seconds;
         const std::string type = name == "allocs" ? "alloc_space" : "inuse_space";
-        return send(
-            res,
-            run_job(
-                req, [this, seconds, type](TraceSession*) { return http::sites_job(ctx_, seconds, type); }, true));
+        return send(res, run_job(
+                             req,
+                             [this, p = *params, type](TraceSession*) {
+                                 return http::sites_job(ctx_, p, type);
+                             },
+                             true));
     }
     send(res, run_job(
                   req, [this, d](TraceSession*) { return http::heap_job(ctx_, d); }, false));

@@ -1,4 +1,4 @@
-// Allocation-site target (issue 18): on SIGUSR1 it runs one phase of known allocations, once
+// Allocation-site target: on SIGUSR1 it runs one phase of known allocations, once
 // malloc carries a uprobe (its first byte reads 0xcc: pmprof's probes are in place), and reports
 // "phase ..." with the truth; on SIGUSR2 it reports "counts allocs=N probed=0|1" (allocations
 // of the churn thread so far, and whether malloc is probed now). SIGTERM ends it.
@@ -9,8 +9,12 @@
 //   small_site    20000 x 100 B calloc, never freed          (in use: all; for --sample-rate 1)
 //
 // --churn: a thread mallocs and frees 64-byte blocks as fast as it can (the slowdown tests).
+// --work US: a thread does units of US microseconds of computation (calibrated at start), each
+// with one malloc and free of 256 bytes: a busy server allocating about 1e6 / US times a second
+// of its cpu time (bench/sites.py). Its units are the "allocs" of the counts line.
 #include <dlfcn.h>
 #include <signal.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -103,6 +107,49 @@ TARGET_NOINLINE void churn() {
     }
 }
 
+// Iterations of spin() per microsecond of this thread's cpu time.
+double spin_per_us = 100;
+
+TARGET_NOINLINE uint64_t spin(uint64_t n) {
+    uint64_t x = 88172645463325252ull;
+    for (uint64_t i = 0; i < n; ++i) {  // xorshift: no memory, no calls
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    return x;
+}
+
+double thread_cpu_us() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+TARGET_NOINLINE void work(long us) {
+    target::name_thread("work");
+    const uint64_t n = static_cast<uint64_t>(spin_per_us * static_cast<double>(us));
+    volatile uint64_t sink = 0;
+    for (;;) {
+        sink = sink + spin(n);
+        void* p = std::malloc(256);
+        target::escape(p);
+        std::free(p);
+        churn_allocs.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void calibrate() {
+    const double t0 = thread_cpu_us();
+    uint64_t done = 0;
+    volatile uint64_t sink = 0;
+    while (thread_cpu_us() - t0 < 50000) {
+        sink = sink + spin(10000);
+        done += 10000;
+    }
+    spin_per_us = static_cast<double>(done) / (thread_cpu_us() - t0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,6 +161,10 @@ int main(int argc, char** argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     if (argc > 1 && std::strcmp(argv[1], "--churn") == 0) std::thread(churn).detach();
+    if (argc > 2 && std::strcmp(argv[1], "--work") == 0) {
+        calibrate();
+        std::thread(work, std::atol(argv[2])).detach();
+    }
     target::report("ready pid=" + std::to_string(getpid()));
     for (;;) {
         int sig = 0;

@@ -1,4 +1,4 @@
-// The allocation-site recorder's results (src/alloc_sites.cpp): the glibc heap walk that
+// The allocation-site recorder's results (src/sites/records.cpp): the glibc heap walk that
 // confirms the in-use samples, Go's heap profile, and the summary.
 #include <fmt/format.h>
 
@@ -7,9 +7,9 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "alloc_sites_internal.h"
-#include "pmprof/heap.h"
-#include "pmprof/log.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/support/log.h"
+#include "sites/internal.h"
 
 namespace pmprof::sites {
 
@@ -99,19 +99,33 @@ std::string format_alloc_sites_summary(const AllocSitesStats& s) {
     out += fmt::format("sites: {} records lost (ring full), {} throttled, {} returns unmatched, "
                        "{} stacks truncated\n",
                        s.lost, s.throttled, s.unmatched, s.unwind_truncated);
-    if (s.target_cpu_ns > 0 && s.records > 0) {
-        // Uprobe traps are spent in the target's kernel time: what it had beyond its usual share.
+    if (s.target_cpu_ns > 0) {
+        // The trap of every probe hit is spent in the target's kernel time (src/sites/guard.h).
         const double cpu = static_cast<double>(s.target_cpu_ns);
-        const double extra = std::max(0.0, static_cast<double>(s.target_sys_ns) -
-                                               s.target_sys_fraction_before * cpu);
+        const double cost = static_cast<double>(s.probe_cost_ns);
         out += fmt::format(
-            "sites: target cpu {:.2f} s in the window, {:.0f} % in the kernel (before the window: "
-            "{:.0f} %): the probes cost it about {:.2f} s, {:.1f} us per probe hit, {:.0f} % of "
-            "its cpu time (estimated from its kernel time; allocations that map memory raise it)\n",
+            "sites: target cpu {:.2f} s in the window, {:.0f} % in the kernel (without probes: "
+            "{:.0f} %): the probes cost it about {:.2f} s, {:.0f} % of its cpu time ({})\n",
             cpu / 1e9, 100.0 * static_cast<double>(s.target_sys_ns) / cpu,
-            100.0 * s.target_sys_fraction_before, extra / 1e9,
-            extra / 1e3 / static_cast<double>(s.records), 100.0 * extra / cpu);
+            100.0 * s.target_sys_fraction_before, cost / 1e9, 100.0 * cost / cpu,
+            s.cost_from_kernel_time
+                ? fmt::format("from its extra kernel time, {:.1f} us per probe hit",
+                              s.records > 0 ? cost / 1e3 / static_cast<double>(s.records) : 0.0)
+                : "at least 1 us per probe hit");
     }
+    if (s.stopped_early)
+        out += fmt::format(
+            "sites: window ended early, after {:.1f} s of {:.0f} s: the probes took {:.0f} % of "
+            "the target's cpu time over the last {:.1f} s, over the --max-overhead {:g} % budget; "
+            "every probe was removed ({:.0f} ms) and what was recorded is kept. Every allocator "
+            "call traps, sampled or not, so --sample-rate does not lower this; to record longer, "
+            "allow more (--max-overhead 100: no limit), knowing the target runs that much slower\n",
+            static_cast<double>(s.window_ns) / 1e9, static_cast<double>(s.requested_ns) / 1e9,
+            100.0 * s.stop_share, static_cast<double>(s.stop_span_ns) / 1e9, 100.0 * s.max_overhead,
+            static_cast<double>(s.remove_ns) / 1e6);
+    else if (s.remove_ns > 0)
+        out += fmt::format("sites: every probe removed {:.0f} ms after the window ended\n",
+                           static_cast<double>(s.remove_ns) / 1e6);
     out += fmt::format("sites: pmprof used {:.2f} s of cpu\n",
                        static_cast<double>(s.pmprof_cpu_ns) / 1e9);
     if (s.walked)

@@ -1,7 +1,6 @@
-// Where the allocator's entry points are (src/alloc_probes.cpp): the exported malloc family and,
+// Where the allocator's entry points are (src/sites/probes.cpp): the exported malloc family and,
 // where an allocator defines them itself, the C++ operators new and delete, found in the ELF
-// files the target has mapped, as file offsets for uprobes. Not an interface: only the
-// allocation-site recorder (src/alloc_sites*.cpp) includes it.
+// files the target has mapped, as file offsets for uprobes. Private to the sites module.
 #pragma once
 
 #include <sys/types.h>
@@ -10,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/error.h"
-#include "pmprof/types.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/types.h"
 
 namespace pmprof {
 

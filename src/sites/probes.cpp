@@ -1,11 +1,10 @@
-// The allocator's entry points in the target's mapped ELF files (src/alloc_probes.h). A uprobe
+// The allocator's entry points in the target's mapped ELF files (src/sites/probes.h). A uprobe
 // is placed by file offset: symbol value - p_vaddr + p_offset of the PT_LOAD holding it. Every
 // mapped object that exports malloc gets probes (the one the dynamic linker bound is the one
 // that fires; the others cost nothing); operator new/delete only in objects that export malloc
 // too (libstdc++'s call malloc, which is probed already).
-#include "alloc_probes.h"
+#include "sites/probes.h"
 
-#include <elfutils/libdw.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gelf.h>
@@ -14,7 +13,7 @@
 #include <map>
 #include <set>
 
-#include "pmprof/fd.h"
+#include "pmprof/support/fd.h"
 
 namespace pmprof {
 namespace {

@@ -1,4 +1,4 @@
-// The allocation-site recorder (include/pmprof/alloc_sites.h, issue 18). For every thread and
+// The allocation-site recorder (include/pmprof/sites/sites.h). For every thread and
 // online cpu, one uprobe event per allocator entry point and one uretprobe per allocating
 // function, with inherit (threads created later carry them), all of a cpu writing into that
 // cpu's ring (PERF_EVENT_IOC_SET_OUTPUT), as the cpu mode's perf backend does. Each record says
@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "alloc_sites_recorder.h"
-#include "pmprof/procfs.h"
+#include "pmprof/os/procfs.h"
+#include "sites/recorder.h"
 
 namespace pmprof::sites {
 

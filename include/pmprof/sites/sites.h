@@ -1,4 +1,4 @@
-// `pmprof heap PID --sites DURATION` (issue 18): where the memory was allocated. For a window,
+// `pmprof heap PID --sites DURATION`: where the memory was allocated. For a window,
 // uprobes through perf_event_open on the allocator's exported entry points (glibc, jemalloc,
 // tcmalloc, mimalloc alike) record every allocation and free of the target; pmprof samples the
 // allocations by bytes as Go does (a mean of sample_rate bytes between samples), unwinds the user
@@ -13,10 +13,10 @@
 #include <cstdint>
 #include <string>
 
-#include "pmprof/error.h"
-#include "pmprof/profile.h"
-#include "pmprof/symbolize.h"
-#include "pmprof/unwind.h"
+#include "pmprof/profile/profile.h"
+#include "pmprof/support/error.h"
+#include "pmprof/symbolize/symbolize.h"
+#include "pmprof/unwind/unwind.h"
 
 namespace pmprof {
 
@@ -27,6 +27,11 @@ struct AllocSitesOptions {
     size_t max_depth = 128;
     UnwinderKind unwinder = UnwinderKind::Dwfl;
     SymbolizeOptions symbolize;
+    // The overhead budget: the largest share of the target's cpu time the probes may take,
+    // judged over the last second as the window runs (0.05: 5 %). Past it the window ends
+    // early, every probe is removed at once, and what was recorded is returned
+    // (AllocSitesStats::stopped_early). 1 or more: never ends the window.
+    double max_overhead = 0.05;
     bool confirm = true;  // glibc: walk the heap at the end and check each in-use sample's chunk
     std::string command_line;
 };
@@ -45,10 +50,19 @@ struct AllocSitesStats {
     uint64_t throttled = 0;      // times the kernel throttled a probe (perf_event_max_sample_rate)
     uint64_t unmatched = 0;      // returns without their entry (lost, or the window's edges)
     uint64_t unwind_truncated = 0;
-    uint64_t wall_ns = 0;
-    uint64_t pmprof_cpu_ns = 0;             // pmprof's own cpu time in the window
-    uint64_t target_cpu_ns = 0;             // the target's cpu time (user + system) in the window
-    uint64_t target_sys_ns = 0;             // of which in the kernel (where uprobe traps are spent)
+    uint64_t wall_ns = 0;                // opening, window, removal
+    uint64_t window_ns = 0;              // from the probes enabled to the decision to remove them
+    int64_t requested_ns = 0;            // the window asked for
+    uint64_t remove_ns = 0;              // from that decision to every probe removed (closed)
+    double max_overhead = 0;             // the budget (AllocSitesOptions::max_overhead)
+    bool stopped_early = false;          // the budget ended the window
+    double stop_share = 0;               // the probes' share of the target's cpu time then
+    uint64_t stop_span_ns = 0;           // over this span
+    uint64_t probe_cost_ns = 0;          // the probes' cost to the target over the whole window
+    bool cost_from_kernel_time = false;  // that estimate came from its kernel time, not hits
+    uint64_t pmprof_cpu_ns = 0;          // pmprof's own cpu time in the window
+    uint64_t target_cpu_ns = 0;          // the target's cpu time (user + system) in the window
+    uint64_t target_sys_ns = 0;          // of which in the kernel (where uprobe traps are spent)
     double target_sys_fraction_before = 0;  // its kernel share over its life before the window
     // glibc: the heap walk at the end
     bool walked = false;

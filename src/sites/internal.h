@@ -1,5 +1,5 @@
-// Shared by the allocation-site recorder (src/alloc_sites.cpp) and its profile and summary
-// (src/alloc_sites_profile.cpp). Not an interface.
+// Shared by the allocation-site recorder (src/sites/records.cpp) and its profile and summary
+// (src/sites/profile.cpp). Not an interface.
 #pragma once
 
 #include <cmath>
@@ -8,10 +8,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pmprof/alloc_sites.h"
-#include "pmprof/heap.h"
-#include "pmprof/image.h"
-#include "pmprof/types.h"
+#include "pmprof/elf/image.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/sites/sites.h"
+#include "pmprof/support/types.h"
 
 namespace pmprof::sites {
 

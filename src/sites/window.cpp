@@ -1,7 +1,7 @@
-// The allocation-site recorder's window (src/alloc_sites_recorder.h): the uprobe events opened
+// The allocation-site recorder's window (src/sites/recorder.h): the uprobe events opened
 // per thread and cpu, disabled, then enabled together; the poll loop; closing them (the probes
-// go with the descriptors); the target's cpu time around it; the public entry points.
-// entries matched to their returns per thread, frees to the sampled pointers.
+// go with the descriptors); the target's cpu time around it and the overhead guard that may end
+// the window early (src/sites/guard.h); the public entry points.
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -20,17 +20,21 @@
 #include <set>
 #include <thread>
 
-#include "alloc_sites_recorder.h"
-#include "perf_events.h"
-#include "pmprof/fd.h"
-#include "pmprof/log.h"
-#include "pmprof/memory.h"
-#include "pmprof/procfs.h"
-#include "pmprof/signals.h"
+#include "pmprof/os/perf_events.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
+#include "sites/guard.h"
+#include "sites/recorder.h"
 
 namespace pmprof {
 namespace sites {
 namespace {
+
+// The kernel share measured over the opening is trusted when the target ran this long in it.
+constexpr uint64_t kBaseMinCpuNs = 20'000'000;
 
 uint64_t rusage_cpu_ns() {
     rusage u{};
@@ -65,16 +69,26 @@ bool process_cpu(pid_t pid, uint64_t* user, uint64_t* sys, uint64_t* start_ticks
 }
 
 /// Closing a uprobe event waits for the kernel to unregister it (a grace period, tens of ms on
-/// a loaded machine): many are closed at once from several threads, which wait together.
-void close_in_parallel(std::vector<UniqueFd> fds) {
-    const size_t n = std::min<size_t>(32, (fds.size() + 3) / 4);
+/// a loaded machine), and a probe's breakpoint stays (and traps, even disabled) until the last
+/// event on it is closed: everything, the rings' own events too, is closed at once from several
+/// threads, which wait together.
+void close_in_parallel(std::vector<UniqueFd> fds, std::vector<perf::Ring> rings) {
+    std::vector<std::unique_ptr<perf::Ring>> owned;
+    for (perf::Ring& r : rings) owned.push_back(std::make_unique<perf::Ring>(std::move(r)));
+    rings.clear();
+    const size_t total = fds.size() + owned.size();
+    const size_t n = std::min<size_t>(32, (total + 3) / 4);
     std::vector<std::thread> threads;
     for (size_t t = 0; t < n; ++t)
-        threads.emplace_back([&fds, t, n] {
-            for (size_t i = t; i < fds.size(); i += n) fds[i].reset();
+        threads.emplace_back([&fds, &owned, t, n, total] {
+            for (size_t i = t; i < total; i += n) {
+                if (i < owned.size())
+                    owned[i].reset();
+                else
+                    fds[i - owned.size()].reset();
+            }
         });
     for (std::thread& th : threads) th.join();
-    fds.clear();
 }
 
 }  // namespace
@@ -142,10 +156,6 @@ Result<void> SitesRecorder::open_events() {
         }
         if (!any_new) break;
     }
-    // All at once, returns first: an entry recorded has its return recorded too, and the
-    // window starts for every probe within microseconds instead of the opening's seconds.
-    for (int fd : ret_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
-    for (int fd : entry_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
     stats_.events = events_.size() + rings_.size();
     stats_.threads = opened_.size();
     if (rings_.empty()) return Error{fmt::format("pid {} has no threads to probe", pid_)};
@@ -169,29 +179,55 @@ Result<AllocSitesResult> SitesRecorder::run() {
     image_ = std::move(*image);
     unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
 
-    uint64_t u0 = 0, s0 = 0, start_ticks = 0;
-    process_cpu(pid_, &u0, &s0, &start_ticks);
-    if (u0 + s0 > 0)
-        stats_.target_sys_fraction_before = static_cast<double>(s0) / static_cast<double>(u0 + s0);
+    // The target's kernel share without probes: over the opening (events placed but disabled)
+    // when it ran enough then, else over its life so far.
+    uint64_t u0 = 0, s0 = 0;
+    process_cpu(pid_, &u0, &s0);
     const uint64_t self0 = rusage_cpu_ns();
-    const int64_t t0 = mono_ns();
+    const int64_t t_open = mono_ns();
     timespec rt{};
     clock_gettime(CLOCK_REALTIME, &rt);
     const int64_t start_realtime = int64_t{rt.tv_sec} * 1000000000 + rt.tv_nsec;
     auto opened = open_events();
-    log_info("sites: recording: {} events opened and enabled in {:.1f} ms",
-             events_.size() + rings_.size(), static_cast<double>(mono_ns() - t0) / 1e6);
     if (!opened.ok()) {
         rings_.clear();
         events_.clear();
         return opened.error();
     }
+    uint64_t ub = 0, sb = 0;
+    const bool base_ok = process_cpu(pid_, &ub, &sb);
+    double base = u0 + s0 > 0 ? static_cast<double>(s0) / static_cast<double>(u0 + s0) : 0;
+    if (base_ok && (ub + sb) - (u0 + s0) >= kBaseMinCpuNs)
+        base = static_cast<double>(sb - s0) / static_cast<double>((ub + sb) - (u0 + s0));
+    stats_.target_sys_fraction_before = base;
+    // All at once, returns first: an entry recorded has its return recorded too, and the
+    // window starts for every probe within microseconds instead of the opening's seconds.
+    for (int fd : ret_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    for (int fd : entry_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    const int64_t t0 = mono_ns();
+    log_info("sites: recording: {} events opened and enabled in {:.1f} ms", stats_.events,
+             static_cast<double>(t0 - t_open) / 1e6);
     UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
     const int64_t deadline = t0 + opt_.duration_ns;
     std::vector<pollfd> fds;
     for (const perf::Ring& r : rings_) fds.push_back({r.fd(), POLLIN, 0});
     if (pidfd.valid()) fds.push_back({pidfd.get(), POLLIN, 0});
+    OverheadGuard guard(opt_.max_overhead, base);
+    stats_.max_overhead = opt_.max_overhead;
+    stats_.requested_ns = opt_.duration_ns;
+    // One reading of the target's cpu time (cumulative since the window opened); false when
+    // it is gone.
+    auto read_cost = [&](int64_t now, CostReading* r) {
+        uint64_t u = 0, sy = 0;
+        if (!process_cpu(pid_, &u, &sy)) return false;
+        r->time_ns = now - t0;
+        r->cpu_ns = (u + sy) - std::min(u + sy, ub + sb);
+        r->sys_ns = sy - std::min(sy, sb);
+        r->hits = stats_.records + stats_.lost;
+        return true;
+    };
     bool exited = false;
+    int64_t next_check = t0 + kGuardCheckNs;
     while (!stop_requested()) {
         const int64_t now = mono_ns();
         if (now >= deadline) break;
@@ -202,23 +238,43 @@ Result<AllocSitesResult> SitesRecorder::run() {
             exited = true;
             break;
         }
+        if (const int64_t t = mono_ns(); t >= next_check) {
+            next_check = t + kGuardCheckNs;
+            CostReading r;
+            if (read_cost(t, &r) && guard.over(r)) {
+                stats_.stopped_early = true;
+                break;
+            }
+        }
     }
-    uint64_t u1 = 0, s1 = 0;
-    const bool cpu_ok = !exited && process_cpu(pid_, &u1, &s1);
-    // Probes off first (the descriptors close), then what is left in the rings is read.
+    const int64_t t_end = mono_ns();
+    CostReading end;
+    const bool cpu_ok = !exited && read_cost(t_end, &end);
+    if (cpu_ok && !stats_.stopped_early) guard.over(end);
+    // Disabled, the events write no more records (the breakpoints stay until they close): the
+    // rings are read to the end, then every event is closed at once.
     for (perf::Ring& r : rings_) ioctl(r.fd(), PERF_EVENT_IOC_DISABLE, 0);
     for (UniqueFd& e : events_) ioctl(e.get(), PERF_EVENT_IOC_DISABLE, 0);
-    const int64_t t_end = mono_ns();
-    close_in_parallel(std::move(events_));
     drain(true);
+    close_in_parallel(std::move(events_), std::move(rings_));
     rings_.clear();
-    log_debug("sites: closed and drained in {:.1f} ms",
-              static_cast<double>(mono_ns() - t_end) / 1e6);
-    stats_.wall_ns = static_cast<uint64_t>(mono_ns() - t0);
+    stats_.remove_ns = static_cast<uint64_t>(mono_ns() - t_end);
+    log_debug("sites: every probe removed in {:.1f} ms",
+              static_cast<double>(stats_.remove_ns) / 1e6);
+    stats_.window_ns = static_cast<uint64_t>(t_end - t0);
+    stats_.wall_ns = static_cast<uint64_t>(mono_ns() - t_open);
     stats_.pmprof_cpu_ns = rusage_cpu_ns() - self0;
     if (cpu_ok) {
-        stats_.target_cpu_ns = (u1 - u0) + (s1 - s0);
-        stats_.target_sys_ns = s1 - s0;
+        stats_.target_cpu_ns = end.cpu_ns;
+        stats_.target_sys_ns = end.sys_ns;
+        end.hits = stats_.records + stats_.lost;  // with what the rings held at the end
+        const CostEstimate w = estimate_cost(CostReading{}, end, base);
+        stats_.probe_cost_ns = static_cast<uint64_t>(w.cost_ns);
+        stats_.cost_from_kernel_time = w.from_kernel_time;
+    }
+    if (stats_.stopped_early) {
+        stats_.stop_share = guard.last().share;
+        stats_.stop_span_ns = static_cast<uint64_t>(guard.last().span_ns);
     }
     for (const auto& [tid, t] : second_) stats_.unmatched += t.pending.size();
     if (plan_.glibc && opt_.confirm && !exited)
@@ -260,6 +316,7 @@ Result<AllocSitesResult> record_alloc_sites(pid_t pid, const AllocSitesOptions& 
     if (auto c = check_alloc_sites(pid); !c.ok()) return c.error();
     AllocSitesOptions o = opt;
     o.stack_bytes = std::clamp<uint32_t>(o.stack_bytes, 512, 63480) & ~uint32_t{7};
+    if (!(o.max_overhead > 0)) return Error{"the overhead budget must be more than 0 %"};
     sites::SitesRecorder rec(pid, o);
     return rec.run();
 }

@@ -1,5 +1,5 @@
-// The allocation-site recorder's state (src/alloc_sites.cpp: records to samples;
-// src/alloc_sites_window.cpp: the events and the window). Not an interface.
+// The allocation-site recorder's state (src/sites/records.cpp: records to samples;
+// src/sites/window.cpp: the events and the window). Not an interface.
 #pragma once
 
 #include <time.h>
@@ -13,12 +13,12 @@
 #include <utility>
 #include <vector>
 
-#include "alloc_probes.h"
-#include "alloc_sites_internal.h"
-#include "perf_events.h"
-#include "pmprof/fd.h"
-#include "pmprof/memory.h"
-#include "pmprof/unwind.h"
+#include "pmprof/os/perf_events.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/unwind/unwind.h"
+#include "sites/internal.h"
+#include "sites/probes.h"
 
 namespace pmprof::sites {
 

@@ -1,4 +1,4 @@
-// `pmprof heap --sites` (src/cmd_heap_sites.cpp), called from src/cmd_heap.cpp.
+// `pmprof heap --sites` (src/cli/heap_sites.cpp), called from src/cli/heap.cpp.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@ struct HeapSitesArgs {
     std::string pid, duration, format, output, sample_type;
     std::string sample_rate = "512KiB";
     uint32_t stack_bytes = 8 * 1024;
+    double max_overhead_pct = 5;
     size_t top = 20;
     bool no_walk = false;
 };

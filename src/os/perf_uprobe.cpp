@@ -1,7 +1,7 @@
-// uprobes through perf_event_open (src/perf_events.h): the uprobe PMU takes the path of the file
-// in config1 and the file offset of the probed instruction in config2 (kernel/events/core.c
-// perf_uprobe_event_init, kernel/trace/trace_event_perf.c perf_uprobe_init; tools/perf
-// util/probe-file.c does the same with tracefs). The probe belongs to the event: it is
+// uprobes through perf_event_open (include/pmprof/os/perf_events.h): the uprobe PMU takes the path
+// of the file in config1 and the file offset of the probed instruction in config2
+// (kernel/events/core.c perf_uprobe_event_init, kernel/trace/trace_event_perf.c perf_uprobe_init;
+// tools/perf util/probe-file.c does the same with tracefs). The probe belongs to the event: it is
 // unregistered when the event's last descriptor closes, which the kernel also does for a
 // killed process. Per-task events only arm the breakpoint in that task's mm.
 #include <fmt/format.h>
@@ -12,7 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "perf_events.h"
+#include "pmprof/os/perf_events.h"
 
 namespace pmprof::perf {
 
