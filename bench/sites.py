@@ -9,9 +9,11 @@ Targets (tests/targets/alloc_sites.cpp), each counting its allocations:
 Each runs with no profiling, then inside a `pmprof heap --sites` window of WINDOW seconds:
 with the default guard, and for the churn target with no limit (--max-overhead 100) at the
 default and at a 10x lower sample rate (the trap dominates: the rate changes nothing).
-Allocations are counted from the moment pmprof says the probes are in place to the moment it
-has exited (probes removed, heap walk done), per second of wall time and per second of the
-target's own cpu time (the latter is what load on this shared machine disturbs least).
+Allocations are counted over the WINDOW seconds asked for, from the moment pmprof says the
+probes are in place (whether the guard ended the window early or not: what the target kept of
+its throughput), per second of wall time and per second of the target's own cpu time (the
+latter is what load on this shared machine disturbs least); and until pmprof has exited (every
+probe removed, heap walk done).
 
   python3 bench/sites.py --pmprof build/pmprof --target build/targets/alloc_sites-nofp \\
       --out bench/results [--quick]
@@ -95,15 +97,18 @@ def run_pmprof(args, target, extra, window):
         time.sleep(0.02)
     a = snapshot(target)
     probed = a[3]
+    time.sleep(window)
+    b = snapshot(target)  # the window asked for: ended early or not, what the target kept
     try:
         pm.wait(window + 120)
     except subprocess.TimeoutExpired:
         pm.kill()
         pm.wait()
-    b = snapshot(target)
+    c = snapshot(target)
     err.seek(0)
     text = err.read()
     row = rates(a, b)
+    row["until_exit"] = rates(a, c)
     row["probed"] = probed
     row["exit"] = pm.returncode
     row["summary"] = [l.strip() for l in text.splitlines()
@@ -156,7 +161,8 @@ def main():
                    "results": results}, f, indent=1)
     md = ["## heap --sites: what the target pays, and what the overhead guard lets through", "",
           f"tests/targets/alloc_sites.cpp; `pmprof heap PID --sites {window}s`. Allocations counted "
-          "from the probes in place to pmprof's exit (probes removed, heap walk done). Load "
+          f"over the {window} s asked for from the probes in place, ended early or not (and in "
+          "sites.json also until pmprof's exit: every probe removed, heap walk done). Load "
           f"average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the start, {load_end[0]:.1f} at "
           f"the end, on {os.cpu_count()} cpus (a shared machine): the per-cpu-second column is "
           "the one load disturbs least.", "",
@@ -177,9 +183,9 @@ def main():
                 share = f"{row['stop_share_pct']} % at the stop, {row['estimated_share_pct']} % overall"
             elif row.get("estimated_share_pct") is not None:
                 share = f"{row['estimated_share_pct']} %"
+            pct = lambda x: f"{100 * x:.1f} %" if x >= 0.01 else f"{100 * x:.3f} %"
             md.append(f"| {res['target']} | {row['case']} | {ran} | {row['allocs_per_s']:,.0f} | "
-                      f"{100 * rel:.1f} % | {row['allocs_per_cpu_s']:,.0f} | {100 * relc:.1f} % | "
-                      f"{share} |")
+                      f"{pct(rel)} | {row['allocs_per_cpu_s']:,.0f} | {pct(relc)} | {share} |")
     md.append("")
     for res in results:
         for row in res["rows"][1:]:

@@ -96,6 +96,7 @@ class SitesRecorder {
   private:
     Result<void> open_thread(pid_t tid);
     Result<void> open_events();
+    void remove_probes();
     void drain(bool final);
     void first_step(const perf::Sample& s, const ThreadCapture& cap);
     void replay(const Hit& h);
@@ -120,6 +121,10 @@ class SitesRecorder {
     std::unordered_map<uint64_t, ProbeRef> by_id_;
     std::vector<perf::Ring> rings_;
     std::vector<UniqueFd> events_;
+    // The probe of each of events_ and rings_ (the ring's own event), and the hits per probe:
+    // closing goes hottest breakpoint first (src/sites/window.cpp).
+    std::vector<const AllocProbe*> event_probe_, ring_probe_;
+    std::unordered_map<const AllocProbe*, uint64_t> hits_by_probe_;
     std::set<pid_t> opened_;
     std::vector<int> ret_fds_, entry_fds_;  // to enable: returns first
     std::unique_ptr<ProcessImage> image_;

@@ -46,6 +46,7 @@ void SitesRecorder::first_step(const perf::Sample& s, const ThreadCapture& cap) 
     if (s.pid != pid_ || !s.user_regs) return;
     auto it = by_id_.find(s.id);
     if (it == by_id_.end()) return;
+    ++hits_by_probe_[it->second.probe];
     Hit h;
     h.time = s.time;
     h.tid = s.tid;

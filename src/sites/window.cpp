@@ -13,9 +13,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -33,8 +35,11 @@ namespace pmprof {
 namespace sites {
 namespace {
 
-// The kernel share measured over the opening is trusted when the target ran this long in it.
+// The target's kernel share without probes is measured before any is placed, over at least
+// this much of its cpu time (or kBaseMaxWaitNs, then over its life so far).
 constexpr uint64_t kBaseMinCpuNs = 20'000'000;
+constexpr int64_t kBaseMaxWaitNs = 300'000'000;
+constexpr size_t kCloseThreads = 64;  // per breakpoint, closing its events together
 
 uint64_t rusage_cpu_ns() {
     rusage u{};
@@ -68,29 +73,6 @@ bool process_cpu(pid_t pid, uint64_t* user, uint64_t* sys, uint64_t* start_ticks
     return true;
 }
 
-/// Closing a uprobe event waits for the kernel to unregister it (a grace period, tens of ms on
-/// a loaded machine), and a probe's breakpoint stays (and traps, even disabled) until the last
-/// event on it is closed: everything, the rings' own events too, is closed at once from several
-/// threads, which wait together.
-void close_in_parallel(std::vector<UniqueFd> fds, std::vector<perf::Ring> rings) {
-    std::vector<std::unique_ptr<perf::Ring>> owned;
-    for (perf::Ring& r : rings) owned.push_back(std::make_unique<perf::Ring>(std::move(r)));
-    rings.clear();
-    const size_t total = fds.size() + owned.size();
-    const size_t n = std::min<size_t>(32, (total + 3) / 4);
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < n; ++t)
-        threads.emplace_back([&fds, &owned, t, n, total] {
-            for (size_t i = t; i < total; i += n) {
-                if (i < owned.size())
-                    owned[i].reset();
-                else
-                    fds[i - owned.size()].reset();
-            }
-        });
-    for (std::thread& th : threads) th.join();
-}
-
 }  // namespace
 
 Result<void> SitesRecorder::open_thread(pid_t tid) {
@@ -113,11 +95,13 @@ Result<void> SitesRecorder::open_thread(pid_t tid) {
                 auto ring = perf::Ring::map(std::move(*fd), kRingBytes);
                 if (!ring.ok()) return ring.error();
                 rings_.push_back(std::move(*ring));
+                ring_probe_.push_back(probe);
                 continue;
             }
             if (ioctl(fd->get(), PERF_EVENT_IOC_SET_OUTPUT, rings_[c].fd()) != 0)
                 return Error::from_errno("PERF_EVENT_IOC_SET_OUTPUT", errno);
             events_.push_back(std::move(*fd));
+            event_probe_.push_back(probe);
         }
     }
     opened_.insert(tid);
@@ -162,9 +146,59 @@ Result<void> SitesRecorder::open_events() {
     return {};
 }
 
+/// A probe's breakpoint stays in the target (and traps, even with its events disabled) until
+/// the last event on it is closed, entry and return events alike (they share the breakpoint).
+/// The kernel closes uprobe events one at a time (perf_uprobe_destroy holds event_mutex across
+/// the grace periods: 0.1 s or more each on this loaded machine), so the order is what matters:
+/// breakpoint by breakpoint, the most hit first, each one's events together.
+void SitesRecorder::remove_probes() {
+    struct Group {
+        uint64_t hits = 0;
+        std::vector<size_t> events, rings;
+    };
+    std::map<std::pair<std::string, uint64_t>, Group> groups;
+    for (size_t i = 0; i < events_.size(); ++i) {
+        const AllocProbe* p = event_probe_[i];
+        Group& g = groups[{p->probe_path, p->offset}];
+        g.events.push_back(i);
+        g.hits += hits_by_probe_[p];
+    }
+    for (size_t i = 0; i < rings_.size(); ++i) {
+        const AllocProbe* p = ring_probe_[i];
+        groups[{p->probe_path, p->offset}].rings.push_back(i);
+    }
+    std::vector<Group*> order;
+    for (auto& [key, g] : groups) order.push_back(&g);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Group* a, const Group* b) { return a->hits > b->hits; });
+    std::vector<std::optional<perf::Ring>> rings;
+    for (perf::Ring& r : rings_) rings.emplace_back(std::move(r));
+    for (const Group* g : order) {
+        // Together, so the events of one breakpoint queue for the kernel at once.
+        const size_t total = g->events.size() + g->rings.size();
+        const size_t n = std::min(kCloseThreads, total);
+        std::vector<std::thread> threads;
+        for (size_t t = 0; t < n; ++t)
+            threads.emplace_back([this, g, &rings, t, n, total] {
+                for (size_t k = t; k < total; k += n) {
+                    if (k < g->events.size())
+                        events_[g->events[k]].reset();
+                    else
+                        rings[g->rings[k - g->events.size()]].reset();
+                }
+            });
+        for (std::thread& th : threads) th.join();
+    }
+    events_.clear();
+    rings_.clear();
+}
+
 /// First step, as records are drained: classify, sample by bytes, unwind the sampled.
 
 Result<AllocSitesResult> SitesRecorder::run() {
+    const int64_t t_prep = mono_ns();
+    uint64_t u0 = 0, s0 = 0;
+    process_cpu(pid_, &u0, &s0);
     auto maps = read_maps(pid_);
     if (!maps.ok()) return maps.error();
     auto plan = plan_alloc_probes(pid_, *maps);
@@ -179,10 +213,22 @@ Result<AllocSitesResult> SitesRecorder::run() {
     image_ = std::move(*image);
     unwinder_ = make_unwinder(opt_.unwinder, *image_, memory_);
 
-    // The target's kernel share without probes: over the opening (events placed but disabled)
-    // when it ran enough then, else over its life so far.
-    uint64_t u0 = 0, s0 = 0;
-    process_cpu(pid_, &u0, &s0);
+    // The target's kernel share without probes, before any is placed (a probe traps from the
+    // moment its first event is opened, enabled or not): measured from the start of the
+    // preparation above, waiting up to kBaseMaxWaitNs for enough of its cpu time.
+    uint64_t ub = 0, sb = 0;
+    bool base_ok = process_cpu(pid_, &ub, &sb);
+    while (base_ok && (ub + sb) - (u0 + s0) < kBaseMinCpuNs &&
+           mono_ns() - t_prep < kBaseMaxWaitNs) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        base_ok = process_cpu(pid_, &ub, &sb);
+    }
+    double base = 0;
+    if (base_ok && (ub + sb) - (u0 + s0) >= kBaseMinCpuNs)
+        base = static_cast<double>(sb - s0) / static_cast<double>((ub + sb) - (u0 + s0));
+    else if (base_ok && ub + sb > 0)
+        base = static_cast<double>(sb) / static_cast<double>(ub + sb);
+    stats_.target_sys_fraction_before = base;
     const uint64_t self0 = rusage_cpu_ns();
     const int64_t t_open = mono_ns();
     timespec rt{};
@@ -194,12 +240,8 @@ Result<AllocSitesResult> SitesRecorder::run() {
         events_.clear();
         return opened.error();
     }
-    uint64_t ub = 0, sb = 0;
-    const bool base_ok = process_cpu(pid_, &ub, &sb);
-    double base = u0 + s0 > 0 ? static_cast<double>(s0) / static_cast<double>(u0 + s0) : 0;
-    if (base_ok && (ub + sb) - (u0 + s0) >= kBaseMinCpuNs)
-        base = static_cast<double>(sb - s0) / static_cast<double>((ub + sb) - (u0 + s0));
-    stats_.target_sys_fraction_before = base;
+    // The target's cpu time is counted from before the opening (ub, sb): the opening's traps
+    // (breakpoints placed, events still disabled) are the probes' cost too.
     // All at once, returns first: an entry recorded has its return recorded too, and the
     // window starts for every probe within microseconds instead of the opening's seconds.
     for (int fd : ret_fds_) ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
@@ -256,8 +298,7 @@ Result<AllocSitesResult> SitesRecorder::run() {
     for (perf::Ring& r : rings_) ioctl(r.fd(), PERF_EVENT_IOC_DISABLE, 0);
     for (UniqueFd& e : events_) ioctl(e.get(), PERF_EVENT_IOC_DISABLE, 0);
     drain(true);
-    close_in_parallel(std::move(events_), std::move(rings_));
-    rings_.clear();
+    remove_probes();
     stats_.remove_ns = static_cast<uint64_t>(mono_ns() - t_end);
     log_debug("sites: every probe removed in {:.1f} ms",
               static_cast<double>(stats_.remove_ns) / 1e6);

@@ -116,6 +116,7 @@ TARGET_NOINLINE uint64_t spin(uint64_t n) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
+        asm volatile("" : "+r"(x));  // not a pure function: the caller's loop calls it each time
     }
     return x;
 }
