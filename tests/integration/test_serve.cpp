@@ -308,15 +308,19 @@ TEST_CASE("serve: heap?seconds=N and allocs?seconds=N record allocation sites",
     // The churn thread does nothing but allocate: the default overhead budget would end the
     // window within a fraction of a second (heap --sites' own tests check that), before any
     // of its 64-byte allocations is sampled. No limit here: this test is about the endpoint.
+    // go tool pprof waits 1.5 x seconds by default; the answer comes after the probes are
+    // removed, which takes seconds more here (docs/heap-sites.md, Safety): -timeout.
     RunResult allocs =
-        run(go_tool_pprof_argv({"-raw", server.base() + "allocs?seconds=2&max_overhead=100"}),
+        run(go_tool_pprof_argv(
+                {"-timeout", "100", "-raw", server.base() + "allocs?seconds=2&max_overhead=100"}),
             std::chrono::seconds(120));
     INFO("pprof allocs stderr: " << allocs.err);
     REQUIRE(allocs.exit_code == 0);
     CHECK(allocs.out.find("alloc_space/bytes") != std::string::npos);
     CHECK(allocs.out.find("churn") != std::string::npos);
-    RunResult heap = run(go_tool_pprof_argv({"-raw", server.base() + "heap?seconds=1"}),
-                         std::chrono::seconds(120));
+    RunResult heap =
+        run(go_tool_pprof_argv({"-timeout", "100", "-raw", server.base() + "heap?seconds=1"}),
+            std::chrono::seconds(120));
     INFO("pprof heap stderr: " << heap.err);
     REQUIRE(heap.exit_code == 0);
     CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
