@@ -151,6 +151,14 @@ $(BUILD)/targets/rust_target-$(1)-$(2): tests/targets/rust_target.rs | $(BUILD)/
 endef
 $(foreach v,legacy v0 lld,$(foreach f,fp nofp,$(eval $(call rust_rule,$(v),$(f)))))
 
+# heap --sites refuses static binaries (tests/integration/test_heap_sites.cpp): one with symbols,
+# one stripped.
+$(BUILD)/targets/alloc_sites-static: tests/targets/alloc_sites.cpp tests/targets/target_support.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(TARGET_FLAGS) -static -o $@ $< 2>/dev/null
+$(BUILD)/targets/alloc_sites-static-stripped: $(BUILD)/targets/alloc_sites-static
+	strip -o $@ $<
+
 $(BUILD)/examples/%: examples/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++20 -O2 -g -pthread -o $@ $<
@@ -168,7 +176,8 @@ $(BUILD)/seccomp_exec: tests/tools/seccomp_exec.cpp | $(DEPS_STAMP)
 
 TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGET_BINS) \
              $(TOOLCHAIN_BINS) $(RUST_BINS) $(EXAMPLE_BINS) $(BUILD)/pprofcheck \
-             $(BUILD)/seccomp_exec
+             $(BUILD)/seccomp_exec $(BUILD)/targets/alloc_sites-static \
+             $(BUILD)/targets/alloc_sites-static-stripped
 test: $(BUILD)/.test-deps-ok
 	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)

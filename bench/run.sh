@@ -4,8 +4,9 @@
 # with bench/report.py. Needs root (or CAP_SYS_PTRACE + perf_event_paranoid <= -1) for ptrace
 # and the system-wide sched trace. Environment: BUILD (default build), BENCH_ROUNDS (3),
 # BENCH_BUDGET_S (1000), BENCH_QUICK=1 (one short round, for working on the scripts),
-# BENCH_SECTIONS (snapshot,sampling,scale,memory,heap,shares; shares: bench/shares.py, cpu mode's
-# per-function shares against perf's).
+# BENCH_SECTIONS (snapshot,sampling,scale,memory,heap,shares,sites; shares: bench/shares.py, cpu
+# mode's per-function shares against perf's; sites: bench/sites.py, what heap --sites costs a
+# malloc-heavy and a steady target).
 set -eu
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 
@@ -61,12 +62,19 @@ quick=
 echo "bench: raw results in $results; about ${BENCH_BUDGET_S:-1000} s at most" >&2
 # The report is written from whatever was measured, even when the driver stopped early.
 status=0
-sections=${BENCH_SECTIONS:-snapshot,sampling,scale,memory,heap,shares}
+sections=${BENCH_SECTIONS:-snapshot,sampling,scale,memory,heap,shares,sites}
 python3 "$here/bench.py" --pmprof "$build/pmprof" \
     --target-fp "$build/bench/reference_target-fp" \
     --target-nofp "$build/bench/reference_target-nofp" \
     --out "$results" --sections "${sections}" $quick || status=$?
-rm -f "$results/shares.md"
+rm -f "$results/shares.md" "$results/sites.md"
+case ",$sections," in
+*,sites,*)
+    [ -x "$build/targets/alloc_sites-nofp" ] || make -C "$root" BUILD="$build" "$build/targets/alloc_sites-nofp"
+    python3 "$here/sites.py" --pmprof "$build/pmprof" --target "$build/targets/alloc_sites-nofp" \
+        --out "$results" $quick || status=$?
+    ;;
+esac
 case ",$sections," in
 *,shares,*)
     python3 "$here/shares.py" --pmprof "$build/pmprof" --cpu-target "$cpu_target" \
@@ -74,9 +82,11 @@ case ",$sections," in
     ;;
 esac
 python3 "$here/report.py" "$results" > "$results/RESULTS.md.tmp"
-if [ -f "$results/shares.md" ]; then
-    { echo; cat "$results/shares.md"; } >> "$results/RESULTS.md.tmp"
-fi
+for part in shares sites; do
+    if [ -f "$results/$part.md" ]; then
+        { echo; cat "$results/$part.md"; } >> "$results/RESULTS.md.tmp"
+    fi
+done
 if [ -z "$quick" ] && [ -z "${BENCH_RESULTS:-}" ]; then
     mv "$results/RESULTS.md.tmp" "$here/RESULTS.md"
     echo "bench: wrote bench/RESULTS.md" >&2

@@ -9,13 +9,14 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/fd.h"
+#include "cli/heap_sites.h"
 #include "pmprof/heap/heap.h"
-#include "pmprof/support/log.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/report/report.h"
-#include "pmprof/os/signals.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -32,6 +33,7 @@ struct HeapArgs {
     bool no_reach = false;
     uint64_t reach_max_mb = 2048;
     int stop_timeout_ms = 1000;
+    HeapSitesArgs sites;  // --sites DURATION: allocation sites instead of a snapshot
 };
 
 std::string choose_format(const HeapArgs& a) {
@@ -116,6 +118,18 @@ int run_series(const HeapArgs& a, const OutputPath& out, pid_t pid, const HeapOp
 }
 
 int run_heap(const HeapArgs& a) {
+    if (!a.sites.duration.empty()) {
+        if (!a.base.empty() || a.count > 1)
+            throw FatalError("--sites does not take --base or --count: compare two --sites "
+                             "profiles with pmprof report --base or go tool pprof -diff_base",
+                             {}, kExitUsage);
+        HeapSitesArgs s = a.sites;
+        s.pid = a.pid;
+        s.format = a.format == "json" ? "" : a.format;
+        s.output = a.output;
+        s.top = a.top;
+        return run_heap_sites(s);
+    }
     pid_t pid = parse_pid(a.pid);
     HeapOptions opt;
     opt.types = !a.no_types;
@@ -158,7 +172,25 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "-tagfocus=reach=leaked).\nLeak hunt: pmprof heap PID -o old.pb.gz; later: "
                     "pmprof heap PID --base old.pb.gz (or --interval 10s --count 6).\n"
                     "Only glibc 2.36 malloc is supported; jemalloc, tcmalloc, mimalloc, musl and "
-                    "static binaries are refused with exit code 2.\n") +
+                    "static binaries are refused with exit code 2.\n"
+                    "\nWith --sites DURATION: where the memory was allocated. For the window, "
+                    "uprobes (perf_event_open, root or CAP_PERFMON) on the allocator's exported "
+                    "entry points (malloc, calloc, realloc, free, posix_memalign, aligned_alloc, "
+                    "memalign, valloc, and operator new/delete where the allocator defines them; "
+                    "glibc, jemalloc, tcmalloc, mimalloc) record every allocation and free; "
+                    "allocations are sampled by bytes as Go does (--sample-rate, mean bytes "
+                    "between samples) with the user stack at each, and followed to their frees. "
+                    "Output: Go's heap profile (alloc_objects, alloc_space, inuse_objects, "
+                    "inuse_space; in use = allocated in the window and not freed by its end). "
+                    "Every allocator call traps into the kernel while the window lasts, sampled "
+                    "or not (2-10 microseconds each): a program allocating millions of times a "
+                    "second runs thousands of times slower. So the window ends early, removing "
+                    "every probe, when the probes take more than --max-overhead (5 %) of the "
+                    "target's cpu time over a second; what was recorded is written and the "
+                    "summary says so (exit 1). The kernel removes the probes when pmprof exits, "
+                    "also when it is killed.\n"
+                    "Leak hunt: pmprof heap PID --sites 30s -o a.pb.gz; later the same to b.pb.gz; "
+                    "go tool pprof -diff_base a.pb.gz b.pb.gz, then -list FUNC.\n") +
         kExitCodesHelp);
     cmd->add_option("pid", args->pid, "Process id of the target")->required();
     cmd->add_option("-f,--format", args->format,
@@ -185,6 +217,29 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "Skip the leak analysis when chunks plus roots exceed this many MB")
         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30))
         ->capture_default_str();
+    cmd->add_option("--sites", args->sites.duration,
+                    "Record allocation sites for DURATION (10s, 1m) instead of a snapshot");
+    cmd->add_option("--sample-rate", args->sites.sample_rate,
+                    "--sites: mean bytes between sampled allocations (Go's MemProfileRate; 1 = "
+                    "every allocation; suffixes KiB, MiB)")
+        ->capture_default_str();
+    cmd->add_option("--stack-bytes", args->sites.stack_bytes,
+                    "--sites: bytes of user stack the kernel copies at each allocation (more: "
+                    "deeper stacks, more cost)")
+        ->check(CLI::Range(512u, 63480u))
+        ->capture_default_str();
+    cmd->add_option("--sample-type", args->sites.sample_type,
+                    "--sites, text and other non-pprof formats: inuse_space (default), "
+                    "inuse_objects, alloc_space or alloc_objects");
+    cmd->add_option("--max-overhead", args->sites.max_overhead_pct,
+                    "--sites: end the window early, removing every probe, once the probes take "
+                    "more than PCT % of the target's cpu time over the last second (100: no "
+                    "limit)")
+        ->check(CLI::Range(0.1, 100.0))
+        ->capture_default_str();
+    cmd->add_flag("--no-walk", args->sites.no_walk,
+                  "--sites on glibc: skip the heap walk at the end that checks each in-use "
+                  "sample is live and adds its C++ type (it stops the threads once)");
     cmd->add_option("--stop-timeout", args->stop_timeout_ms,
                     "Milliseconds to wait for a thread to stop (a thread in D state costs this one "
                     "wait; its registers are then missing from the leak scan)")

@@ -49,6 +49,7 @@ struct ElfFile::Impl {
         out.value = sym.st_value;
         out.size = sym.st_size;
         out.type = static_cast<uint8_t>(GELF_ST_TYPE(sym.st_info));
+        out.bind = static_cast<uint8_t>(GELF_ST_BIND(sym.st_info));
         out.shndx = sym.st_shndx;
         return out;
     }

@@ -7,17 +7,19 @@
 #include <string>
 
 #include "http/tracer.h"
-#include "pmprof/support/fd.h"
-#include "pmprof/heap/heap.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/support/log.h"
-#include "pmprof/support/markup.h"
+#include "pmprof/heap/heap.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/output/threads.h"
-#include "pmprof/sampler/perf.h"
-#include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/sampler/perf.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/sites/sites.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
+#include "pmprof/support/markup.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "pmprof/threads/dump.h"
 
@@ -108,6 +110,30 @@ Reply heap_job(const JobContext& ctx, int debug) {
     if (!ctx.pin->alive()) return gone_reply(ctx.pin->pid());  // may describe a reused pid
     if (debug > 0) return Reply::text(200, format_heap_text(*snap, true, kHeapTextTop));
     return pprof_reply(heap_to_profile(*snap, true), "heap");
+}
+
+Reply sites_job(const JobContext& ctx, const ProfileRequest& req, const std::string& default_type) {
+    const pid_t pid = ctx.pin->pid();
+    if (!ctx.pin->alive()) return gone_reply(pid);
+    if (auto c = check_alloc_sites(pid); !c.ok()) return Reply::text(501, c.error().message);
+    AllocSitesOptions opt;
+    opt.duration_ns = int64_t{req.seconds} * 1'000'000'000;
+    opt.max_overhead = req.max_overhead_pct / 100;
+    opt.unwinder = ctx.unwinder;
+    opt.command_line = fmt::format("pmprof serve {}: {}", pid, read_cmdline(pid));
+    auto r = record_alloc_sites(pid, opt);
+    if (!r.ok()) return failure_reply(ctx, r.error().message);
+    if (!ctx.pin->alive()) return gone_reply(pid);
+    if (stop_requested())
+        return Reply::text(503, ctx.tracer->shutting_down() ? "pmprof serve is shutting down"
+                                                            : "cancelled");
+    // An early end (the overhead budget) is worth a warning: the profile covers less time.
+    if (r->stats.stopped_early)
+        log_warn("{}", format_alloc_sites_summary(r->stats));
+    else
+        log_info("{}", format_alloc_sites_summary(r->stats));
+    r->profile.default_sample_type = default_type;
+    return pprof_reply(r->profile, default_type == "alloc_space" ? "allocs" : "heap");
 }
 
 Reply threads_job(const JobContext& ctx, int debug, const std::string& name,
@@ -202,7 +228,8 @@ Profile Descriptions:
 <ul>
 <li><div class=profile-name>cmdline: </div> The command line of the process, NUL-separated.</li>
 <li><div class=profile-name>goroutine: </div> Stack traces of all threads (one thread dump). debug=1: identical stacks grouped; debug=2: every thread.</li>
-<li><div class=profile-name>heap: </div> Live glibc malloc chunks by type or size class. debug=1: text with totals that match mallinfo2.</li>
+<li><div class=profile-name>allocs: </div> With seconds=N: every allocation of the next N seconds, sampled by bytes with its stack (uprobes; alloc_space by default).</li>
+<li><div class=profile-name>heap: </div> Live glibc malloc chunks by type or size class. debug=1: text with totals that match mallinfo2. seconds=N: allocation sites of the next N seconds and what of them is still in use (uprobes, any allocator).</li>
 <li><div class=profile-name>profile: </div> Sampled stacks for seconds=N (1 to {max}, default {def}); mode=cpu (default) or wall; rate=Hz ({rmin} to {rmax}, default 99). After you get the profile file, use the go tool pprof command to investigate it.</li>
 <li><div class=profile-name>symbol: </div> Symbol names of addresses (GET or POST "0x1+0x2"), as pprof's remote symbolization asks.</li>
 <li><div class=profile-name>threads: </div> The same thread dump as goroutine.</li>

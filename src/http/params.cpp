@@ -133,6 +133,17 @@ Result<ProfileRequest> parse_profile_request(const Params& params, int max_secon
                                      *r, kServeMinRate, kServeMaxRate)};
         req.rate_hz = v;
     }
+    if (const std::string* o = first_value(params, "max_overhead")) {
+        errno = 0;
+        char* end = nullptr;
+        const double v = std::strtod(o->c_str(), &end);
+        if (o->empty() || end != o->c_str() + o->size() || errno != 0 || !std::isfinite(v) ||
+            v < 0.1 || v > 100)
+            return Error{fmt::format("bad max_overhead '{}': a percentage from 0.1 to 100 (no "
+                                     "limit) of the target's cpu time is required",
+                                     *o)};
+        req.max_overhead_pct = v;
+    }
     if (const std::string* m = first_value(params, "mode")) {
         auto mode = parse_sample_mode(*m);
         if (!mode.ok()) return Error{fmt::format("bad mode '{}': use mode=cpu or mode=wall", *m)};

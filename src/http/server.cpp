@@ -46,7 +46,8 @@ constexpr uint64_t kRssGrowthKb = 64 * 1024;
 constexpr const char* kKnownPaths[] = {"/debug/pprof",           "/debug/pprof/",
                                        "/debug/pprof/profile",   "/debug/pprof/heap",
                                        "/debug/pprof/goroutine", "/debug/pprof/threads",
-                                       "/debug/pprof/cmdline",   "/debug/pprof/symbol"};
+                                       "/debug/pprof/cmdline",   "/debug/pprof/symbol",
+                                       "/debug/pprof/allocs"};
 
 void send(httplib::Response& res, const Reply& r) {
     res.status = r.status;
@@ -210,7 +211,7 @@ void PprofServer::handle_snapshot(const httplib::Request& req, httplib::Response
     auto debug = parse_debug_level(req.params);
     if (!debug.ok()) return send(res, Reply::text(400, debug.error().message));
     const int d = *debug;
-    if (name != "heap") {
+    if (name != "heap" && name != "allocs") {
         // Shared: while a profile runs, taken from its session between two ticks.
         send(res, run_job(
                       req,
@@ -220,9 +221,22 @@ void PprofServer::handle_snapshot(const httplib::Request& req, httplib::Response
                       false, true));
         return;
     }
-    // Go answers heap?seconds=N with a delta of two snapshots; pmprof keeps no history.
-    if (req.has_param("seconds"))
-        return send(res, Reply::text(400, "delta profiles (seconds=) are not supported for heap"));
+    // heap?seconds=N, allocs?seconds=N: allocation sites recorded for N seconds (Go answers
+    // with a delta of two snapshots: the allocations of those N seconds too).
+    if (req.has_param("seconds") || name == "allocs") {
+        if (!req.has_param("seconds"))
+            return send(res, Reply::text(400, "allocs needs seconds=N: allocation sites are "
+                                              "recorded only while pmprof's probes are in place"));
+        auto params = parse_profile_request(req.params, opt_.max_seconds);
+        if (!params.ok()) return send(res, Reply::text(400, params.error().message));
+        const std::string type = name == "allocs" ? "alloc_space" : "inuse_space";
+        return send(res, run_job(
+                             req,
+                             [this, p = *params, type](TraceSession*) {
+                                 return http::sites_job(ctx_, p, type);
+                             },
+                             true));
+    }
     send(res, run_job(
                   req, [this, d](TraceSession*) { return http::heap_job(ctx_, d); }, false));
 }
@@ -274,7 +288,7 @@ void PprofServer::add_routes() {
                 [this](const Req&, Res& res) { send(res, http::cmdline_reply(pin_)); });
     server_.Get("/debug/pprof/profile",
                 [this](const Req& req, Res& res) { handle_profile(req, res); });
-    for (const char* name : {"heap", "goroutine", "threads"}) {
+    for (const char* name : {"heap", "allocs", "goroutine", "threads"}) {
         server_.Get(std::string("/debug/pprof/") + name,
                     [this, name](const Req& req, Res& res) { handle_snapshot(req, res, name); });
     }

@@ -120,6 +120,10 @@ struct JobContext {
 // process is gone before or during the work.
 Reply profile_job(const JobContext& ctx, const ProfileRequest& req);
 Reply heap_job(const JobContext& ctx, int debug);
+/// heap?seconds=N and allocs?seconds=N: allocation sites for N seconds (heap --sites, with its
+/// overhead budget max_overhead=PCT), with `default_type` inuse_space (heap) or alloc_space
+/// (allocs) as Go's two profiles have.
+Reply sites_job(const JobContext& ctx, const ProfileRequest& req, const std::string& default_type);
 Reply threads_job(const JobContext& ctx, int debug, const std::string& name,
                   TraceSession* running = nullptr);
 Reply symbol_job(const JobContext& ctx, const std::vector<uint64_t>& pcs);

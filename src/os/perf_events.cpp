@@ -20,13 +20,6 @@ namespace {
 
 constexpr uint64_t kContextMax = static_cast<uint64_t>(-4095);  // PERF_CONTEXT_MAX
 
-uint64_t sample_type(const EventConfig& cfg) {
-    uint64_t t = PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_PERIOD | PERF_SAMPLE_REGS_USER |
-                 PERF_SAMPLE_STACK_USER;
-    if (cfg.kernel_callchain) t |= PERF_SAMPLE_CALLCHAIN;
-    return t;
-}
-
 /// perf_regs.h order (ax bx cx dx si di bp sp ip, r8-r15) to DWARF numbering (include/pmprof/support/types.h).
 constexpr int kDwarfOfPerf[] = {0, 3, 2, 1, 4, 5, 6, 7, 16, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -50,6 +43,14 @@ std::string read_small_file(const char* path) {
 
 }  // namespace
 
+uint64_t sample_type_of(const EventConfig& cfg) {
+    uint64_t t = PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_PERIOD | PERF_SAMPLE_REGS_USER |
+                 PERF_SAMPLE_STACK_USER;
+    if (cfg.kernel_callchain) t |= PERF_SAMPLE_CALLCHAIN;
+    if (cfg.sample_id) t |= PERF_SAMPLE_ID;
+    return t;
+}
+
 Result<UniqueFd> open_task_clock(pid_t tid, int cpu, const EventConfig& cfg) {
     perf_event_attr attr{};
     attr.size = sizeof attr;
@@ -57,7 +58,7 @@ Result<UniqueFd> open_task_clock(pid_t tid, int cpu, const EventConfig& cfg) {
     attr.config = PERF_COUNT_SW_TASK_CLOCK;
     attr.freq = 1;  // task-clock: the kernel makes it a fixed period of 1e9/freq ns
     attr.sample_freq = static_cast<uint64_t>(std::max(1.0, cfg.rate_hz));
-    attr.sample_type = sample_type(cfg);
+    attr.sample_type = sample_type_of(cfg);
     attr.sample_regs_user = kRegsMask;
     attr.sample_stack_user = cfg.stack_bytes;
     attr.exclude_kernel = cfg.kernel_time ? 0 : 1;
@@ -159,7 +160,9 @@ bool parse_sample(const uint8_t* p, size_t n, const EventConfig& cfg, Sample* s,
                   ThreadCapture* cap) {
     Reader r{p, n};
     uint32_t ids[2];
-    if (!r.get(ids, sizeof ids) || !r.u64(&s->time) || !r.u64(&s->period)) return false;
+    if (!r.get(ids, sizeof ids) || !r.u64(&s->time)) return false;
+    if (cfg.sample_id && !r.u64(&s->id)) return false;
+    if (!r.u64(&s->period)) return false;
     s->pid = static_cast<pid_t>(ids[0]);
     s->tid = static_cast<pid_t>(ids[1]);
     s->kernel_ips.clear();
@@ -193,7 +196,13 @@ bool parse_sample(const uint8_t* p, size_t n, const EventConfig& cfg, Sample* s,
     if (size > 0 && !r.u64(&dyn)) return false;
     dyn = std::min(dyn, size);
     cap->stack.base = cap->regs.sp();
-    cap->stack.bytes.assign(data, data + dyn);
+    if (cfg.lazy_stack) {
+        s->stack_data = data;
+        s->stack_size = dyn;
+        cap->stack.bytes.clear();
+    } else {
+        cap->stack.bytes.assign(data, data + dyn);
+    }
     cap->ok = s->user_regs;
     return true;
 }

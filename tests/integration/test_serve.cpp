@@ -121,7 +121,8 @@ TEST_CASE("serve: every bad input gets its status and reason, the target is neve
         {"GET", b + "profile?rate=5000", 400, "bad rate"},
         {"GET", b + "profile?mode=bogus", 400, "bad mode"},
         {"GET", b + "heap?debug=x", 400, "bad debug"},
-        {"GET", b + "heap?seconds=5", 400, "delta profiles"},
+        {"GET", b + "heap?seconds=0", 400, "bad seconds '0'"},
+        {"GET", b + "allocs", 400, "allocs needs seconds=N"},
         {"GET", b + "goroutine?debug=-1", 400, "bad debug"},
         {"POST", b + "profile", 405, "method POST not allowed"},
         {"PUT", b + "heap", 405, "method PUT not allowed"},
@@ -296,6 +297,39 @@ TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock"
                           " \"pp-holder\"") != std::string::npos);
         CHECK(a.body.find("Lock chain (not a deadlock): thread " + f.at("pp-waiter-2")) !=
               std::string::npos);
+    }
+}
+
+TEST_CASE("serve: heap?seconds=N and allocs?seconds=N record allocation sites",
+          "[integration][serve][sites]") {
+    auto target = Target::start({target_bin("alloc_sites", false), "--churn"});
+    REQUIRE(target);
+    Server server(target->pid());
+    // The churn thread does nothing but allocate: the default overhead budget would end the
+    // window within a fraction of a second (heap --sites' own tests check that), before any
+    // of its 64-byte allocations is sampled. No limit here: this test is about the endpoint.
+    // go tool pprof waits 1.5 x seconds by default; the answer comes after the probes are
+    // removed, which takes seconds more here (docs/heap-sites.md, Safety): -timeout.
+    RunResult allocs =
+        run(go_tool_pprof_argv(
+                {"-timeout", "100", "-raw", server.base() + "allocs?seconds=2&max_overhead=100"}),
+            std::chrono::seconds(120));
+    INFO("pprof allocs stderr: " << allocs.err);
+    REQUIRE(allocs.exit_code == 0);
+    CHECK(allocs.out.find("alloc_space/bytes") != std::string::npos);
+    CHECK(allocs.out.find("churn") != std::string::npos);
+    RunResult heap =
+        run(go_tool_pprof_argv({"-timeout", "100", "-raw", server.base() + "heap?seconds=1"}),
+            std::chrono::seconds(120));
+    INFO("pprof heap stderr: " << heap.err);
+    REQUIRE(heap.exit_code == 0);
+    CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
+    CHECK(heap.out.find("ended early") != std::string::npos);  // the default budget, 5 %
+    CHECK(try_counts(*target)["probed"] == 0);  // the probes went with the window
+    for (const char* bad : {"0", "101", "lots"}) {
+        HttpAnswer a = curl("GET", server.base() + "heap?seconds=1&max_overhead=" + bad);
+        CHECK(a.status == 400);
+        CHECK(a.body.find("bad max_overhead") != std::string::npos);
     }
     REQUIRE(left_running(target->pid()) == "");
 }

@@ -39,6 +39,7 @@ struct ElfSymbol {
     uint64_t value = 0;     // st_value: the link-time address
     uint64_t size = 0;
     uint8_t type = STT_NOTYPE;  // STT_FUNC, STT_OBJECT, ...
+    uint8_t bind = STB_LOCAL;   // STB_LOCAL, STB_GLOBAL, STB_WEAK
     uint16_t shndx = SHN_UNDEF;
     bool defined() const { return shndx != SHN_UNDEF; }
 };

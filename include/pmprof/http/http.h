@@ -46,10 +46,12 @@ struct ProfileRequest {
     int seconds = kServeDefaultSeconds;
     double rate_hz = 99;
     SampleMode mode = SampleMode::Cpu;  // Go's /profile is a cpu profile
+    double max_overhead_pct = 5;        // heap/allocs?seconds=N: heap --sites' --max-overhead
 };
 
 /// Validates the query parameters of /debug/pprof/profile (seconds, rate, mode; others are
-/// ignored as Go does). The Error message is the 400 reason sent to the client.
+/// ignored as Go does) and of heap/allocs?seconds=N (max_overhead=PCT, 0.1 to 100). The Error
+/// message is the 400 reason sent to the client.
 Result<ProfileRequest> parse_profile_request(const std::multimap<std::string, std::string>& params,
                                              int max_seconds);
 /// Parses ?debug=N (absent: 0); the Error is the 400 reason.

@@ -31,7 +31,12 @@ struct EventConfig {
     bool inherit = true;               // threads created later carry the event
     bool side_band = true;             // comm (thread names, exec) and task records
     size_t watermark = 0;              // wake poll() once this many bytes wait (0: every record)
+    bool sample_id = false;            // PERF_SAMPLE_ID: which (parent) event wrote the sample
+    bool lazy_stack = false;           // parse_sample leaves the stack copy in the record
 };
+
+/// The PERF_SAMPLE_* bits of events made with `cfg`.
+uint64_t sample_type_of(const EventConfig& cfg);
 
 /// perf_event_open(task-clock sampling) on `tid` for `cpu` (-1: any cpu; not with inherit and
 /// a ring buffer). Enabled at once.
@@ -50,6 +55,11 @@ struct Sample {
     uint64_t time = 0, period = 0;
     bool user_regs = false;  // false: no user state (kernel thread): nothing to unwind
     std::vector<uint64_t> kernel_ips;
+    uint64_t id = 0;  // with EventConfig::sample_id: the id of the event opened (PERF_EVENT_IOC_ID)
+    // With EventConfig::lazy_stack: the stack copy, valid during the sink's call only (the
+    // capture's stack bytes are then left empty; copy them when the sample is wanted).
+    const uint8_t* stack_data = nullptr;
+    size_t stack_size = 0;
 };
 
 /// What the ring buffer holds besides samples.
@@ -85,6 +95,19 @@ class Ring {
     ThreadCapture cap_;          // reused: its stack buffer keeps its capacity
     Sample sample_;
 };
+
+/// A uprobe (or with `ret`, a uretprobe) on `path` at file offset `offset` for `tid` on `cpu`,
+/// through the uprobe PMU (`pmu_type`: /sys/bus/event_source/devices/uprobe/type): every hit is
+/// a sample (period 1) with the user registers and `stack_bytes` of user stack (0: none). It is
+/// opened disabled (the breakpoint is placed at once; enable with PERF_EVENT_IOC_ENABLE). The
+/// kernel removes the probe when the last descriptor closes, also when pmprof is killed.
+Result<UniqueFd> open_uprobe(pid_t tid, int cpu, int pmu_type, const std::string& path,
+                             uint64_t offset, bool ret, uint32_t stack_bytes,
+                             const EventConfig& cfg);
+/// The uprobe PMU's type, -1 when the kernel has none (and `why` says so).
+int uprobe_pmu_type(std::string* why);
+/// The retprobe bit of the uprobe PMU's config (format/retprobe: "config:0"), 0 when unreadable.
+int uprobe_retprobe_bit();
 
 /// Parses one PERF_RECORD_SAMPLE body (after the header) into `s` and `cap`; false if malformed.
 bool parse_sample(const uint8_t* p, size_t n, const EventConfig& cfg, Sample* s,
