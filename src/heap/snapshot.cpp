@@ -55,6 +55,102 @@ void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
             in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
 }
 
+/// What the stop phase hands to the phase after the resume.
+struct Stopped {
+    HeapSnapshot snap;
+    std::vector<MemoryMap> maps;  // as read inside the (last) stop
+    std::optional<heap_detail::ReachCopy> reach;
+};
+
+/// Inside one stop of every thread: maps again, roots if symbols did not give them, the walk,
+/// and with reach the copies of live chunks and roots. Sets `failure` when nothing can be walked.
+void walk_inside_stop(pid_t pid, const HeapOptions& opt, const Preflight& pre,
+                      const std::vector<ThreadCapture>& regs, TraceSession& session,
+                      std::optional<MallocRoots>& roots, Stopped& out,
+                      std::optional<Error>& failure) {
+    auto t0 = std::chrono::steady_clock::now();
+    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
+    if (auto m = read_maps(pid); m.ok()) out.maps = std::move(*m);
+    ProcessMemory mem(pid);
+    // Should process_vm_readv and /proc/PID/mem be denied, a stopped thread can still be read
+    // word by word.
+    for (const ThreadCapture& c : regs)
+        if (c.ok) {
+            mem.allow_peek(c.tid);
+            break;
+        }
+    if (!roots) {
+        auto scanned = heap_detail::roots_by_scan(mem, out.maps, pre.layout);
+        if (!scanned.ok()) {
+            failure = scanned.error();
+            return;
+        }
+        roots = *scanned;
+    }
+    out.snap = walk_glibc_heap(mem, out.maps, pre.layout, *roots);
+    if (out.reach) {
+        heap_detail::copy_for_reach(*out.reach, pid, mem, out.maps, out.snap, session.threads(),
+                                    opt.reach_max_bytes);
+        register_roots(regs, out.reach->input);
+    }
+    log_debug(
+        "heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        static_cast<double>(out.snap.walk_ns) / 1e6);
+}
+
+/// The stop phase, on a tracer thread of its own (its exit detaches without a stop what the
+/// walk's stop could not reach: a thread in D state with our interrupt pending,
+/// src/ptrace/tracer_thread.cpp): seize, stop every thread and walk, again while an arena lock
+/// was held (up to opt.lock_retries times), detach.
+Result<void> stop_and_walk(pid_t pid, const HeapOptions& opt, const Preflight& pre, Stopped& out) {
+    std::optional<MallocRoots> roots = pre.roots;
+    std::optional<Error> failure;
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) {
+            failure = session.error();
+            return;
+        }
+        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
+            failure.reset();
+            auto window = (*session)->with_all_stopped(
+                [&](const std::vector<ThreadCapture>& regs) {
+                    walk_inside_stop(pid, opt, pre, regs, **session, roots, out, failure);
+                },
+                opt.stop_timeout);
+            if (!window.ok()) {
+                failure = window.error();
+                return;
+            }
+            if (failure) return;
+            out.snap.stop_window_ns = *window;
+            if (out.snap.locked_arenas == 0) break;
+            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+                     out.snap.locked_arenas);
+        }
+        (*session)->detach_all();
+    });
+    if (failure) return *failure;
+    return {};
+}
+
+/// With the target running again: C++ types (ELF symbols, RTTI in read-only data) and the
+/// reachability analysis of what the stop copied.
+void analyze_after_resume(pid_t pid, const HeapOptions& opt, Stopped& st) {
+    HeapSnapshot& snap = st.snap;
+    if (opt.types) {
+        ProcessMemory mem(pid);
+        attribute_types(snap, heap_detail::load_vtables(pid, st.maps), &mem, st.maps);
+    }
+    if (st.reach && !st.reach->skipped.empty()) {
+        snap.problems.push_back(st.reach->skipped);
+    } else if (st.reach) {
+        analyze_reach(snap, st.reach->contents, st.reach->input);
+        snap.reach.copy_ns = st.reach->copy_ns;
+    }
+}
+
 }  // namespace
 
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
@@ -73,93 +169,27 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
                      ESRCH};
     auto pre = preflight(pid);
     if (!pre.ok()) return life.explain(pre.error(), "the heap snapshot");
-    HeapSnapshot snap;
-    std::vector<MemoryMap> maps = pre->maps;
-    std::optional<MallocRoots> roots = pre->roots;
-    std::optional<Error> failure;
-    std::optional<heap_detail::ReachCopy> reach;
+    Stopped st;
+    st.maps = pre->maps;
     if (opt.reach) {
-        reach.emplace();
-        reach->contents.reserve(
+        st.reach.emplace();
+        st.reach->contents.reserve(
             estimate_heap_bytes(pre->maps, pre->layout.heap_max, opt.reach_max_bytes));
     }
-    // Traced from a thread of its own: its exit detaches without a stop what the walk's stop
-    // could not reach (a thread in D state with our interrupt pending, src/ptrace/tracer_thread.cpp).
-    run_on_tracer_thread([&] {
-        auto session = TraceSession::seize(pid);
-        if (!session.ok()) {
-            failure = session.error();
-            return;
-        }
-        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
-            failure.reset();
-            auto window = (*session)->with_all_stopped(
-                [&](const std::vector<ThreadCapture>& regs) {
-                    auto t0 = std::chrono::steady_clock::now();
-                    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
-                    if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
-                    ProcessMemory mem(pid);
-                    // Should process_vm_readv and /proc/PID/mem be denied, a stopped thread can
-                    // still be read word by word.
-                    for (const ThreadCapture& c : regs)
-                        if (c.ok) {
-                            mem.allow_peek(c.tid);
-                            break;
-                        }
-                    if (!roots) {
-                        auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
-                        if (!scanned.ok()) {
-                            failure = scanned.error();
-                            return;
-                        }
-                        roots = *scanned;
-                    }
-                    snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
-                    if (reach) {
-                        heap_detail::copy_for_reach(*reach, pid, mem, maps, snap,
-                                                    (*session)->threads(), opt.reach_max_bytes);
-                        register_roots(regs, reach->input);
-                    }
-                    log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
-                              std::chrono::duration<double, std::milli>(
-                                  std::chrono::steady_clock::now() - t0)
-                                  .count(),
-                              static_cast<double>(snap.walk_ns) / 1e6);
-                },
-                opt.stop_timeout);
-            if (!window.ok()) {
-                failure = window.error();
-                return;
-            }
-            if (failure) return;
-            snap.stop_window_ns = *window;
-            if (snap.locked_arenas == 0) break;
-            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
-                     snap.locked_arenas);
-        }
-        (*session)->detach_all();
-    });
-    if (failure) return life.explain(*failure, "the heap snapshot");
+    if (auto walked = stop_and_walk(pid, opt, *pre, st); !walked.ok())
+        return life.explain(walked.error(), "the heap snapshot");
 
+    HeapSnapshot& snap = st.snap;
     snap.pid = pid;
     snap.time_nanos = realtime_ns();
-    if (opt.types) {
-        ProcessMemory mem(pid);
-        attribute_types(snap, heap_detail::load_vtables(pid, maps), &mem, maps);
-    }
-    if (reach && !reach->skipped.empty()) {
-        snap.problems.push_back(reach->skipped);
-    } else if (reach) {
-        analyze_reach(snap, reach->contents, reach->input);
-        snap.reach.copy_ns = reach->copy_ns;
-    }
+    analyze_after_resume(pid, opt, st);
     if (life.exited()) {
         // Reads that failed because the process went away are not a heap's problems.
         if (snap.partial() || snap.arenas.empty())
             return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};
         snap.problems.push_back(fmt::format("pid {} exited after its snapshot was taken", pid));
     }
-    return snap;
+    return std::move(snap);
 }
 
 }  // namespace pmprof
