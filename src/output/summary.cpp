@@ -15,6 +15,18 @@ std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double
 
 const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
 
+/// Why the effective rate is lower than the requested one, when pmprof lowered it.
+std::string rate_clause(const SamplerStats& s) {
+    std::string why;
+    if (s.rate_lowered) why = ", lowered by the pause budget";
+    // Most ticks late: the rate is what one tick's work allows.
+    if (s.ticks > 0 && s.ticks_late * 2 > s.ticks)
+        why +=
+            fmt::format("{}ticks of {:.0f} ms", why.empty() ? ", lowered by slow " : " and slow ",
+                        static_cast<double>(s.tick_mean_ns) / 1e6);
+    return why;
+}
+
 }  // namespace
 
 std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
@@ -26,7 +38,7 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         "pmprof: {} samples from {} threads in {:.1f} s ({} mode, {:.0f} Hz requested, {:.1f} Hz "
         "effective{})\n",
         s.samples, s.threads_seen, wall_s, mode_name(s.mode), s.requested_rate_hz,
-        s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
+        s.effective_rate_hz, rate_clause(s));
     out += "pmprof: " + backend_line(s).substr(std::string("pmprof ").size()) + "\n";
     if (s.backend == "perf") {
         if (s.samples > 0)
