@@ -98,13 +98,13 @@ def main():
     heap = start_target([os.path.join(BUILD, "targets", "heap_leaks-fp"), str(HEAP_MB)])
     try:
         for rnd in range(ROUNDS):
-            for extra in ([], ["--no-reach"], ["--max-stop", "100"]):
-                r, wall = pmprof(["heap", "-o", "/dev/null", "--max-stop", "0"] + extra +
-                                 [str(heap.pid)])
+            for extra in (["--max-stop", "0"], ["--no-reach", "--max-stop", "0"],
+                          ["--max-stop", "100"]):
+                r, wall = pmprof(["heap", "-o", "/dev/null"] + extra + [str(heap.pid)])
                 m = re.search(r"heap: (\d+) arenas, target stopped ([\d.]+) ms, walked ([\d.]+) MB "
                               r"in ([\d.]+) ms", r.stderr)
-                cut = "cut at --max-stop" if "--max-stop" in r.stderr and extra[:1] == ["--max-stop"] else ""
-                label = "heap " + (" ".join(extra) or "(reach)")
+                cut = "cut at --max-stop" if "walk ended at --max-stop" in r.stderr else ""
+                label = "heap " + " ".join(extra)
                 rows.append((label, rnd, f"stopped {m.group(2)} ms, walked {m.group(3)} MB in "
                              f"{m.group(4)} ms, exit {r.returncode}{', ' + cut if cut else ''}, "
                              f"wall {wall:.2f} s" if m else f"exit {r.returncode}: "
@@ -120,9 +120,13 @@ def main():
             time.sleep(0.05)
             t0 = time.monotonic()
             p.send_signal(signal.SIGTERM)
+            while states(heap.pid) and time.monotonic() - t0 < 30:
+                time.sleep(0.0002)
+            resumed = (time.monotonic() - t0) * 1000
             err = p.communicate()[1]
             took = (time.monotonic() - t0) * 1000
-            rows.append(("sigterm in walk", rnd, f"pmprof ended {took:.0f} ms after SIGTERM, exit "
+            rows.append(("sigterm in walk", rnd, f"target resumed {resumed:.0f} ms, pmprof ended "
+                         f"{took:.0f} ms after SIGTERM, exit "
                          f"{p.returncode}, target left: {states(heap.pid) or 'none'}; "
                          f"{err.strip().splitlines()[-1][:160] if err.strip() else ''}"))
     finally:
