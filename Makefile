@@ -1,6 +1,9 @@
 # pmprof — out-of-process profiler for native Linux programs.
 # `make` builds build/pmprof; `make test`, `make demo`, `make bench`, `make install PREFIX=...`,
-# `make sanitize`, `make format`. Missing Debian packages are installed first (as root) or the
+# `make sanitize`, `make format`, `make stress` (the fault suite, tests/stress/stress.py: not part
+# of `make test`; STRESS_LOOPS=20 by default, about 5 minutes on 2 cores, STRESS_CASES=a,b for
+# some cases), `make bench-scale` (stops at 4000 threads and a 500 MB heap,
+# bench/stops_at_scale.py). Missing Debian packages are installed first (as root) or the
 # exact apt-get command is printed (as non-root).
 
 BUILD    ?= build
@@ -52,7 +55,7 @@ EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test-deps test unit integration demo bench install sanitize format clean \
-        check-layers
+        check-layers stress bench-scale
 all: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 
 # ---- dependencies -------------------------------------------------------------------------
@@ -194,6 +197,17 @@ demo: $(BUILD)/.test-deps-ok $(BUILD)/pmprof $(BUILD)/pmprof-serve $(EXAMPLE_BIN
 
 bench: $(BUILD)/.test-deps-ok $(BUILD)/pmprof
 	@BUILD=$(BUILD) bench/run.sh
+
+# The fault suite: every case STRESS_LOOPS times, rule zero checked after every run.
+STRESS_LOOPS ?= 20
+stress: $(BUILD)/.test-deps-ok
+	@$(MAKE) --no-print-directory -j$(shell nproc) $(BUILD)/pmprof $(BUILD)/pmprof-serve \
+	  $(TARGET_BINS) $(BUILD)/pprofcheck $(BUILD)/seccomp_exec
+	PMPROF_BUILD=$(abspath $(BUILD)) python3 tests/stress/stress.py --loops $(STRESS_LOOPS) \
+	  $(if $(STRESS_CASES),--cases $(STRESS_CASES))
+
+bench-scale: $(BUILD)/pmprof $(BUILD)/targets/stacks_target-fp $(BUILD)/targets/heap_leaks-fp
+	BUILD=$(BUILD) python3 bench/stops_at_scale.py
 
 install: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 	install -D -m 0755 $(BUILD)/pmprof $(DESTDIR)$(PREFIX)/bin/pmprof

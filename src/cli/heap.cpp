@@ -33,6 +33,7 @@ struct HeapArgs {
     bool no_reach = false;
     uint64_t reach_max_mb = 2048;
     int stop_timeout_ms = 1000;
+    int max_stop_ms = 2000;
     HeapSitesArgs sites;  // --sites DURATION: allocation sites instead of a snapshot
 };
 
@@ -136,6 +137,7 @@ int run_heap(const HeapArgs& a) {
     opt.reach = !a.no_reach;
     opt.reach_max_bytes = a.reach_max_mb << 20;
     opt.stop_timeout = std::chrono::milliseconds(a.stop_timeout_ms);
+    opt.max_stop = std::chrono::milliseconds(a.max_stop_ms);
     // Checked before the target is stopped. Without -o, a series and --base print only tables.
     const bool snapshot_out = !a.output.empty() || (a.count <= 1 && a.base.empty());
     const OutputPath out =
@@ -244,6 +246,13 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "Milliseconds to wait for a thread to stop (a thread in D state costs this one "
                     "wait; its registers are then missing from the leak scan)")
         ->check(CLI::Range(1, 60000))
+        ->capture_default_str();
+    cmd->add_option("--max-stop", args->max_stop_ms,
+                    "Longest the walk may keep the target stopped, in ms (0: no limit). A walk "
+                    "that needs longer ends there and the snapshot is partial: malloc's metadata "
+                    "is only consistent while every thread is stopped, so it cannot continue "
+                    "after the target ran. About 1 ms per MB of heap")
+        ->check(CLI::Range(0, 3600000))
         ->capture_default_str();
     cmd->callback([runner, args] { *runner = [args] { return run_heap(*args); }; });
 }

@@ -105,7 +105,9 @@ int run_stacks(const StacksArgs& a) {
     size_t eintr_threads = 0;
     for (const ThreadEntry& t : dump->threads) {
         not_captured += t.captured ? 0 : 1;
-        if (!t.captured && !t.error.empty()) log_warn("not captured: {}", t.error);
+        // One line each for the first few; thousands of threads would bury the summary.
+        if (!t.captured && !t.error.empty() && not_captured <= 10)
+            log_warn("not captured: {}", t.error);
         if (t.eintr_syscall.empty()) continue;
         ++eintr_threads;
         eintr +=
@@ -119,13 +121,22 @@ int run_stacks(const StacksArgs& a) {
     if (dump->target_exited)
         log_warn("pid {} exited during the dump{}", pid,
                  not_captured ? ": the threads not captured before it did are marked" : "");
+    if (not_captured > 10) log_warn("... and {} more not captured", not_captured - 10);
+    // Why, in numbers: a thread that exited is no loss, one that did not stop is (D state).
+    const SnapshotStats& st = dump->stats;
+    std::string why;
+    if (st.threads_exited > 0) why += fmt::format(", {} exited", st.threads_exited);
+    if (st.threads_timed_out > 0)
+        why +=
+            fmt::format(", {} not stopped within {} ms", st.threads_timed_out, a.stop_timeout_ms);
+    if (st.threads_abandoned > 0) why += fmt::format(", {} left at ^C", st.threads_abandoned);
+    if (!why.empty()) why = " (" + why.substr(2) + ")";
     // The longest any one thread stayed stopped (from pmprof seeing its stop to its detach),
     // and the span from the first interrupt to the last detach.
     log_warn("{} threads, target stopped {} us at most per thread ({} us from first interrupt to "
-             "last detach), {} not captured, {} unwind failures, {:.1f} ms total",
-             dump->threads.size(), dump->stats.longest_stop_ns / 1000,
-             dump->stats.stop_window_ns / 1000, not_captured, dump->unwind_failures,
-             static_cast<double>(dump->wall_ns) / 1e6);
+             "last detach), {} not captured{}, {} unwind failures, {:.1f} ms total",
+             dump->threads.size(), st.longest_stop_ns / 1000, st.stop_window_ns / 1000,
+             not_captured, why, dump->unwind_failures, static_cast<double>(dump->wall_ns) / 1e6);
     if (dump->locks.deadlock())
         log_warn("deadlock: {} cycle{} of threads waiting for each other",
                  dump->locks.cycles.size(), dump->locks.cycles.size() == 1 ? "" : "s");

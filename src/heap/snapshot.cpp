@@ -21,6 +21,11 @@ namespace pmprof {
 
 namespace {
 
+// Walk cost inside the stop, measured on a 2-core VM (bench/README.md, heap stop): about 1 ms
+// per MB of chunks walked; the reach copy adds about a fifth.
+constexpr double kWalkMsPerMb = 1.0;
+constexpr double kReachCopyShare = 0.2;
+
 struct Preflight {
     std::vector<MemoryMap> maps;
     GlibcMallocLayout layout;
@@ -50,6 +55,131 @@ void register_roots(const std::vector<ThreadCapture>& regs, ReachInput& in) {
             in.root_words.insert(in.root_words.end(), c.regs.dwarf.begin(), c.regs.dwarf.end());
 }
 
+/// Before the stop: a heap large enough to stop the target noticeably is said up front, with the
+/// expected stop and its cap, since the walk cannot be split into shorter stops (WalkLimit).
+void announce_stop(const Preflight& pre, const HeapOptions& opt) {
+    const uint64_t bytes = estimate_heap_bytes(pre.maps, pre.layout.heap_max, uint64_t{1} << 50);
+    constexpr uint64_t kAnnounceBytes = uint64_t{128} << 20;
+    if (bytes < kAnnounceBytes) return;
+    const double expect_ms =
+        static_cast<double>(bytes) / 1e6 * kWalkMsPerMb * (opt.reach ? 1.0 + kReachCopyShare : 1.0);
+    log_warn("heap: about {} MB of malloc heap to walk: all threads stay stopped for about "
+             "{:.0f} ms{}",
+             bytes >> 20, expect_ms,
+             opt.max_stop.count() > 0
+                 ? fmt::format(" (at most {} ms: --max-stop)", opt.max_stop.count())
+                 : std::string(" (no --max-stop limit)"));
+}
+
+/// What the stop phase hands to the phase after the resume.
+struct Stopped {
+    HeapSnapshot snap;
+    std::vector<MemoryMap> maps;  // as read inside the (last) stop
+    std::optional<heap_detail::ReachCopy> reach;
+};
+
+/// Inside one stop of every thread: maps again, roots if symbols did not give them, the walk,
+/// and with reach the copies of live chunks and roots. Sets `failure` when nothing can be walked.
+void walk_inside_stop(pid_t pid, const HeapOptions& opt, const Preflight& pre,
+                      const std::vector<ThreadCapture>& regs, TraceSession& session,
+                      std::optional<MallocRoots>& roots, Stopped& out,
+                      std::optional<Error>& failure) {
+    auto t0 = std::chrono::steady_clock::now();
+    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
+    if (auto m = read_maps(pid); m.ok()) out.maps = std::move(*m);
+    ProcessMemory mem(pid);
+    // Should process_vm_readv and /proc/PID/mem be denied, a stopped thread can still be read
+    // word by word.
+    for (const ThreadCapture& c : regs)
+        if (c.ok) {
+            mem.allow_peek(c.tid);
+            break;
+        }
+    if (!roots) {
+        auto scanned = heap_detail::roots_by_scan(mem, out.maps, pre.layout);
+        if (!scanned.ok()) {
+            failure = scanned.error();
+            return;
+        }
+        roots = *scanned;
+    }
+    WalkLimit limit;
+    limit.honor_stop_request = true;
+    if (opt.max_stop.count() > 0) {
+        limit.limit_ms = static_cast<uint64_t>(opt.max_stop.count());
+        limit.deadline_ns =
+            static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      (t0 + opt.max_stop).time_since_epoch())
+                                      .count());
+    }
+    out.snap = walk_glibc_heap(mem, out.maps, pre.layout, *roots, limit);
+    if (out.reach && !out.snap.cut_short.empty()) {
+        // An incomplete walk has no complete list of chunks to scan: nothing is copied.
+        out.reach->skipped = "reachability not analysed: the walk was cut short";
+    } else if (out.reach) {
+        heap_detail::copy_for_reach(*out.reach, pid, mem, out.maps, out.snap, session.threads(),
+                                    opt.reach_max_bytes);
+        register_roots(regs, out.reach->input);
+    }
+    log_debug(
+        "heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        static_cast<double>(out.snap.walk_ns) / 1e6);
+}
+
+/// The stop phase, on a tracer thread of its own (its exit detaches without a stop what the
+/// walk's stop could not reach: a thread in D state with our interrupt pending,
+/// src/ptrace/tracer_thread.cpp): seize, stop every thread and walk, again while an arena lock
+/// was held (up to opt.lock_retries times), detach.
+Result<void> stop_and_walk(pid_t pid, const HeapOptions& opt, const Preflight& pre, Stopped& out) {
+    std::optional<MallocRoots> roots = pre.roots;
+    std::optional<Error> failure;
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) {
+            failure = session.error();
+            return;
+        }
+        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
+            failure.reset();
+            auto window = (*session)->with_all_stopped(
+                [&](const std::vector<ThreadCapture>& regs) {
+                    walk_inside_stop(pid, opt, pre, regs, **session, roots, out, failure);
+                },
+                opt.stop_timeout);
+            if (!window.ok()) {
+                failure = window.error();
+                return;
+            }
+            if (failure) return;
+            out.snap.stop_window_ns = *window;
+            // Another stop would be cut the same way (or the user asked to stop).
+            if (out.snap.locked_arenas == 0 || !out.snap.cut_short.empty()) break;
+            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+                     out.snap.locked_arenas);
+        }
+        (*session)->detach_all();
+    });
+    if (failure) return *failure;
+    return {};
+}
+
+/// With the target running again: C++ types (ELF symbols, RTTI in read-only data) and the
+/// reachability analysis of what the stop copied.
+void analyze_after_resume(pid_t pid, const HeapOptions& opt, Stopped& st) {
+    HeapSnapshot& snap = st.snap;
+    if (opt.types) {
+        ProcessMemory mem(pid);
+        attribute_types(snap, heap_detail::load_vtables(pid, st.maps), &mem, st.maps);
+    }
+    if (st.reach && !st.reach->skipped.empty()) {
+        snap.problems.push_back(st.reach->skipped);
+    } else if (st.reach) {
+        analyze_reach(snap, st.reach->contents, st.reach->input);
+        snap.reach.copy_ns = st.reach->copy_ns;
+    }
+}
+
 }  // namespace
 
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
@@ -68,93 +198,33 @@ Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt) {
                      ESRCH};
     auto pre = preflight(pid);
     if (!pre.ok()) return life.explain(pre.error(), "the heap snapshot");
-    HeapSnapshot snap;
-    std::vector<MemoryMap> maps = pre->maps;
-    std::optional<MallocRoots> roots = pre->roots;
-    std::optional<Error> failure;
-    std::optional<heap_detail::ReachCopy> reach;
+    Stopped st;
+    st.maps = pre->maps;
     if (opt.reach) {
-        reach.emplace();
-        reach->contents.reserve(
+        st.reach.emplace();
+        st.reach->contents.reserve(
             estimate_heap_bytes(pre->maps, pre->layout.heap_max, opt.reach_max_bytes));
     }
-    // Traced from a thread of its own: its exit detaches without a stop what the walk's stop
-    // could not reach (a thread in D state with our interrupt pending, src/ptrace/tracer_thread.cpp).
-    run_on_tracer_thread([&] {
-        auto session = TraceSession::seize(pid);
-        if (!session.ok()) {
-            failure = session.error();
-            return;
-        }
-        for (int attempt = 0; attempt <= opt.lock_retries; ++attempt) {
-            failure.reset();
-            auto window = (*session)->with_all_stopped(
-                [&](const std::vector<ThreadCapture>& regs) {
-                    auto t0 = std::chrono::steady_clock::now();
-                    // Maps again, inside the stop: a new arena or mmapped chunk may have appeared.
-                    if (auto m = read_maps(pid); m.ok()) maps = std::move(*m);
-                    ProcessMemory mem(pid);
-                    // Should process_vm_readv and /proc/PID/mem be denied, a stopped thread can
-                    // still be read word by word.
-                    for (const ThreadCapture& c : regs)
-                        if (c.ok) {
-                            mem.allow_peek(c.tid);
-                            break;
-                        }
-                    if (!roots) {
-                        auto scanned = heap_detail::roots_by_scan(mem, maps, pre->layout);
-                        if (!scanned.ok()) {
-                            failure = scanned.error();
-                            return;
-                        }
-                        roots = *scanned;
-                    }
-                    snap = walk_glibc_heap(mem, maps, pre->layout, *roots);
-                    if (reach) {
-                        heap_detail::copy_for_reach(*reach, pid, mem, maps, snap,
-                                                    (*session)->threads(), opt.reach_max_bytes);
-                        register_roots(regs, reach->input);
-                    }
-                    log_debug("heap: {:.2f} ms inside the stop (walk {:.2f} ms)",
-                              std::chrono::duration<double, std::milli>(
-                                  std::chrono::steady_clock::now() - t0)
-                                  .count(),
-                              static_cast<double>(snap.walk_ns) / 1e6);
-                },
-                opt.stop_timeout);
-            if (!window.ok()) {
-                failure = window.error();
-                return;
-            }
-            if (failure) return;
-            snap.stop_window_ns = *window;
-            if (snap.locked_arenas == 0) break;
-            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
-                     snap.locked_arenas);
-        }
-        (*session)->detach_all();
-    });
-    if (failure) return life.explain(*failure, "the heap snapshot");
+    announce_stop(*pre, opt);
+    if (auto walked = stop_and_walk(pid, opt, *pre, st); !walked.ok())
+        return life.explain(walked.error(), "the heap snapshot");
+    if (st.snap.stop_requested)
+        return Error{fmt::format("heap snapshot of pid {} abandoned: {}; the target was detached "
+                                 "and runs on",
+                                 pid, st.snap.cut_short),
+                     EINTR};
 
+    HeapSnapshot& snap = st.snap;
     snap.pid = pid;
     snap.time_nanos = realtime_ns();
-    if (opt.types) {
-        ProcessMemory mem(pid);
-        attribute_types(snap, heap_detail::load_vtables(pid, maps), &mem, maps);
-    }
-    if (reach && !reach->skipped.empty()) {
-        snap.problems.push_back(reach->skipped);
-    } else if (reach) {
-        analyze_reach(snap, reach->contents, reach->input);
-        snap.reach.copy_ns = reach->copy_ns;
-    }
+    analyze_after_resume(pid, opt, st);
     if (life.exited()) {
         // Reads that failed because the process went away are not a heap's problems.
         if (snap.partial() || snap.arenas.empty())
             return Error{fmt::format("pid {} exited during the heap snapshot", pid), ESRCH};
         snap.problems.push_back(fmt::format("pid {} exited after its snapshot was taken", pid));
     }
-    return snap;
+    return std::move(snap);
 }
 
 }  // namespace pmprof

@@ -5,15 +5,19 @@
 // on their lists. mallinfo2's numbers are computed the way int_mallinfo() does: top + fastbins +
 // bins are "avail", system_mem - avail is "uordblks"; hblks/hblkhd come from mp_.
 #include <fmt/format.h>
+#include <string.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "heap/cached_reader.h"
 #include "pmprof/heap/heap.h"
+#include "pmprof/os/signals.h"
 
 namespace pmprof {
 namespace {
@@ -48,10 +52,13 @@ struct RawChunk {
 class Walker {
   public:
     Walker(MemoryReader& mem, const std::vector<MemoryMap>& maps, const GlibcMallocLayout& layout,
-           const MallocRoots& roots, HeapSnapshot& out)
-        : direct_(mem), index_(maps), mem_(mem, index_), l_(layout), roots_(roots), out_(out) {}
+           const MallocRoots& roots, const WalkLimit& limit, HeapSnapshot& out)
+        : direct_(mem), index_(maps), mem_(mem, index_), l_(layout), roots_(roots), limit_(limit),
+          out_(out) {}
 
     void run();
+    /// After run(): the problem that says why and where a cut walk ended.
+    void say_cut();
 
   private:
     bool u64(uint64_t a, uint64_t* v) {
@@ -69,6 +76,9 @@ class Walker {
                                                        : std::string::npos;
     }
     void problem(std::string text) { out_.problems.push_back(std::move(text)); }
+    /// True once the walk must end (WalkLimit); the first time, records why.
+    bool cut();
+
     bool chunk_ok(uint64_t p) const { return (p & 15) == 0 && index_.readable(p, 32); }
     uint64_t list_bound() const { return std::max<uint64_t>(1024, bytes_in_heaps_ / kMinChunk + 16); }
 
@@ -81,6 +91,7 @@ class Walker {
     void find_tcaches();
     bool check_tcache(const RawChunk& c, std::vector<uint64_t>* entries);
     void classify();
+    void order_chunks();
     void probe_mmapped();
     bool in_arena_heap(uint64_t a) const;
 
@@ -89,16 +100,54 @@ class Walker {
     CachedReader mem_;
     const GlibcMallocLayout& l_;
     const MallocRoots& roots_;
+    const WalkLimit& limit_;
     HeapSnapshot& out_;
+    enum class Cut { None, StopRequest, Deadline } cut_ = Cut::None;
 
     uint64_t n_mmaps_ = 0, mmapped_mem_ = 0, sbrk_base_ = 0, tcache_count_ = 0;
     uint64_t bytes_in_heaps_ = 0;
     std::unordered_set<uint64_t> fast_, binned_, tcache_;
     std::vector<RawChunk> chunks_;
+    std::vector<size_t> runs_;  // where each walked region's chunks begin in chunks_
     std::vector<std::pair<uint64_t, uint64_t>> heap_regions_;  // non-main heaps (HEAP_MAX each)
     std::unordered_set<uint64_t> internal_;
     std::unordered_map<uint64_t, uint64_t> free_bk_;  // free chunk -> its bk, from the walk  // tcache_perthread_struct chunks
 };
+
+bool Walker::cut() {
+    if (cut_ != Cut::None) return true;
+    if (limit_.honor_stop_request && stop_requested()) {
+        cut_ = Cut::StopRequest;
+        out_.stop_requested = true;
+    } else if (limit_.deadline_ns != 0) {
+        timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        const uint64_t now =
+            static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+        if (now < limit_.deadline_ns) return false;
+        cut_ = Cut::Deadline;
+    } else {
+        return false;
+    }
+    out_.cut_short = "cut";  // the message follows once the walk has unwound (say_cut)
+    return true;
+}
+
+void Walker::say_cut() {
+    if (cut_ == Cut::None) return;
+    const double mb = static_cast<double>(out_.bytes_walked) / 1e6;
+    if (cut_ == Cut::StopRequest) {
+        const char* sig = sigabbrev_np(stop_signal() ? stop_signal() : SIGINT);
+        out_.cut_short = fmt::format("walk stopped by SIG{} after {:.1f} MB", sig ? sig : "?", mb);
+    } else {
+        out_.cut_short = fmt::format(
+            "walk ended at --max-stop {} ms after {:.1f} MB: the rest of the heap is missing from "
+            "this snapshot (a walk cannot continue after the target ran: raise --max-stop to "
+            "walk all of it)",
+            limit_.limit_ms, mb);
+    }
+    problem(out_.cut_short);
+}
 
 std::vector<uint64_t> Walker::list_arenas() {
     std::vector<uint64_t> arenas;
@@ -170,11 +219,25 @@ void Walker::walk_bins(ArenaSummary& a, const std::vector<uint8_t>& st) {
 void Walker::walk_region(ArenaSummary& a, uint64_t start, uint64_t end, uint64_t top,
                          bool has_top) {
     bytes_in_heaps_ += end - start;
-    out_.bytes_walked += end - start;
     bool first = true;
     uint64_t p = start;
+    // Chunks come out of one region in address order; regions are put in order after the walk.
+    runs_.push_back(chunks_.size());
+    // The region, or up to where a cut (WalkLimit) ended its walk.
+    struct Progress {
+        uint64_t& walked;
+        const uint64_t& at;
+        uint64_t from, end;
+        bool cut = false;
+        ~Progress() { walked += (cut ? std::min(at, end) : end) - from; }
+    } progress{out_.bytes_walked, p, start, end};
     for (uint64_t n = 0; n <= (end - start) / 16 && p + 16 <= end; ++n) {
         if (has_top && p == top) return;
+        if ((n & 4095) == 4095 && cut()) {
+            a.skipped = true;
+            progress.cut = true;
+            return;
+        }
         uint64_t field = 0;
         if (!u64(p + 8, &field)) break;
         uint64_t size = field & kSizeMask;
@@ -333,7 +396,9 @@ bool Walker::check_tcache(const RawChunk& c, std::vector<uint64_t>* entries) {
 }
 
 void Walker::find_tcaches() {
+    size_t n = 0;
     for (const RawChunk& c : chunks_) {
+        if ((++n & 65535) == 0 && cut()) return;
         if (!c.inuse || c.size != l_.tcache_chunk_size || fast_.count(c.addr)) continue;
         std::vector<uint64_t> entries;
         if (!check_tcache(c, &entries)) continue;
@@ -344,7 +409,9 @@ void Walker::find_tcaches() {
 
 void Walker::classify() {
     uint64_t free_unlisted = 0, fast_found = 0, tcache_found = 0;
+    size_t n = 0;
     for (const RawChunk& c : chunks_) {
+        if ((++n & 65535) == 0 && cut()) return;
         ArenaSummary& a = out_.arenas[static_cast<size_t>(c.arena)];
         if (!c.inuse) {
             ++a.walked_free_chunks;
@@ -406,6 +473,7 @@ void Walker::probe_mmapped() {
         uint64_t bstart = 0, bend = 0;  // the bytes in `block`
         for (uint64_t p = m.start; p + 32 <= m.end;) {
             if (p < bstart || p + 32 > bend) {
+                if (cut()) return;
                 uint64_t len = std::min(kProbeBlock, m.end - p);
                 auto r = direct_.read(p, block.data(), len);
                 if (!r.ok() || *r < 32) break;
@@ -437,6 +505,27 @@ void Walker::probe_mmapped() {
                             out_.mmapped_chunks, out_.mmapped_bytes, n_mmaps_, mmapped_mem_));
 }
 
+void Walker::order_chunks() {
+    // Each region's chunks are in address order and regions do not overlap, so ordering the
+    // regions orders the chunks: O(chunks), where a sort of millions of chunks took a second
+    // of the stop.
+    std::vector<std::pair<size_t, size_t>> runs;  // [begin, end) in chunks_
+    for (size_t r = 0; r < runs_.size(); ++r) {
+        const size_t end = r + 1 < runs_.size() ? runs_[r + 1] : chunks_.size();
+        if (end > runs_[r]) runs.emplace_back(runs_[r], end);
+    }
+    auto by_address = [&](const auto& a, const auto& b) {
+        return chunks_[a.first].addr < chunks_[b.first].addr;
+    };
+    if (std::is_sorted(runs.begin(), runs.end(), by_address)) return;
+    std::sort(runs.begin(), runs.end(), by_address);
+    std::vector<RawChunk> ordered;
+    ordered.reserve(chunks_.size());
+    for (const auto& [b, e] : runs)
+        ordered.insert(ordered.end(), chunks_.begin() + b, chunks_.begin() + e);
+    chunks_ = std::move(ordered);
+}
+
 void Walker::run() {
     uint32_t n_mmaps = 0;
     if (!index_.readable(roots_.mp, l_.mp_tcache_count + 8) ||
@@ -452,9 +541,11 @@ void Walker::run() {
     out_.mallinfo.hblkhd = mmapped_mem_;
     tcache_count_ = std::min<uint64_t>(tcache_count_, 65535);
     std::vector<uint64_t> arenas = list_arenas();
-    for (size_t i = 0; i < arenas.size(); ++i) walk_arena(static_cast<int>(i), arenas[i]);
-    std::sort(chunks_.begin(), chunks_.end(),
-              [](const RawChunk& a, const RawChunk& b) { return a.addr < b.addr; });
+    for (size_t i = 0; i < arenas.size() && !cut(); ++i) walk_arena(static_cast<int>(i), arenas[i]);
+    // A walk cut short has no complete chunk list to classify: the arenas' totals stay, the
+    // problem says why the chunks are missing.
+    if (cut()) return;
+    order_chunks();
     find_tcaches();
     classify();
     probe_mmapped();
@@ -463,12 +554,15 @@ void Walker::run() {
 }  // namespace
 
 HeapSnapshot walk_glibc_heap(MemoryReader& mem, const std::vector<MemoryMap>& maps,
-                             const GlibcMallocLayout& layout, const MallocRoots& roots) {
+                             const GlibcMallocLayout& layout, const MallocRoots& roots,
+                             const WalkLimit& limit) {
     auto t0 = std::chrono::steady_clock::now();
     HeapSnapshot snap;
     snap.glibc_version = layout.version;
     snap.roots = roots;
-    Walker(mem, maps, layout, roots, snap).run();
+    Walker walker(mem, maps, layout, roots, limit, snap);
+    walker.run();
+    walker.say_cut();
     snap.walk_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::steady_clock::now() - t0)
                                              .count());

@@ -15,6 +15,24 @@ std::string us(uint64_t ns) { return fmt::format("{:.0f} us", static_cast<double
 
 const char* mode_name(SampleMode m) { return m == SampleMode::Cpu ? "cpu" : "wall"; }
 
+/// Why the effective rate is lower than the requested one, when pmprof lowered it: the pause
+/// budget, or ticks whose own work outlasted the interval (thousands of threads; the first
+/// tick stops every thread once).
+std::string rate_clause(const SamplerStats& s) {
+    std::string why;
+    if (s.rate_lowered) why = ", lowered by the pause budget";
+    // Only when the ticks' own work filled at least half the run: a few late ticks on a loaded
+    // machine are not why the rate is low, waking late for each tick is.
+    const bool slow = s.ticks_late > 0 && s.effective_rate_hz < 0.9 * s.requested_rate_hz &&
+                      2 * s.tick_mean_ns * s.ticks >= s.wall_ns;
+    if (slow)
+        why += fmt::format("{}slow ticks: {} of {} late, mean {:.1f} ms, longest {:.0f} ms",
+                           why.empty() ? ", lowered by " : " and by ", s.ticks_late, s.ticks,
+                           static_cast<double>(s.tick_mean_ns) / 1e6,
+                           static_cast<double>(s.tick_max_ns) / 1e6);
+    return why;
+}
+
 }  // namespace
 
 std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
@@ -26,7 +44,7 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
         "pmprof: {} samples from {} threads in {:.1f} s ({} mode, {:.0f} Hz requested, {:.1f} Hz "
         "effective{})\n",
         s.samples, s.threads_seen, wall_s, mode_name(s.mode), s.requested_rate_hz,
-        s.effective_rate_hz, s.rate_lowered ? ", lowered by the pause budget" : "");
+        s.effective_rate_hz, rate_clause(s));
     out += "pmprof: " + backend_line(s).substr(std::string("pmprof ").size()) + "\n";
     if (s.backend == "perf") {
         if (s.samples > 0)

@@ -4,6 +4,8 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,9 +15,10 @@
 
 #include <fmt/format.h>
 
-#include "pmprof/support/log.h"
-#include "pmprof/ptrace/memory.h"
+#include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/log.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {
@@ -29,6 +32,8 @@ constexpr uint64_t kPeekStackBytes = 8 * 1024;
 // 2 ms). Sleeps grow from kFirstWaitCap to kWaitCap.
 constexpr std::chrono::microseconds kWaitCap{1000};
 constexpr std::chrono::microseconds kFirstWaitCap{20};
+// A windowed member still runnable at its timeout gets this many timeouts in all.
+constexpr uint64_t kRunnableGraceFactor = 10;
 
 }  // namespace
 
@@ -51,8 +56,12 @@ bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall) {
 
 // ---- StopRound ----------------------------------------------------------------------------
 
-StopRound::StopRound(SessionCore& impl, const std::vector<pid_t>& tids) : impl_(impl) {
+StopRound::StopRound(SessionCore& impl, const std::vector<pid_t>& tids, size_t max_in_flight,
+                     std::chrono::nanoseconds member_timeout)
+    : impl_(impl), max_in_flight_(std::max<size_t>(1, max_in_flight)),
+      member_timeout_ns_(static_cast<uint64_t>(std::max<int64_t>(0, member_timeout.count()))) {
     members_.reserve(tids.size());
+    in_flight_.reserve(std::min(tids.size(), max_in_flight_));
     for (pid_t tid : tids) {
         Member& m = members_.emplace_back();
         m.tid = tid;
@@ -60,18 +69,10 @@ StopRound::StopRound(SessionCore& impl, const std::vector<pid_t>& tids) : impl_(
         if (it == impl_.threads.end() || it->second.state == TraceState::Gone ||
             it->second.foreign) {
             m.outcome = Outcome::NotTraced;
-            continue;
+            m.sent = true;
         }
-        TracedThread& t = it->second;
-        t.want_stop = true;
-        m.interrupt_ns = monotonic_ns();
-        if (first_interrupt_ns_ == 0) first_interrupt_ns_ = m.interrupt_ns;
-        if (t.state == TraceState::Trapped) continue;  // already stopped: wait() takes it
-        // A Listening (group-stopped) thread is stopped already; the interrupt only re-traps it
-        // so its registers can be read, and it is left with PTRACE_LISTEN again.
-        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) t.interrupt_sent = true;
-        // ESRCH: the thread is exiting; wait() reaps its exit.
     }
+    refill();
 }
 
 StopRound::~StopRound() {
@@ -79,6 +80,64 @@ StopRound::~StopRound() {
         resume_all();
     } catch (...) {
         // resume_all only fails allocating a log line; the threads were resumed before that.
+    }
+}
+
+void StopRound::send(size_t i) {
+    Member& m = members_[i];
+    m.sent = true;
+    if (m.outcome != Outcome::Pending) return;
+    auto it = impl_.threads.find(m.tid);
+    if (it == impl_.threads.end()) {  // reaped since the round began (an exit event)
+        m.outcome = Outcome::Exited;
+        return;
+    }
+    TracedThread& t = it->second;
+    t.want_stop = true;
+    m.interrupt_ns = monotonic_ns();
+    if (member_timeout_ns_ > 0) m.deadline_ns = m.interrupt_ns + member_timeout_ns_;
+    if (first_interrupt_ns_ == 0) first_interrupt_ns_ = m.interrupt_ns;
+    in_flight_.push_back(i);
+    if (t.state == TraceState::Trapped) return;  // already stopped: wait() takes it
+    // A Listening (group-stopped) thread is stopped already; the interrupt only re-traps it
+    // so its registers can be read, and it is left with PTRACE_LISTEN again.
+    if (::ptrace(PTRACE_INTERRUPT, m.tid, nullptr, nullptr) == 0) t.interrupt_sent = true;
+    // ESRCH: the thread is exiting; wait() reaps its exit.
+}
+
+void StopRound::refill() {
+    while (next_unsent_ < members_.size() && in_flight_.size() + held_ < max_in_flight_) {
+        const size_t i = next_unsent_++;
+        if (!members_[i].sent) send(i);
+    }
+    peak_in_flight_ = std::max(peak_in_flight_, in_flight_.size() + held_);
+}
+
+void StopRound::poll() {
+    // A waitpid per member in flight costs one short syscall each; poll_all's waitpid over
+    // every traced thread (twice at least) cost 8 ms a pass at 4000 threads, and each pass
+    // added that to the stop of every member already stopped. Then one peek for anything else
+    // waitable (a clone child's first stop, an exit), so no other thread waits for the round.
+    constexpr size_t kPollEachMax = 256;
+    if (in_flight_.size() > kPollEachMax) {
+        impl_.poll_all();
+        return;
+    }
+    for (size_t i : in_flight_)
+        for (int n = 0; n < 16 && impl_.poll_one(members_[i].tid); ++n) {
+        }
+    for (int guard = 0; guard < 10000; ++guard) {
+        siginfo_t si{};
+        const int rc = ::waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL);
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc < 0 || si.si_pid == 0) return;
+        const pid_t tid = si.si_pid;
+        const bool ours =
+            impl_.threads.count(tid) != 0 ||
+            (tid != impl_.pid &&
+             ::access(fmt::format("/proc/{}/task/{}", impl_.pid, tid).c_str(), F_OK) == 0);
+        // An event of another child of pmprof: left to its owner; ours are reaped next pass.
+        if (!ours || !impl_.poll_one(tid)) return;
     }
 }
 
@@ -91,9 +150,35 @@ void StopRound::settle(size_t i, uint64_t seen_ns) {
     }
     if (it->second.state == TraceState::Trapped) {
         m.outcome = Outcome::Stopped;
+        m.held = true;
+        ++held_;
         // A member Trapped before the round began has been stopped since its interrupt at most.
         m.stopped_ns = std::max(seen_ns, m.interrupt_ns);
     }
+}
+
+void StopRound::give_up(Member& m, Outcome why) {
+    m.outcome = why;
+    if (why == Outcome::TimedOut) ++impl_.counters.stop_timeouts;
+    // Its stop may still come (a thread in D state stops when it leaves the kernel): with
+    // want_stop cleared, the dispatcher resumes it whenever that is.
+    auto it = impl_.threads.find(m.tid);
+    if (it != impl_.threads.end()) it->second.want_stop = false;
+}
+
+void StopRound::expire(Member& m) {
+    // Runnable: the interrupt woke it and it waits for a cpu to reach its stop (thousands of
+    // woken threads on a loaded machine), so it gets more time, once. Blocked in the kernel
+    // (D state, a vfork parent) it answers only when it leaves: one wait is all it costs.
+    if (!m.extended) {
+        auto st = read_task_stat(impl_.pid, m.tid);
+        if (st.ok() && st->state == ThreadState::Running) {
+            m.extended = true;
+            m.deadline_ns = m.interrupt_ns + kRunnableGraceFactor * member_timeout_ns_;
+            return;
+        }
+    }
+    give_up(m, Outcome::TimedOut);
 }
 
 void StopRound::wait(SteadyClock::time_point deadline,
@@ -106,43 +191,74 @@ void StopRound::wait(SteadyClock::time_point deadline,
         // or during the reaping, so the pause measured from here is not an underestimate of the
         // time the tracer has known about it.
         const uint64_t seen_ns = monotonic_ns();
-        // One waitid peek per pending event (poll_all), not one waitpid per member per pass: a
-        // 1000-thread round costs O(events), and the members held meanwhile wait less.
-        impl_.poll_all();
-        bool pending = false;
-        for (size_t i = 0; i < members_.size(); ++i) {
-            if (members_[i].outcome != Outcome::Pending) continue;
+        poll();
+        // Only the members in flight are looked at: a pass costs O(window), not O(members).
+        uint64_t earliest_deadline = UINT64_MAX;
+        bool any_pending = false;
+        for (size_t k = 0; k < in_flight_.size();) {
+            const size_t i = in_flight_[k];
+            Member& m = members_[i];
             settle(i, seen_ns);
-            if (members_[i].outcome == Outcome::Stopped) {
-                if (on_stopped) on_stopped(i);
-            } else if (members_[i].outcome == Outcome::Pending) {
-                pending = true;
+            if (m.outcome == Outcome::Pending && m.deadline_ns != 0 && seen_ns >= m.deadline_ns)
+                expire(m);
+            if (m.outcome == Outcome::Pending) {
+                any_pending = true;
+                if (m.deadline_ns != 0)
+                    earliest_deadline = std::min(earliest_deadline, m.deadline_ns);
+                ++k;
+                continue;
             }
+            in_flight_[k] = in_flight_.back();
+            in_flight_.pop_back();
+            if (m.outcome == Outcome::Stopped && on_stopped) on_stopped(i);
         }
-        if (!pending) return;
+        refill();
+        if (in_flight_.empty() && next_unsent_ < members_.size()) {
+            // The window is full of members on_stopped did not release: the round cannot
+            // move on without holding more threads, so the rest are interrupted now.
+            max_in_flight_ = SIZE_MAX;
+            refill();
+        }
+        if (in_flight_.empty() && next_unsent_ >= members_.size()) return;
+        // Just refilled: poll the new members at once, they may be stopped already.
+        if (!any_pending) continue;
         // On ^C, stop waiting for the rest; what stopped is resumed by resume_all all the same.
         if (honor_stop_request && stop_requested()) {
             abandoned = true;
             break;
         }
-        if (SteadyClock::now() >= deadline) break;
-        impl_.wait_for_event(deadline, cap);
+        const auto now = SteadyClock::now();
+        if (now >= deadline) break;
+        auto until = deadline;
+        if (earliest_deadline != UINT64_MAX) {
+            const uint64_t mono = monotonic_ns();
+            until =
+                std::min(until, now + std::chrono::nanoseconds(
+                                          earliest_deadline > mono ? earliest_deadline - mono : 0));
+        }
+        impl_.wait_for_event(until, cap);
         cap = std::min(cap * 2, kWaitCap);
     }
-    for (Member& m : members_) {
-        if (m.outcome != Outcome::Pending) continue;
-        m.outcome = abandoned ? Outcome::Abandoned : Outcome::TimedOut;
-        if (!abandoned) ++impl_.counters.stop_timeouts;
-        // Its stop may still come (a thread in D state stops when it leaves the kernel): with
-        // want_stop cleared, the dispatcher resumes it whenever that is.
-        auto it = impl_.threads.find(m.tid);
-        if (it != impl_.threads.end()) it->second.want_stop = false;
+    for (size_t i : in_flight_)
+        give_up(members_[i], abandoned ? Outcome::Abandoned : Outcome::TimedOut);
+    in_flight_.clear();
+    // Never interrupted: nothing to cancel.
+    for (; next_unsent_ < members_.size(); ++next_unsent_) {
+        Member& m = members_[next_unsent_];
+        if (m.sent) continue;
+        m.sent = true;
+        if (m.outcome == Outcome::Pending)
+            m.outcome = abandoned ? Outcome::Abandoned : Outcome::TimedOut;
     }
 }
 
 void StopRound::release(size_t i, bool detach) {
     Member& m = members_[i];
     if (m.released || m.outcome == Outcome::NotTraced) return;
+    if (m.held) {  // its slot in the window is free, whatever becomes of it
+        m.held = false;
+        --held_;
+    }
     auto it = impl_.threads.find(m.tid);
     if (it == impl_.threads.end()) return;
     it->second.want_stop = false;
@@ -238,8 +354,12 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
     // 64 KiB per thread, zeroed, cost more page faults than the whole rest of a 21-thread dump.
     const size_t buf_len = opt.copy_stack ? opt.max_stack_bytes + kRedZone : 0;
     const auto buf = std::make_unique_for_overwrite<uint8_t[]>(buf_len);
-    StopRound round(impl, tids);
-    round.wait(SteadyClock::now() + opt.stop_timeout, [&](size_t i) {
+    const bool windowed = opt.release_each && opt.max_in_flight > 0;
+    StopRound round(impl, tids, windowed ? opt.max_in_flight : SIZE_MAX,
+                    windowed ? opt.stop_timeout : std::chrono::milliseconds{0});
+    const auto deadline =
+        windowed ? SteadyClock::time_point::max() : SteadyClock::now() + opt.stop_timeout;
+    round.wait(deadline, [&](size_t i) {
         const size_t n = copy_into(impl, out[i], opt, buf.get(), buf_len);
         if (opt.release_each) round.release(i, opt.detach);
         // After the release (when each is released): only the bytes copied, out of the buffer.
@@ -250,9 +370,13 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
 
     size_t captured = 0;
     uint64_t longest = 0;
+    SnapshotStats why;
     for (size_t i = 0; i < out.size(); ++i) {
         const StopRound::Member& m = round.members()[i];
         ThreadCapture& cap = out[i];
+        why.threads_exited += m.outcome == StopRound::Outcome::Exited ? 1 : 0;
+        why.threads_timed_out += m.outcome == StopRound::Outcome::TimedOut ? 1 : 0;
+        why.threads_abandoned += m.outcome == StopRound::Outcome::Abandoned ? 1 : 0;
         if (m.outcome == StopRound::Outcome::Stopped) {
             ++impl.counters.stops;
             if (cap.eintr_syscall >= 0) ++impl.counters.eintr_stops;
@@ -272,6 +396,10 @@ std::vector<ThreadCapture> capture_threads(SessionCore& impl, const std::vector<
         stats->longest_stop_ns = longest;
         stats->threads_captured = captured;
         stats->threads_skipped = out.size() - captured;
+        stats->threads_exited = why.threads_exited;
+        stats->threads_timed_out = why.threads_timed_out;
+        stats->threads_abandoned = why.threads_abandoned;
+        stats->max_in_flight = round.peak_in_flight();
     }
     return out;
 }
@@ -283,7 +411,10 @@ std::vector<ThreadCapture> refused(const std::vector<pid_t>& tids, SnapshotStats
         out[i].tid = tids[i];
         out[i].error = "not called on the tracer thread";
     }
-    if (stats != nullptr) *stats = SnapshotStats{0, 0, out.size()};
+    if (stats != nullptr) {
+        *stats = SnapshotStats{};
+        stats->threads_skipped = out.size();
+    }
     return out;
 }
 

@@ -110,17 +110,28 @@ class StopRound {
         uint64_t stopped_ns = 0;    // when the tracer first saw it stopped (waitpid reaped it)
         uint64_t resume_ns = 0;     // when it was resumed
         bool released = false;      // resumed (or detached) by release() inside the round
+        bool sent = false;          // interrupted (or found Trapped): no longer queued
+        bool held = false;          // Stopped, counted in the window until released
+        uint64_t deadline_ns = 0;   // windowed: when it times out (0: the round's deadline)
+        bool extended = false;      // found runnable at its timeout: given more time once
     };
 
-    /// Sends PTRACE_INTERRUPT to each listed thread (threads already Trapped count at once).
-    StopRound(SessionCore& impl, const std::vector<pid_t>& tids);
+    /// Sends PTRACE_INTERRUPT to the listed threads (threads already Trapped count at once):
+    /// to all of them now, or with `max_in_flight`, to at most that many at a time, the next
+    /// ones as earlier members stop and are released or give up. A round with a window must
+    /// release each member in on_stopped, and then gives each member `member_timeout` from its
+    /// own interrupt (0: only wait()'s deadline). At thousands of threads this is what keeps
+    /// each thread's stop short: interrupted all at once, the last ones to be copied waited for
+    /// the tracer to copy every thread before them (docs/design.md, the stop window).
+    StopRound(SessionCore& impl, const std::vector<pid_t>& tids, size_t max_in_flight = SIZE_MAX,
+              std::chrono::nanoseconds member_timeout = std::chrono::nanoseconds{0});
     ~StopRound();
     StopRound(const StopRound&) = delete;
     StopRound& operator=(const StopRound&) = delete;
 
-    /// Waits until every member stopped, exited, or `deadline`; `on_stopped(i)` runs as member
-    /// i stops (copy registers there, nothing slow). Members not stopped by then are TimedOut:
-    /// their late stop is resumed by the dispatcher whenever it arrives.
+    /// Waits until every member stopped, exited, timed out, or `deadline`; `on_stopped(i)` runs
+    /// as member i stops (copy registers there, nothing slow). Members not stopped in time are
+    /// TimedOut: their late stop is resumed by the dispatcher whenever it arrives.
     /// `honor_stop_request`: a ^C (stop_requested()) ends the wait early.
     void wait(SteadyClock::time_point deadline, const std::function<void(size_t)>& on_stopped,
               bool honor_stop_request = true);
@@ -133,12 +144,29 @@ class StopRound {
     std::vector<Member>& members() { return members_; }
     uint64_t first_interrupt_ns() const { return first_interrupt_ns_; }
     uint64_t last_resume_ns() const { return last_resume_ns_; }
+    /// The most members that were interrupted and not yet released at one time.
+    size_t peak_in_flight() const { return peak_in_flight_; }
 
   private:
+    /// Interrupts member i (or takes it as it is when already Trapped).
+    void send(size_t i);
+    /// Sends to queued members while fewer than max_in_flight_ are in flight or held.
+    void refill();
+    /// Reaps the events of the members in flight (and of anything else waitable).
+    void poll();
     /// Pending member i after the events were drained: Stopped, Exited, or still Pending.
     void settle(size_t i, uint64_t seen_ns);
+    void give_up(Member& m, Outcome why);
+    /// Member m reached its deadline still Pending: more time when runnable, else TimedOut.
+    void expire(Member& m);
     SessionCore& impl_;
     std::vector<Member> members_;
+    std::vector<size_t> in_flight_;  // sent, still Pending
+    size_t next_unsent_ = 0;         // members_[next_unsent_..] not interrupted yet
+    size_t held_ = 0;                // Stopped and not released
+    size_t max_in_flight_ = SIZE_MAX;
+    uint64_t member_timeout_ns_ = 0;
+    size_t peak_in_flight_ = 0;
     uint64_t first_interrupt_ns_ = 0;
     uint64_t last_resume_ns_ = 0;
     bool resumed_ = false;

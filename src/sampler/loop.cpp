@@ -393,8 +393,10 @@ Result<SamplerResult> Sampler::run() {
         int64_t now = monotonic_ns();
         if (now >= deadline) return finish(SamplerEnd::Duration, "duration reached");
         tick(now);
+        const int64_t tick_ns = monotonic_ns() - now;
         budget_.observe_worst_fraction(worst_pause_fraction(monotonic_ns()));
         const int64_t interval = budget_.next_interval_ns();
+        note_tick_cost(tick_ns, interval);
         if (budget_.lowered() && !announced_lowering_) {
             announced_lowering_ = true;
             show_progress(monotonic_ns(), true);  // the warning gets a line of its own
@@ -405,6 +407,24 @@ Result<SamplerResult> Sampler::run() {
         next_tick = std::max(next_tick + interval, monotonic_ns());
         wait_until(std::min(next_tick, deadline));
     }
+}
+
+void Sampler::note_tick_cost(int64_t tick_ns, int64_t interval_ns) {
+    const auto ns = static_cast<uint64_t>(std::max<int64_t>(0, tick_ns));
+    tick_total_ns_ += ns;
+    stats_.tick_max_ns = std::max(stats_.tick_max_ns, ns);
+    if (tick_ns <= interval_ns) return;
+    ++stats_.ticks_late;
+    // Said once, after a few: one slow tick (a module reload) is no lowered rate.
+    if (announced_slow_ticks_ || stats_.ticks_late < 5) return;
+    announced_slow_ticks_ = true;
+    show_progress(monotonic_ns(), true);
+    log_warn("rate: one tick over {} threads takes {:.1f} ms, longer than the {:.1f} ms interval: "
+             "sampling at about {:.0f} Hz instead of {:.0f} (fewer threads with -t, or a lower "
+             "-r, keeps the ticks on time)",
+             threads_.size(), static_cast<double>(tick_ns) / 1e6,
+             static_cast<double>(interval_ns) / 1e6, 1e9 / static_cast<double>(tick_ns),
+             opt_.rate_hz);
 }
 
 SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
@@ -421,6 +441,7 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
                                                     static_cast<double>(stats_.wall_ns)
                                               : 0;
     stats_.rate_lowered = budget_.lowered();
+    stats_.tick_mean_ns = stats_.ticks ? tick_total_ns_ / stats_.ticks : 0;
     stats_.pause_median_ns = pauses_.quantile(0.5);
     stats_.pause_p99_ns = pauses_.quantile(0.99);
     stats_.pause_max_ns = pauses_.max();

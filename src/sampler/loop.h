@@ -94,6 +94,8 @@ class Sampler {
     /// so its state is not read either.
     void observe(ThreadSlot& t, bool for_tick = false);
     void tick(int64_t now);
+    /// Counts a tick whose work outlasted the interval, and says once when that lowers the rate.
+    void note_tick_cost(int64_t tick_ns, int64_t interval_ns);
     /// Samples `t` without stopping it when it can; false when it needs a stop this tick.
     bool sample_without_stop(ThreadSlot& t, int64_t now);
     int64_t sample_weight(const ThreadSlot& t, int64_t now) const;
@@ -157,6 +159,8 @@ class Sampler {
     std::vector<Profile> before_exec_;  // one profile per program the target ran before this one
     uint64_t synced_added_ = 0, synced_exited_ = 0;  // session counters at the last sync
     bool announced_lowering_ = false;
+    bool announced_slow_ticks_ = false;
+    uint64_t tick_total_ns_ = 0;
     bool first_sync_ = true;  // threads present at the start get a cpu baseline, not a sample
 };
 

@@ -76,6 +76,10 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
         static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
     out.push_back(backend_line(s));
+    if (s.ticks_late > 0)
+        out.push_back(fmt::format("pmprof sampler: {} of {} ticks took longer than the interval "
+                                  "(a tick's work: mean {}, max {})",
+                                  s.ticks_late, s.ticks, us(s.tick_mean_ns), us(s.tick_max_ns)));
     if (s.execs > 0)
         out.push_back(fmt::format("pmprof: {} execve followed: the samples of each program carry "
                                   "its own symbols",

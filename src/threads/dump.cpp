@@ -67,16 +67,12 @@ class DumpSymbols final : public Symbolizer {
 
 }  // namespace
 
-Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
-    const auto started = std::chrono::steady_clock::now();
-    ThreadDump dump;
-    dump.pid = pid;
-    dump.command = read_cmdline(pid);
-    // 0 unless running now: only a process that was alive can exit "during" anything.
-    const ProcessLife life(pid);
+namespace {
 
-    // Thread states are read before seizing: once seized, a job-control-stopped thread shows
-    // as "tracing stop", and the dump must describe the target, not pmprof's own trace.
+/// Phase 1, before any stop: every thread's state, syscall and wchan from /proc. Read before
+/// seizing: once seized, a job-control-stopped thread shows as "tracing stop", and the dump must
+/// describe the target, not pmprof's own trace.
+std::unordered_map<pid_t, ThreadEntry> read_threads_before(pid_t pid, const DumpOptions& opt) {
     std::unordered_map<pid_t, ThreadEntry> before;
     if (auto tasks = list_tasks(pid); tasks.ok()) {
         for (pid_t tid : *tasks) {
@@ -86,95 +82,85 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
             before.emplace(tid, std::move(t));
         }
     }
+    return before;
+}
 
-    // With --thread, only the matching threads are seized: the others are never stopped, not
-    // even to be detached.
-    std::function<bool(pid_t)> want;
-    if (!opt.thread_filter.empty())
-        want = [&](pid_t tid) {
-            auto it = before.find(tid);
-            if (it != before.end()) return thread_selected(opt.thread_filter, tid, it->second.name);
-            ThreadEntry t;  // born after the listing
+/// The entries of the threads the session traces (those born after the listing read now),
+/// keeping those --thread asks for.
+void collect_entries(pid_t pid, const DumpOptions& opt, TraceSession& ts,
+                     std::unordered_map<pid_t, ThreadEntry>& before, ThreadDump& dump) {
+    for (pid_t tid : ts.threads()) {
+        ThreadEntry t;
+        if (auto it = before.find(tid); it != before.end()) {
+            t = std::move(it->second);
+        } else {  // born between the listing and the seize
             t.tid = tid;
             read_thread_info(pid, t, opt.kernel_stacks);
-            return thread_selected(opt.thread_filter, t.tid, t.name);
-        };
-    if (want &&
-        std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
-        return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
-    // The tracing runs on a thread of its own, whose exit detaches what the snapshot did not
-    // (a thread in D state with our interrupt still pending) without stopping it.
-    std::optional<Error> failure;
-    std::vector<ThreadCapture> captures;
-    auto trace = [&] {
-        // Until the last detach, every stopped thread waits for the tracer to run: to send the
-        // interrupts, then to notice, copy and detach each stop. At normal priority the tracer
-        // lost its cpu for whole time slices (4 ms ticks) to the target's busy threads in the
-        // middle of that (sched trace of a 21-thread snapshot; nice -10 does not help when the
-        // target is in another autogroup, as a process started from another session is).
-        // Realtime for this short phase only, in which the tracer mostly sleeps waiting for
-        // stops: from the seize to the last detach.
-        std::optional<TracerPriorityBoost> boost;
-        if (opt.session == nullptr) boost.emplace(TracerPriorityBoost::Kind::Realtime);
-        std::unique_ptr<TraceSession> own;
-        if (opt.session == nullptr) {
-            auto session = TraceSession::seize(pid, want);
-            if (!session.ok()) {
-                failure = life.explain(session.error(), "the dump");
-                return;
-            }
-            own = std::move(*session);
         }
-        TraceSession& ts = own ? *own : *opt.session;
-        for (pid_t tid : ts.threads()) {
-            ThreadEntry t;
-            if (auto it = before.find(tid); it != before.end()) {
-                t = std::move(it->second);
-            } else {  // born between the listing and the seize
-                t.tid = tid;
-                read_thread_info(pid, t, opt.kernel_stacks);
-            }
-            if (thread_selected(opt.thread_filter, t.tid, t.name))
-                dump.threads.push_back(std::move(t));
-        }
-        // Interrupted in this order: running threads first. One on a cpu stops at once (the
-        // interrupt kicks its cpu) and so frees that cpu for the sleeping threads the next
-        // interrupts wake, which must run briefly to reach their stop; woken first, they would
-        // queue behind the busy threads instead.
-        std::vector<pid_t> wanted;
-        for (bool running : {true, false})
-            for (const ThreadEntry& t : dump.threads)
-                if ((t.state == ThreadState::Running) == running) wanted.push_back(t.tid);
-        if (dump.threads.empty()) {
-            failure =
-                Error{opt.thread_filter.empty()
-                          ? "process " + std::to_string(pid) + " has no threads to trace"
-                          : "no thread of process " + std::to_string(pid) + " matches --thread"};
-            return;
-        }
-        dump.time_nanos = realtime_ns();
-        CaptureOptions capture = opt.capture;
-        // One stop per thread: the snapshot's resume is the detach (a borrowed session stays).
-        capture.detach = own != nullptr;
-        capture.release_each = !opt.consistent;
-        captures = ts.snapshot(wanted, capture, &dump.stats);
-        if (own) own->detach_all();
-        // The maps the snapshot read right before its stops (and again inside one, if a stack
-        // was in none of them); a second read and parse of /proc/PID/maps here only repeated
-        // that.
-        dump.maps = ts.maps();
-        dump.target_exited = ts.process_exited() || life.exited();
-    };
-    if (opt.session != nullptr)
-        trace();
-    else
-        run_on_tracer_thread(trace);
-    if (failure) return *failure;
-    if (dump.maps.empty())
-        return life.explain(Error{"cannot read the memory maps of process " + std::to_string(pid)},
-                            "the dump");
+        if (thread_selected(opt.thread_filter, t.tid, t.name)) dump.threads.push_back(std::move(t));
+    }
+}
 
-    // Everything below runs with the target running again.
+/// Interrupted in this order: running threads first. One on a cpu stops at once (the interrupt
+/// kicks its cpu) and so frees that cpu for the sleeping threads the next interrupts wake, which
+/// must run briefly to reach their stop; woken first, they would queue behind the busy threads
+/// instead.
+std::vector<pid_t> stop_order(const ThreadDump& dump) {
+    std::vector<pid_t> wanted;
+    for (bool running : {true, false})
+        for (const ThreadEntry& t : dump.threads)
+            if ((t.state == ThreadState::Running) == running) wanted.push_back(t.tid);
+    return wanted;
+}
+
+/// Phase 2, the only one that stops the target: seize (unless borrowing a session), copy every
+/// wanted thread's registers and stack top (TraceSession::snapshot), detach. Runs on the tracer
+/// thread. Fills dump.threads, stats, maps and target_exited; returns the copies.
+Result<std::vector<ThreadCapture>> stop_and_copy(pid_t pid, const DumpOptions& opt,
+                                                 const ProcessLife& life,
+                                                 std::unordered_map<pid_t, ThreadEntry>& before,
+                                                 const std::function<bool(pid_t)>& want,
+                                                 ThreadDump& dump) {
+    // Until the last detach, every stopped thread waits for the tracer to run: to send the
+    // interrupts, then to notice, copy and detach each stop. At normal priority the tracer
+    // lost its cpu for whole time slices (4 ms ticks) to the target's busy threads in the
+    // middle of that (sched trace of a 21-thread snapshot; nice -10 does not help when the
+    // target is in another autogroup, as a process started from another session is).
+    // Realtime for this short phase only, in which the tracer mostly sleeps waiting for
+    // stops: from the seize to the last detach.
+    std::optional<TracerPriorityBoost> boost;
+    if (opt.session == nullptr) boost.emplace(TracerPriorityBoost::Kind::Realtime);
+    std::unique_ptr<TraceSession> own;
+    if (opt.session == nullptr) {
+        auto session = TraceSession::seize(pid, want);
+        if (!session.ok()) return life.explain(session.error(), "the dump");
+        own = std::move(*session);
+    }
+    TraceSession& ts = own ? *own : *opt.session;
+    collect_entries(pid, opt, ts, before, dump);
+    if (dump.threads.empty())
+        return Error{opt.thread_filter.empty()
+                         ? "process " + std::to_string(pid) + " has no threads to trace"
+                         : "no thread of process " + std::to_string(pid) + " matches --thread"};
+    const std::vector<pid_t> wanted = stop_order(dump);
+    dump.time_nanos = realtime_ns();
+    CaptureOptions capture = opt.capture;
+    // One stop per thread: the snapshot's resume is the detach (a borrowed session stays).
+    capture.detach = own != nullptr;
+    capture.release_each = !opt.consistent;
+    std::vector<ThreadCapture> captures = ts.snapshot(wanted, capture, &dump.stats);
+    if (own) own->detach_all();
+    // The maps the snapshot read right before its stops (and again inside one, if a stack
+    // was in none of them); a second read and parse of /proc/PID/maps here only repeated
+    // that.
+    dump.maps = ts.maps();
+    dump.target_exited = ts.process_exited() || life.exited();
+    return captures;
+}
+
+/// Phase 3, with the target running again: unwind and symbolize the copies, then the locks.
+Result<void> unwind_and_symbolize(pid_t pid, const DumpOptions& opt, const ProcessLife& life,
+                                  const std::vector<ThreadCapture>& captures, ThreadDump& dump) {
     auto image = ProcessImage::open(pid, dump.maps);
     if (!image.ok()) return life.explain(image.error(), "the dump");
     ProcessMemory memory(pid);
@@ -207,6 +193,52 @@ Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
     for (ThreadEntry& t : dump.threads)
         if (t.syscall_nr == SYS_restart_syscall) t.restarts = restarted_syscall(t);
     if (opt.locks) analyze_locks(dump, **image, memory);
+    return {};
+}
+
+}  // namespace
+
+Result<ThreadDump> take_thread_dump(pid_t pid, const DumpOptions& opt) {
+    const auto started = std::chrono::steady_clock::now();
+    ThreadDump dump;
+    dump.pid = pid;
+    dump.command = read_cmdline(pid);
+    // 0 unless running now: only a process that was alive can exit "during" anything.
+    const ProcessLife life(pid);
+    std::unordered_map<pid_t, ThreadEntry> before = read_threads_before(pid, opt);
+
+    // With --thread, only the matching threads are seized: the others are never stopped, not
+    // even to be detached.
+    std::function<bool(pid_t)> want;
+    if (!opt.thread_filter.empty())
+        want = [&](pid_t tid) {
+            auto it = before.find(tid);
+            if (it != before.end()) return thread_selected(opt.thread_filter, tid, it->second.name);
+            ThreadEntry t;  // born after the listing
+            t.tid = tid;
+            read_thread_info(pid, t, opt.kernel_stacks);
+            return thread_selected(opt.thread_filter, t.tid, t.name);
+        };
+    if (want &&
+        std::none_of(before.begin(), before.end(), [&](const auto& e) { return want(e.first); }))
+        return Error{"no thread of process " + std::to_string(pid) + " matches --thread"};
+
+    // The tracing runs on a thread of its own, whose exit detaches what the snapshot did not
+    // (a thread in D state with our interrupt still pending) without stopping it.
+    std::optional<Result<std::vector<ThreadCapture>>> captures;
+    auto trace = [&] { captures.emplace(stop_and_copy(pid, opt, life, before, want, dump)); };
+    if (opt.session != nullptr)
+        trace();
+    else
+        run_on_tracer_thread(trace);
+    if (!captures) return Error{"the tracer thread did not run"};
+    if (!captures->ok()) return captures->error();
+    if (dump.maps.empty())
+        return life.explain(Error{"cannot read the memory maps of process " + std::to_string(pid)},
+                            "the dump");
+
+    if (auto done = unwind_and_symbolize(pid, opt, life, **captures, dump); !done.ok())
+        return done.error();
     // Gone by the end (the unwinder read its memory meanwhile): say so as well.
     dump.target_exited = dump.target_exited || life.exited();
     dump.wall_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -120,14 +120,30 @@ struct HeapSnapshot {
     int64_t time_nanos = 0;
     uint64_t stop_window_ns = 0, walk_ns = 0, bytes_walked = 0;
     ReachStats reach;
+    /// Why the walk ended before the end of the heap ("" when it did not): its time limit
+    /// (--max-stop) or a stop request (SIGINT/SIGTERM). Also one of the problems.
+    std::string cut_short;
+    bool stop_requested = false;  // cut short by SIGINT/SIGTERM
 
     bool partial() const { return !problems.empty(); }
 };
 
+/// When a walk inside the stop must end early. glibc's chunk headers are consistent only while
+/// every thread is stopped (any thread may split or merge chunks of any arena once it runs), so
+/// a walk cannot pause, resume the target and continue where it was: the limit ends it, and
+/// what was walked until then is kept, marked partial.
+struct WalkLimit {
+    uint64_t deadline_ns = 0;         // CLOCK_MONOTONIC; 0: none
+    uint64_t limit_ms = 0;            // what the deadline came from, for the message
+    bool honor_stop_request = false;  // end at SIGINT/SIGTERM (stop_requested())
+};
+
 /// Walks glibc malloc over `mem` (a stopped process, or a FakeMemory). `maps` bounds every
-/// pointer. Never throws for target data; problems are recorded in the snapshot.
+/// pointer. Never throws for target data; problems are recorded in the snapshot. `limit` is
+/// checked every few thousand chunks and every probed block (about every 0.1 ms of walking).
 HeapSnapshot walk_glibc_heap(MemoryReader& mem, const std::vector<MemoryMap>& maps,
-                             const GlibcMallocLayout& layout, const MallocRoots& roots);
+                             const GlibcMallocLayout& layout, const MallocRoots& roots,
+                             const WalkLimit& limit = {});
 
 /// A vtable address -> C++ type table ("vtable for Session" covering [start, end)).
 struct VtableRange {
@@ -205,6 +221,9 @@ struct HeapOptions {
     /// more register-only stop. --no-reach skips all of it.
     bool reach = true;
     uint64_t reach_max_bytes = uint64_t{2} << 30;  // roots + chunk copy beyond this: skipped
+    /// The longest the walk may keep the target stopped (0: no limit); past it the walk ends
+    /// and the snapshot is partial (WalkLimit says why it cannot go on after a resume).
+    std::chrono::milliseconds max_stop{0};
 };
 
 /// Seizes `pid`, stops every thread, walks the heap, resumes, attributes types. The Error says

@@ -35,6 +35,12 @@ struct CaptureOptions {
     /// they stop at about the same moment, but one thread's pause is then only its own copy:
     /// it does not include the wait for a sibling that first needs a cpu to stop on.
     bool release_each = false;
+    /// With release_each: at most this many threads interrupted and not yet released at a time
+    /// (the next ones as those are copied), each given stop_timeout from its own interrupt. A
+    /// thread's stop then lasts its own copy plus those of at most this many siblings, whatever
+    /// the thread count: interrupted all at once, 4000 threads waited up to half a second for
+    /// the tracer to reach them. 0: all at once.
+    size_t max_in_flight = 64;
 };
 
 struct SnapshotStats {
@@ -42,6 +48,10 @@ struct SnapshotStats {
     uint64_t longest_stop_ns = 0;  // the longest one thread stayed stopped (seen stopped→resume)
     size_t threads_captured = 0;
     size_t threads_skipped = 0;  // exited, zombie, or not stopped in time (D state)
+    // Why the skipped ones were: exited before their stop; not stopped within stop_timeout
+    // (D state); left unstopped because a stop was requested (^C); the rest could not be read.
+    size_t threads_exited = 0, threads_timed_out = 0, threads_abandoned = 0;
+    size_t max_in_flight = 0;  // the most threads interrupted and not yet resumed at once
 };
 
 /// Counters over the session's life, for summaries.

@@ -86,6 +86,10 @@ struct SamplerStats {
     double requested_rate_hz = 0;
     double effective_rate_hz = 0;  // ticks / wall time
     bool rate_lowered = false;     // the pause budget lowered the rate
+    // Ticks whose own work (looking at every thread, the stops, the unwinding) took longer
+    // than the interval: with thousands of threads these, not the budget, lower the rate.
+    uint64_t ticks_late = 0;
+    uint64_t tick_mean_ns = 0, tick_max_ns = 0;                        // one tick's work
     uint64_t pause_median_ns = 0, pause_p99_ns = 0, pause_max_ns = 0;  // per thread stop
     // PTRACE_INTERRUPT to the stop being reported: the thread was running, or runnable and
     // waiting for a cpu (not a pause: the stop itself starts only then).

@@ -212,3 +212,35 @@ TEST_CASE("sampler summary and comments carry the statistics and the top table",
     CHECK(perf.find("stops avoided") == std::string::npos);
     CHECK(perf.find("8.0 us") != std::string::npos);  // tracer cpu per sample
 }
+
+TEST_CASE("the summary says when slow ticks lowered the rate, and only then", "[unit][sampler]") {
+    SamplerResult r;
+    r.end_message = "duration reached";
+    r.stats.wall_ns = 3'000'000'000;
+    r.stats.requested_rate_hz = 99;
+    r.stats.ticks = 40;
+    r.stats.effective_rate_hz = 13.3;
+    // 4000 threads: 30 of 40 ticks outlasted the 10 ms interval, 70 ms each on average.
+    r.stats.ticks_late = 30;
+    r.stats.tick_mean_ns = 70'000'000;
+    r.stats.tick_max_ns = 2'000'000'000;
+    const std::string slow = format_sampler_summary(r);
+    CHECK(slow.find("13.3 Hz effective, lowered by slow ticks: 30 of 40 late, mean 70.0 ms, "
+                    "longest 2000 ms)") != std::string::npos);
+    r.stats.rate_lowered = true;
+    CHECK(format_sampler_summary(r).find("lowered by the pause budget and by slow ticks") !=
+          std::string::npos);
+    // A few late ticks on a loaded machine (their work 1 ms each) are not why the rate is low.
+    r.stats.rate_lowered = false;
+    r.stats.ticks = 250;
+    r.stats.effective_rate_hz = 83;
+    r.stats.ticks_late = 3;
+    r.stats.tick_mean_ns = 1'000'000;
+    CHECK(format_sampler_summary(r).find("slow ticks") == std::string::npos);
+    // The profile's comments carry the late ticks whenever there were any.
+    bool commented = false;
+    for (const std::string& c : format_sampler_comments(r))
+        commented = commented || c.find("3 of 250 ticks took longer than the interval") !=
+                                     std::string::npos;
+    CHECK(commented);
+}
