@@ -26,8 +26,6 @@
 #include "pmprof/support/log.h"
 #include "pmprof/os/file.h"
 
-extern char** environ;
-
 namespace pmprof {
 namespace {
 
