@@ -41,7 +41,6 @@ int find_own_build_id(dl_phdr_info* info, size_t, void* out) {
     for (int i = 0; i < info->dlpi_phnum; ++i) {
         const ElfW(Phdr)& ph = info->dlpi_phdr[i];
         if (ph.p_type != PT_NOTE) continue;
-        // NOLINTNEXTLINE(performance-no-int-to-ptr): the loader gives this address as an integer.
         const auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
         const unsigned char* end = p + ph.p_memsz;
         while (p + sizeof(ElfW(Nhdr)) <= end) {
