@@ -1,10 +1,25 @@
 # pmprof — out-of-process profiler for native Linux programs.
 # `make` builds build/pmprof; `make test`, `make demo`, `make bench`, `make install PREFIX=...`,
-# `make sanitize`, `make format`, `make stress` (the fault suite, tests/stress/stress.py: not part
-# of `make test`; STRESS_LOOPS=20 by default, about 5 minutes on 2 cores, STRESS_CASES=a,b for
-# some cases), `make bench-scale` (stops at 4000 threads and a 500 MB heap,
-# bench/stops_at_scale.py). Missing Debian packages are installed first (as root) or the
-# exact apt-get command is printed (as non-root).
+# `make sanitize` (the unit, stacks and sampler tests under ASan+UBSan), `make format`,
+# `make format-check`, `make tidy`, `make compile_commands.json`, `make stress` (the fault
+# suite, tests/stress/stress.py: not part of `make test`; STRESS_LOOPS=20 by default, about
+# 5 minutes on 2 cores, STRESS_CASES=a,b for some cases), `make bench-scale` (stops at 4000
+# threads and a 500 MB heap, bench/stops_at_scale.py). Missing Debian packages are installed
+# first (as root) or the exact apt-get command is printed (as non-root).
+
+# Every core by default. Only the top-level make adds -j: a recursive $(MAKE) inherits the
+# jobserver (a sub-make forcing -j again would leave it), and a -jN on the command line wins
+# (GNU make 4.3 applies it after this line). `make clean all` runs its goals in order, as
+# written, rather than cleaning while the build runs.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+ifeq ($(MAKELEVEL),0)
+MAKEFLAGS += -j$(NPROC)
+endif
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+ifneq ($(filter-out clean,$(MAKECMDGOALS)),)
+.NOTPARALLEL:
+endif
+endif
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -55,7 +70,7 @@ EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test-deps test unit integration demo bench install sanitize format clean \
-        check-layers stress bench-scale
+        check-layers format-check tidy FORCE stress bench-scale
 all: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 
 # ---- dependencies -------------------------------------------------------------------------
@@ -182,12 +197,12 @@ TEST_BINS := $(BUILD)/pmprof $(BUILD)/pmprof-serve $(BUILD)/pmprof-tests $(TARGE
              $(BUILD)/seccomp_exec $(BUILD)/targets/alloc_sites-static \
              $(BUILD)/targets/alloc_sites-static-stripped
 test: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
+	@$(MAKE) --no-print-directory $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests $(TEST_ARGS)
 unit: $(BUILD)/pmprof-tests
 	$(BUILD)/pmprof-tests '[unit]'
 integration: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory -j$(shell nproc) $(TEST_BINS)
+	@$(MAKE) --no-print-directory $(TEST_BINS)
 	PMPROF_CACHE_DIR=$(abspath $(BUILD))/cache PMPROF_BUILD=$(abspath $(BUILD)) $(BUILD)/pmprof-tests '[integration]'
 
 # ---- demo, bench, install -----------------------------------------------------------------
@@ -214,21 +229,91 @@ install: $(BUILD)/pmprof $(BUILD)/pmprof-serve
 	install -D -m 0755 $(BUILD)/pmprof-serve $(DESTDIR)$(PREFIX)/libexec/pmprof/pmprof-serve
 	install -D -m 0644 man/pmprof.1 $(DESTDIR)$(PREFIX)/share/man/man1/pmprof.1
 
-sanitize:
-	$(MAKE) BUILD=build-sanitize OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" build-sanitize/pmprof build-sanitize/pmprof-serve \
-	  build-sanitize/pmprof-tests
-
 # Every #include against the module -> layer table (src/layers.conf).
 check-layers: $(DEPS_STAMP)
 	python3 tests/tools/check_layers.py
 
-format:
-	clang-format -i $(wildcard src/*.cpp src/*.h include/pmprof/*.h tests/*/*.cpp tests/*/*.h \
-	  examples/*.cpp bench/*.cpp)
-
 clean:
-	rm -rf $(BUILD) build-sanitize
+	rm -rf $(BUILD) $(SAN_BUILD) compile_commands.json
+
+# ---- conventions: format, tidy, compile_commands.json, sanitizers -------------------------
+# clang-format and clang-tidy 14 (Debian 12's), installed like the other packages.
+CLANG_FORMAT ?= clang-format-14
+CLANG_TIDY   ?= clang-tidy-14
+CONV_PACKAGES := clang-format-14 clang-tidy-14
+$(BUILD)/.conv-deps-ok: $(DEPS_STAMP)
+	$(call ensure_packages,$(CONV_PACKAGES))
+	@touch $@
+
+# Every C++ file of the project, wherever it sits below these folders.
+FORMAT_FILES = $(sort $(shell find src include tests examples bench -type f \
+                 \( -name '*.cpp' -o -name '*.h' -o -name '*.hpp' \) 2>/dev/null))
+format: $(BUILD)/.conv-deps-ok
+	$(CLANG_FORMAT) -i $(FORMAT_FILES)
+# Lists the files clang-format would change and fails; `make format` fixes them, and
+# `clang-format-14 --dry-run FILE` shows where.
+format-check: $(BUILD)/.conv-deps-ok
+	@bad=$$(printf '%s\n' $(FORMAT_FILES) | xargs -P$(NPROC) -n8 sh -c \
+	  'for f; do $(CLANG_FORMAT) --style=file "$$f" | cmp -s - "$$f" || echo "$$f"; done' sh | sort); \
+	if [ -n "$$bad" ]; then \
+	  echo "pmprof: $$(echo "$$bad" | wc -l) of $(words $(FORMAT_FILES)) files differ from" \
+	    ".clang-format (make format fixes them):" >&2; \
+	  echo "$$bad" | sed 's/^/  /' >&2; exit 1; \
+	fi
+
+# The compilation database clangd and clang-tidy read: one entry per translation unit of the tool
+# and its tests, with the flags of the rule $(BUILD)/obj/%.o above. Rewritten only when its text
+# changes, so what depends on it is not redone for nothing.
+comma := ,
+cc_command = $(CXX) $(CXXFLAGS) $(PKG_CFLAGS) -I$(BUILD)/gen -c $(1) -o $(BUILD)/obj/$(1:.cpp=.o)
+cc_entry = {"directory": "$(CURDIR)", "file": "$(1)", "output": "$(BUILD)/obj/$(1:.cpp=.o)", \
+  "command": "$(strip $(call cc_command,$(1)))"}
+compile_commands.json: FORCE | $(DEPS_STAMP)
+	$(file >$@.tmp,[$(subst } {,}$(comma)$(newline){,$(foreach f,$(SRCS) $(TEST_SRCS),$(call cc_entry,$(f))))])
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || { mv $@.tmp $@; echo "pmprof: wrote $@"; }
+define newline
+
+
+endef
+FORCE:
+
+# clang-tidy (checks in .clang-tidy, every warning an error) over each translation unit of src/,
+# in parallel, with a stamp per file so only what changed is checked again.
+TIDY_HEADERS := $(wildcard src/*/*.h include/pmprof/*/*.h)
+TIDY_STAMPS  := $(SRCS:%.cpp=$(BUILD)/tidy/%.ok)
+tidy: $(TIDY_STAMPS)
+	@echo "pmprof: clang-tidy clean ($(words $(SRCS)) files)"
+$(BUILD)/tidy/%.ok: %.cpp .clang-tidy $(TIDY_HEADERS) compile_commands.json \
+    $(BUILD)/gen/syscall_names.inc | $(BUILD)/.conv-deps-ok
+	@mkdir -p $(dir $@)
+	@echo "clang-tidy $<"
+	@$(CLANG_TIDY) --quiet -p . $< >$@.log 2>&1 || \
+	  { grep -v ' generated\.$$' $@.log >&2; rm -f $@.log; exit 1; }
+	@rm -f $@.log && touch $@
+
+# ASan + UBSan: pmprof, pmprof-serve and pmprof-tests are built in $(SAN_BUILD) with the
+# sanitizers (the targets, examples and helpers with their own flags, unsanitized, as users
+# build them), and the unit tests and the stacks and sampler integration tests run there. Every
+# report, in pmprof-tests or in a pmprof it starts, goes to a log file and fails the run.
+SAN_BUILD  := build-sanitize
+SAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_TESTS  ?= [unit],[stacks],[sampler]
+SAN_BINS   := $(addprefix $(SAN_BUILD)/,pmprof pmprof-serve pmprof-tests pprofcheck seccomp_exec \
+                $(TARGET_BINS:$(BUILD)/%=%) $(EXAMPLE_BINS:$(BUILD)/%=%))
+SAN_LOGS   := $(abspath $(SAN_BUILD))/sanitizer-logs
+sanitize: $(BUILD)/.test-deps-ok
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) OPT="-O1 -g $(SAN_FLAGS)" \
+	  LDFLAGS="$(SAN_FLAGS)" $(SAN_BINS)
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@status=0; \
+	ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
+	PMPROF_CACHE_DIR=$(abspath $(SAN_BUILD))/cache PMPROF_BUILD=$(abspath $(SAN_BUILD)) \
+	  $(SAN_BUILD)/pmprof-tests '$(SAN_TESTS)' $(TEST_ARGS) || status=$$?; \
+	if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	  echo "pmprof: sanitizer reports ($(SAN_LOGS)):" >&2; cat $(SAN_LOGS)/* >&2; exit 1; \
+	fi; \
+	exit $$status
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(MAIN_SRCS:%.cpp=$(BUILD)/obj/%.d)
 

@@ -1,6 +1,8 @@
 // `pmprof attach PID` and `pmprof record -- CMD ARGS...`: the sampling profiler's command
 // line. Both run the sampler (src/sampler/loop.cpp) on one TraceSession owned by this thread,
 // detach, write a gzipped pprof profile and print a summary with the top-10 table on stderr.
+#include <CLI/CLI.hpp>
+
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>

@@ -1,15 +1,22 @@
-// Subcommand registration (layer 5). Each verb lives in src/cmd_<verb>.cpp and registers itself
+// Subcommand registration (layer 5). Each verb lives in src/cli/<verb>.cpp and registers itself
 // on the root CLI11 app; main() runs the one that was parsed and maps exceptions to exit codes.
 #pragma once
 
-#include <CLI/CLI.hpp>
+#include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "pmprof/os/file.h"
+
+// Only by reference here: CLI11's header (9,400 lines, 114k preprocessed) is included by the files
+// that build a command line (entry.cpp, main.cpp and each verb's), not by every file of src/cli.
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace pmprof {
 

@@ -1,5 +1,7 @@
 // `pmprof doctor PID`: the command line and the two renderings of the report (src/doctor/checks.cpp
 // has the checks). Exit 0 fine, 1 something stops pmprof, 3 pmprof works with less.
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <memory>

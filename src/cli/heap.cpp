@@ -1,5 +1,7 @@
 // `pmprof heap PID`: a live-heap snapshot of glibc malloc, by C++ type and size class; with
 // --base OLD.pb.gz or --interval/--count, the growth per type between snapshots (the leak hunt).
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>

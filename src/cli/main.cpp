@@ -5,6 +5,8 @@
 // load-time set-up was 9.8M of the 16.8M instructions of a warm `pmprof stacks`. It
 // lives in a separate executable, pmprof-serve, that `pmprof serve` execs with the same
 // arguments: the pid and every option behave as if pmprof itself served.
+#include <CLI/CLI.hpp>
+
 #include <unistd.h>
 
 #include <cerrno>

@@ -1,5 +1,7 @@
 // `pmprof report FILE`: reads a pprof profile (pmprof's own, Go's runtime/pprof, any tool's) and
 // prints top/list, subtracts a base profile, filters by label, or converts to another format.
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <memory>

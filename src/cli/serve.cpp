@@ -1,5 +1,7 @@
 // `pmprof serve PID`: Go's /debug/pprof endpoints for one running process. The server
 // lives in src/http_*.cpp; this file is its command line.
+#include <CLI/CLI.hpp>
+
 #include <cctype>
 #include <cstdio>
 #include <memory>

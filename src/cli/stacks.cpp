@@ -1,4 +1,6 @@
 // `pmprof stacks PID`: a grouped, symbolized thread dump of a live process.
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <memory>

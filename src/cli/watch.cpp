@@ -158,7 +158,7 @@ Result<WatchResult> watch_threads(pid_t pid, const DumpOptions& opt, size_t coun
         ThreadProgress p = judge_progress(entries, cpu, vol, invol, gaps, gap);
         p.tid = tid;
         if (std::none_of(dumps.back().threads.begin(), dumps.back().threads.end(),
-                         [&](const ThreadEntry& t) { return t.tid == tid; }))
+                         [want = tid](const ThreadEntry& t) { return t.tid == want; }))
             p.verdict = Progress::Gone;
         p.watched_s = static_cast<double>(gap) / 1e9;
         w.threads.push_back(std::move(p));

@@ -23,8 +23,6 @@
 #include "pmprof/support/log.h"
 #include "pmprof/os/file.h"
 
-extern char** environ;
-
 namespace pmprof {
 namespace {
 

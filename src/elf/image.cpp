@@ -98,7 +98,7 @@ std::optional<uint64_t> load_bias(uint16_t e_type, const std::vector<Elf64_Phdr>
             for (Candidate& c : mine)
                 if (c.bias == theirs.bias) c.score += 8;  // one vote per agreeing mapping
     }
-    const Candidate* best = &mine[0];
+    const Candidate* best = mine.data();
     for (const Candidate& c : mine)
         if (c.score > best->score) best = &c;
     return best->bias;

@@ -118,6 +118,7 @@ std::string human_bytes(uint64_t v) {
 
 std::vector<HeapGroup> sorted_groups(std::map<std::string, HeapGroup>& groups) {
     std::vector<HeapGroup> out;
+    out.reserve(groups.size());
     for (auto& [name, g] : groups) out.push_back(std::move(g));
     std::stable_sort(out.begin(), out.end(),
                      [](const HeapGroup& a, const HeapGroup& b) { return a.bytes > b.bytes; });

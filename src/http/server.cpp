@@ -56,7 +56,7 @@ void send(httplib::Response& res, const Reply& r) {
         res.set_header("Content-Disposition", "attachment; filename=\"" + r.filename + "\"");
     // Go's serveError marks its error answers so clients can tell them from a proxy's.
     if (r.status >= 400) res.set_header("X-Go-Pprof", "1");
-    res.set_content(r.body, r.content_type.c_str());
+    res.set_content(r.body, r.content_type);
 }
 
 bool known_path(const std::string& path) {
@@ -256,7 +256,7 @@ void PprofServer::configure() {
                                    : httplib::Server::HandlerResponse::Unhandled;
     });
     server_.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        [](const httplib::Request&, httplib::Response& res, const std::exception_ptr& ep) {
             std::string what = "unknown exception";
             try {
                 if (ep) std::rethrow_exception(ep);

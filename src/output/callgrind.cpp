@@ -29,12 +29,14 @@ void add_costs(Costs& into, const Costs& v) {
 // Function identity in callgrind: object, file and name (that is how KCachegrind merges them).
 struct FnKey {
     std::string module, file, name;
+    // NOLINTNEXTLINE(modernize-use-nullptr): false positive, the 0 a defaulted <=> compares with.
     auto operator<=>(const FnKey&) const = default;
 };
 
 struct CallKey {
     int64_t line;
     size_t callee;  // index into functions
+    // NOLINTNEXTLINE(modernize-use-nullptr): false positive, the 0 a defaulted <=> compares with.
     auto operator<=>(const CallKey&) const = default;
 };
 

@@ -29,8 +29,8 @@ std::string unsymbolized(const Profile& p, const Location& loc) {
     char buf[64];
     const Mapping* m = p.mapping(loc.mapping_id);
     if (m != nullptr && !m->filename.empty() && loc.address >= m->memory_start) {
-        snprintf(buf, sizeof buf, "+0x%llx",
-                 static_cast<unsigned long long>(loc.address - m->memory_start + m->file_offset));
+        const uint64_t offset = loc.address - m->memory_start + m->file_offset;
+        snprintf(buf, sizeof buf, "+0x%llx", static_cast<unsigned long long>(offset));
         return base_name(m->filename) + buf;
     }
     snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(loc.address));

@@ -317,12 +317,12 @@ Result<void> check_references(const Profile& p) {
     if (auto ok = check_ids(p.locations, "location", locations); !ok) return ok;
     if (auto ok = check_ids(p.functions, "function", functions); !ok) return ok;
     for (const Location& l : p.locations) {
-        if (l.mapping_id != 0 && !mappings.count(l.mapping_id)) {
+        if (l.mapping_id != 0 && !mappings.contains(l.mapping_id)) {
             return Error{"pprof: location " + std::to_string(l.id) + " refers to missing mapping " +
                          std::to_string(l.mapping_id)};
         }
         for (const Line& line : l.lines) {
-            if (!functions.count(line.function_id)) {
+            if (!functions.contains(line.function_id)) {
                 return Error{"pprof: location " + std::to_string(l.id) +
                              " refers to missing function " + std::to_string(line.function_id)};
             }
@@ -336,7 +336,7 @@ Result<void> check_references(const Profile& p) {
                          std::to_string(p.sample_types.size()) + " sample types"};
         }
         for (uint64_t id : s.location_ids) {
-            if (!locations.count(id)) {
+            if (!locations.contains(id)) {
                 return Error{"pprof: sample " + std::to_string(i) + " refers to missing location " +
                              std::to_string(id)};
             }

@@ -192,6 +192,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     const std::string path = resolve_executable(argv[0]);
     if (path.empty()) return Error::from_errno(fmt::format("cannot run {}", argv[0]), ENOENT);
     std::vector<char*> cargv;
+    cargv.reserve(argv.size() + 1);
     for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
     int go[2], err[2];

@@ -185,6 +185,6 @@ bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall = nullptr);
 /// detach_all() need not stop anything (src/ptrace/tracer_thread.cpp).
 bool tracer_thread_exits();
 /// detach_all() there: detaches the threads in a ptrace-stop, leaves the others to the exit.
-void detach_stopped(SessionCore& core);
+void detach_stopped(SessionCore& d);
 
 }  // namespace pmprof

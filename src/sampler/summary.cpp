@@ -46,6 +46,7 @@ void finish_sampler_profile(SamplerResult& r, const std::vector<Profile>& before
         const std::string main_file =
             r.profile.mappings.empty() ? std::string() : r.profile.mappings.front().filename;
         std::vector<std::pair<const Profile*, int>> parts;
+        parts.reserve(before_exec.size() + 1);
         for (const Profile& p : before_exec) parts.emplace_back(&p, 1);
         parts.emplace_back(&r.profile, 1);
         r.profile = merge_profiles(parts);

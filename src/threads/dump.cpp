@@ -263,6 +263,7 @@ std::vector<std::vector<size_t>> group_threads(const ThreadDump& dump) {
         groups[{std::move(pcs), extra}].push_back(i);
     }
     std::vector<std::vector<size_t>> out;
+    out.reserve(groups.size());
     for (auto& [key, members] : groups) out.push_back(std::move(members));
     std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
         if (a.size() != b.size()) return a.size() > b.size();

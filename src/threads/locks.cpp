@@ -340,7 +340,7 @@ LockGraph build_lock_graph(const std::vector<ThreadEntry>& threads) {
     std::set<pid_t> present;
     for (const ThreadEntry& t : threads) present.insert(t.tid);
     for (const ThreadEntry& t : threads)
-        if (t.lock.owner != 0 && !t.lock.released && present.count(t.lock.owner))
+        if (t.lock.owner != 0 && !t.lock.released && present.contains(t.lock.owner))
             waits_for[t.tid] = t.lock.owner;
 
     // Every node has at most one successor: walk each path once, colouring visited nodes.
@@ -382,13 +382,13 @@ LockGraph build_lock_graph(const std::vector<ThreadEntry>& threads) {
     // Merged when the heads wait for the same lock and the rest of the path is the same.
     std::map<std::pair<std::pair<uint64_t, LockKind>, std::vector<pid_t>>, LockChain> by_tail;
     for (const auto& [head, holder] : waits_for) {
-        if (in_cycle.count(head) || waited_on.count(head)) continue;
+        if (in_cycle.contains(head) || waited_on.contains(head)) continue;
         std::vector<pid_t> path{head};
         bool cycle_end = false;
         pid_t cur = holder;
         while (true) {
             path.push_back(cur);
-            if (in_cycle.count(cur)) {
+            if (in_cycle.contains(cur)) {
                 cycle_end = true;
                 break;
             }

@@ -21,6 +21,7 @@
 
 // Exported by libunwind-x86_64 (libunwind-ptrace and perf call it) but not declared in its
 // public headers.
+// NOLINTNEXTLINE(bugprone-reserved-identifier): libunwind's own name for it, not ours to choose.
 extern "C" int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip,
                                                   unw_dyn_info_t* di, unw_proc_info_t* pi,
                                                   int need_unwind_info, void* arg);

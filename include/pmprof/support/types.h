@@ -23,7 +23,7 @@ struct MemoryMap {
     std::string path;    // " (deleted)" stripped; "[stack]", "[heap]", "" for anonymous
     bool deleted = false;
 
-    bool readable() const { return perms.size() > 0 && perms[0] == 'r'; }
+    bool readable() const { return !perms.empty() && perms[0] == 'r'; }
     bool writable() const { return perms.size() > 1 && perms[1] == 'w'; }
     bool executable() const { return perms.size() > 2 && perms[2] == 'x'; }
     bool file_backed() const { return !path.empty() && path[0] == '/'; }
