@@ -9,13 +9,14 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/fd.h"
+#include "cli/options.h"
 #include "pmprof/heap/heap.h"
-#include "pmprof/support/log.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/report/report.h"
-#include "pmprof/os/signals.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -35,10 +36,7 @@ struct HeapArgs {
 };
 
 std::string choose_format(const HeapArgs& a) {
-    if (!a.format.empty()) return a.format;
-    std::string implied = format_from_filename(a.output);
-    // The profile writers' "text" is a top table; the heap's own text report says more.
-    return implied.empty() || implied == "text" ? "text" : implied;
+    return format_for_output(a.format, a.output, "text", /*json=*/true);
 }
 
 HeapSnapshot snapshot_or_throw(pid_t pid, const HeapOptions& opt) {
@@ -160,7 +158,7 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "Only glibc 2.36 malloc is supported; jemalloc, tcmalloc, mimalloc, musl and "
                     "static binaries are refused with exit code 2.\n") +
         kExitCodesHelp);
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
+    add_pid_option(cmd, &args->pid);
     cmd->add_option("-f,--format", args->format,
                     "text, json, pprof, callgrind, folded or svg (default: from -o's name, e.g. "
                     "pprof for .pb.gz, else text)")
