@@ -29,9 +29,10 @@ GO       ?= go
 DEPS_PACKAGES := g++ make pkg-config libdw-dev libunwind-dev libcli11-dev libfmt-dev catch2 \
                  zlib1g-dev libcpp-httplib-dev libc6-dbg elfutils libiberty-dev python3
 # clang, lld, mold and rustc build the toolchain targets (tests/integration/test_toolchains.cpp),
-# which perf (linux-perf) checks the cpu shares of.
+# which perf (linux-perf) checks the cpu shares of. graphviz: `go tool pprof -http` draws with dot;
+# tmux drives `pmprof top` in its tests.
 TEST_PACKAGES := golang-go golang-github-google-pprof-dev protobuf-compiler valgrind gdb strace \
-                 libjemalloc2 chromium clang lld mold rustc linux-perf curl
+                 libjemalloc2 chromium clang lld mold rustc linux-perf curl graphviz tmux
 
 PKGS     := libdw libunwind-generic fmt zlib cpp-httplib
 # Only pmprof-serve links libcpp-httplib (and through it OpenSSL); src/cli/main.cpp says why.

@@ -9,22 +9,24 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/log.h"
+#include "cli/options.h"
+#include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/output/summary.h"
-#include "pmprof/sampler/perf.h"
-#include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
 #include "pmprof/report/report.h"
+#include "pmprof/sampler/perf.h"
 #include "pmprof/sampler/sampler.h"
-#include "pmprof/os/signals.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -34,7 +36,7 @@ struct SampleArgs {
     std::vector<std::string> command;
     std::string duration;  // "" : attach 10s, record until CMD exits
     double rate = 99;
-    std::string mode = "wall";
+    std::string mode = "cpu";  // as serve's /debug/pprof/profile; pmprof(1) says why
     std::string output;
     std::string format;  // "" : from the output's file name, else pprof
     std::vector<std::string> threads;
@@ -105,8 +107,7 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
 
 /// pprof unless --format or the output's file name says otherwise.
 std::string output_format(const std::string& output, const std::string& format) {
-    std::string fmt_name = format.empty() ? format_from_filename(output) : format;
-    return fmt_name.empty() ? "pprof" : fmt_name;
+    return format_for_output(format, output, "pprof", /*json=*/false);
 }
 
 /// Where the profile goes, checked before the target is touched.
@@ -114,19 +115,38 @@ OutputPath prepare_profile_output(const std::string& output, const std::string& 
     return prepare_output(output, format_is_binary(output_format(output, format)));
 }
 
+/// True when an executable `name` is in one of $PATH's directories.
+bool on_path(const std::string& name) {
+    const char* path = std::getenv("PATH");
+    std::string dirs = path ? path : "/usr/bin:/bin";
+    for (size_t begin = 0; begin <= dirs.size();) {
+        size_t end = dirs.find(':', begin);
+        if (end == std::string::npos) end = dirs.size();
+        const std::string dir = end > begin ? dirs.substr(begin, end - begin) : ".";
+        if (::access((dir + "/" + name).c_str(), X_OK) == 0) return true;
+        begin = end + 1;
+    }
+    return false;
+}
+
 /// Writes the profile and the summary; returns false when the profile is empty.
 bool write_results(const SamplerResult& r, const OutputPath& out, const std::string& format) {
     const std::string fmt_name = output_format(out.user_path, format);
-    RenderOptions ro;
-    ro.command = r.profile.comments.empty() ? "" : r.profile.comments.front();
-    auto data = render_profile(r.profile, fmt_name, ro);
+    auto data = render_profile(r.profile, fmt_name, {});
     if (!data.ok()) throw FatalError("writing the profile: " + data.error().message);
     write_output(out, *data);
-    if (log_level() >= LogLevel::Warn) {
+    if (log_level() >= LogLevel::Info) {
         std::string summary = format_sampler_summary(r);
         summary += fmt::format("pmprof: wrote {}\n", out.display());
         std::fputs(summary.c_str(), stderr);
+    } else if (log_level() >= LogLevel::Warn) {
+        std::fputs(format_sampler_line(r, out.display()).c_str(), stderr);
     }
+    // The next step is usually `go tool pprof -http`, which fails without graphviz's dot.
+    if (fmt_name == "pprof" && out.kind == OutputPath::Kind::Regular && !on_path("dot"))
+        log_warn("hint: `go tool pprof -http=: {}` draws with graphviz's dot, which is not "
+                 "installed (apt-get install graphviz)",
+                 out.display());
     return r.stats.samples > 0;
 }
 
@@ -182,7 +202,7 @@ int run_attach(const SampleArgs& a) {
     const bool any = write_results(**result, out, a.format);
     if (!any)
         log_warn("no samples were taken{}",
-                 opt.thread_filter.empty() ? "" : " (does --threads match?)");
+                 opt.thread_filter.empty() ? "" : " (does --thread match?)");
     // Ctrl-C or SIGTERM is the normal way to end an open-ended run: exit 0. A
     // sample missed because a thread did not stop in time is counted in the summary, not a
     // partial profile: the other samples of that thread are still there.
@@ -246,6 +266,15 @@ int run_record(const SampleArgs& a) {
         if ((*session)->process_exited()) exited = (*session)->exit_info();
     });
     if (!out) out = prepare_profile_output(default_output(pid), a.format);
+    // CMD's pid is known only now: the profile names it as attach's does ("pmprof VERB PID: ...",
+    // which callgrind's pid: line is read from).
+    if (result->ok() && pid > 0) {
+        std::vector<std::string>& comments = (*result)->profile.comments;
+        const std::string head = "pmprof record: ";
+        for (std::string& c : comments)
+            if (c.starts_with(head))
+                c = "pmprof record " + std::to_string(pid) + ": " + c.substr(head.size());
+    }
     if (choice.backend == CpuBackend::Perf && result->ok() &&
         (*result)->end == SamplerEnd::TargetExited) {
         // The perf sampler saw CMD exit but did not reap it: its status is waited for here.
@@ -270,8 +299,10 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
         ->check(CLI::Range(0.1, 10000.0))
         ->capture_default_str();
     cmd->add_option("-m,--mode", a->mode,
-                    "wall: every thread at every tick, running or blocked; cpu: only time on cpu, "
-                    "weighted by each thread's cpu time")
+                    "cpu: only time on cpu, weighted by each thread's cpu time (as perf record "
+                    "and serve's /debug/pprof/profile; with the perf backend no thread is "
+                    "stopped); wall: every thread at every tick, running or blocked (where the "
+                    "time goes while waiting)")
         ->check(CLI::IsMember({"wall", "cpu"}))
         ->capture_default_str();
     cmd->add_option("--backend", a->backend,
@@ -292,27 +323,20 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
                     "Output format: pprof, callgrind, folded, svg or text (default: from -o's "
                     "name, else pprof)")
         ->check(CLI::IsMember(kProfileFormats));
-    cmd->add_option("-t,--threads", a->threads,
-                    "Only these threads: tids or names, comma-separated")
-        ->delimiter(',');
+    add_thread_option(cmd, &a->threads);
     cmd->add_option("--max-pause", a->max_pause,
                     "Most of its time a thread may spend stopped, in percent; the rate is lowered "
                     "rather than exceed it")
         ->capture_default_str();
-    cmd->add_option("--unwinder", a->unwinder, "Unwinder: dwfl or libunwind")
-        ->check(CLI::IsMember({"dwfl", "libunwind"}))
-        ->capture_default_str();
-    cmd->add_option("--max-depth", a->max_depth, "Frames per stack at most (deeper: truncated)")
-        ->check(CLI::Range(1, 100000))
-        ->capture_default_str();
+    add_unwinder_option(cmd, &a->unwinder);
+    add_max_depth_option(cmd, &a->max_depth);
     cmd->add_option(
            "--stop-timeout", a->stop_timeout_ms,
            "Milliseconds to wait for a thread to stop before skipping that sample (a thread "
            "in D state is then named in the summary)")
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
-    cmd->add_flag("--no-inline", a->no_inline, "Do not expand inlined frames");
-    cmd->add_flag("--no-source", a->no_source, "Do not look up file:line");
+    add_symbol_options(cmd, &a->no_source, &a->no_inline);
     cmd->add_flag("--no-progress", a->no_progress, "No progress line on stderr");
 }
 
@@ -324,7 +348,8 @@ constexpr const char* kSamplingFooter =
     "previous sample keeps its stack without being stopped; a blocked thread is unwound from "
     "/proc/PID/task/TID/syscall when possible; the others are stopped one at a time, only to copy "
     "registers and the top of the stack. Ctrl-C or SIGTERM stops sampling and writes what was "
-    "collected. Read the profile with `go tool pprof -top FILE` (or -list, -traces, -http).\n";
+    "collected. Read the profile with `go tool pprof -top FILE` (or -list, -traces, -http; -http "
+    "draws with graphviz's dot: apt-get install graphviz).\n";
 
 }  // namespace
 
@@ -335,7 +360,7 @@ void add_attach_command(CLI::App& app, CommandRunner* runner) {
     cmd->footer(std::string(kSamplingFooter) +
                 "If the target exits first, what was collected is written (exit code 1).\n" +
                 kExitCodesHelp);
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
+    add_pid_option(cmd, &args->pid);
     add_common_options(cmd, args.get(),
                        "How long to sample: 10s, 500ms, 2m or plain seconds (default 10s; 0: until "
                        "Ctrl-C or the target exits)");
@@ -347,15 +372,26 @@ void add_record_command(CLI::App& app, CommandRunner* runner) {
     CLI::App* cmd = app.add_subcommand(
         "record",
         "Start CMD under pmprof, sample it from its first instruction, exit with its status");
+    cmd->parse_complete_callback([args] {
+        if (args->command.empty() == args->pid.empty())
+            throw CLI::ValidationError(args->pid.empty()
+                                           ? "record needs a command: pmprof record -- CMD ARGS..."
+                                           : "record takes -p PID or -- CMD ARGS..., not both");
+    });
     cmd->footer(std::string(kSamplingFooter) +
                 "With --duration, pmprof detaches when it ends, lets CMD run on and still exits "
                 "with CMD's status (128+N when signal N killed it).\n" +
                 kExitCodesHelp);
-    cmd->add_option("command", args->command, "CMD ARGS... (after --)")->required();
+    cmd->add_option("command", args->command, "CMD ARGS... (after --)");
+    cmd->add_option("-p,--pid", args->pid,
+                    "Sample this running process instead of starting CMD (as perf record -p): "
+                    "the same as pmprof attach PID");
     add_common_options(cmd, args.get(),
                        "Sample at most this long, then detach and let CMD run (default: until CMD "
                        "exits)");
-    cmd->callback([runner, args] { *runner = [args] { return run_record(*args); }; });
+    cmd->callback([runner, args] {
+        *runner = [args] { return args->pid.empty() ? run_record(*args) : run_attach(*args); };
+    });
 }
 
 }  // namespace pmprof

@@ -31,6 +31,7 @@ void add_heap_command(CLI::App& app, CommandRunner* runner);
 void add_report_command(CLI::App& app, CommandRunner* runner);
 void add_serve_command(CLI::App& app, CommandRunner* runner);
 void add_doctor_command(CLI::App& app, CommandRunner* runner);
+void add_top_command(CLI::App& app, CommandRunner* runner);
 
 /// One subcommand an executable offers: its name and its registration function.
 struct Command {

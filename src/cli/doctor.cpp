@@ -8,9 +8,10 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "pmprof/doctor/doctor.h"
-#include "pmprof/support/error.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/error.h"
 
 namespace pmprof {
 
@@ -71,7 +72,7 @@ std::string json_string(const std::string& s) {
 
 struct DoctorArgs {
     std::string pid;
-    std::string format = "text";
+    std::string format;  // "" : from -o's name (.json), else text
     std::string output;
 };
 
@@ -80,7 +81,8 @@ int run_doctor_command(const DoctorArgs& a) {
     const OutputPath out = prepare_output(a.output, false);
     if (process_start_ticks(pid) == 0) throw FatalError(fmt::format("no process with pid {}", pid));
     const DoctorReport r = run_doctor(pid);
-    write_output(out, a.format == "json" ? format_doctor_json(r) : format_doctor_text(r));
+    const bool json = format_for_output(a.format, a.output, "text", /*json=*/true) == "json";
+    write_output(out, json ? format_doctor_json(r) : format_doctor_text(r));
     return doctor_exit_code(r);
 }
 
@@ -141,10 +143,11 @@ void add_doctor_command(CLI::App& app, CommandRunner* runner) {
         "the pauses to expect, threads in D state.\n"
         "Exit status: 0 nothing to fix (info lines aside), 1 something stops pmprof, 3 pmprof "
         "works but shows less (degraded), 2 no such process, 64 usage error.");
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
-    cmd->add_option("-f,--format", args->format, "text or json")
-        ->check(CLI::IsMember({"text", "json"}))
-        ->capture_default_str();
+    add_pid_option(cmd, &args->pid);
+    cmd->add_option("-f,--format", args->format,
+                    "text or json (default: json when -o ends in "
+                    ".json, else text)")
+        ->check(CLI::IsMember({"text", "json"}));
     cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->callback([runner, args] { *runner = [args] { return run_doctor_command(*args); }; });
 }

@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/command.h"
+#include "cli/options.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/support/error.h"
 #include "pmprof/support/log.h"
-#include "pmprof/os/signals.h"
 
 namespace pmprof {
 namespace {
@@ -26,6 +29,9 @@ constexpr const char* kDescription =
 int run(int argc, char** argv, std::span<const Command> commands) {
     CLI::App app{kDescription, "pmprof"};
     app.require_subcommand(1);
+    // The global options (-v, -q) are accepted after the verb too: a subcommand hands the
+    // options it does not know to this app. Set before the subcommands, which inherit it.
+    app.fallthrough();
     app.footer(
         std::string("\n") + kExitCodesHelp +
         "\nPermissions: tracing needs the same user as the target (and ptrace_scope 0) "
@@ -44,6 +50,15 @@ int run(int argc, char** argv, std::span<const Command> commands) {
     const std::string_view named = named_command(argc, argv);
     const bool known = std::any_of(commands.begin(), commands.end(),
                                    [&](const Command& c) { return c.name == named; });
+    if (!known && !named.empty()) {
+        std::vector<std::string> names;
+        for (const Command& c : commands) names.emplace_back(c.name);
+        const auto near = closest_word(named, names);
+        std::fprintf(stderr, "pmprof: unknown command '%.*s'%s\nRun 'pmprof --help' for usage.\n",
+                     static_cast<int>(named.size()), named.data(),
+                     near ? ("; did you mean '" + *near + "'?").c_str() : "");
+        return kExitUsage;
+    }
     for (const Command& c : commands)
         if (!known || c.name == named) c.add(app, &runner);
 
@@ -56,7 +71,11 @@ int run(int argc, char** argv, std::span<const Command> commands) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::fprintf(stderr, "pmprof: %s\nRun 'pmprof --help' for usage.\n", e.what());
+        const CLI::App* sub = known ? app.get_subcommand(std::string(named)) : nullptr;
+        std::string message = unknown_option_message(app, sub, argc, argv);
+        if (message.empty()) message = e.what();
+        std::fprintf(stderr, "pmprof: %s\nRun 'pmprof %s--help' for usage.\n", message.c_str(),
+                     sub ? (sub->get_name() + " ").c_str() : "");
         return kExitUsage;
     }
     set_log_level(

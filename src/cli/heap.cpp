@@ -12,6 +12,7 @@
 
 #include "cli/command.h"
 #include "cli/heap_sites.h"
+#include "cli/options.h"
 #include "pmprof/heap/heap.h"
 #include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
@@ -40,10 +41,7 @@ struct HeapArgs {
 };
 
 std::string choose_format(const HeapArgs& a) {
-    if (!a.format.empty()) return a.format;
-    std::string implied = format_from_filename(a.output);
-    // The profile writers' "text" is a top table; the heap's own text report says more.
-    return implied.empty() || implied == "text" ? "text" : implied;
+    return format_for_output(a.format, a.output, "text", /*json=*/true);
 }
 
 HeapSnapshot snapshot_or_throw(pid_t pid, const HeapOptions& opt) {
@@ -196,7 +194,7 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "Leak hunt: pmprof heap PID --sites 30s -o a.pb.gz; later the same to b.pb.gz; "
                     "go tool pprof -diff_base a.pb.gz b.pb.gz, then -list FUNC.\n") +
         kExitCodesHelp);
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
+    add_pid_option(cmd, &args->pid);
     cmd->add_option("-f,--format", args->format,
                     "text, json, pprof, callgrind, folded or svg (default: from -o's name, e.g. "
                     "pprof for .pb.gz, else text)")

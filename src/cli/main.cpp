@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
         {"stacks", pmprof::add_stacks_command}, {"attach", pmprof::add_attach_command},
         {"record", pmprof::add_record_command}, {"heap", pmprof::add_heap_command},
         {"report", pmprof::add_report_command}, {"serve", add_serve_stub},
-        {"doctor", pmprof::add_doctor_command},
+        {"doctor", pmprof::add_doctor_command}, {"top", pmprof::add_top_command},
     };
     return pmprof::cli_main(argc, argv, kCommands);
 }

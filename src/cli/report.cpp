@@ -10,9 +10,10 @@
 #include <vector>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
+#include "cli/options.h"
 #include "pmprof/output/text.h"
 #include "pmprof/report/report.h"
+#include "pmprof/support/error.h"
 
 namespace pmprof {
 namespace {
@@ -62,9 +63,7 @@ Prepared prepare(const ReportArgs& a) {
 }
 
 int run_report(const ReportArgs& a) {
-    std::string format = a.format;
-    if (format.empty()) format = format_from_filename(a.output);
-    if (format.empty()) format = "text";
+    const std::string format = format_for_output(a.format, a.output, "text", /*json=*/false);
     const OutputPath out = prepare_output(a.output, format_is_binary(format));
     Prepared prepared = prepare(a);
     Profile& profile = prepared.profile;

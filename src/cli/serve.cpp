@@ -8,12 +8,13 @@
 #include <string>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/fd.h"
+#include "cli/options.h"
 #include "pmprof/http/http.h"
-#include "pmprof/sampler/perf.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/sampler/perf.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/fd.h"
 #include "pmprof/unwind/unwind.h"
 
 namespace pmprof {
@@ -99,7 +100,7 @@ void add_serve_command(CLI::App& app, CommandRunner* runner) {
         "SIGINT or SIGTERM stops the server and leaves the target running, untraced.\n"
         "Example: go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5\n" +
         std::string(kExitCodesHelp));
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
+    add_pid_option(cmd, &args->pid);
     cmd->add_option("-l,--listen", args->listen,
                     "HOST:PORT to listen on; [::1]:PORT for IPv6, :PORT for every interface, "
                     "port 0 for any free port. A non-loopback address prints a warning")
@@ -111,9 +112,7 @@ void add_serve_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("--max-seconds", args->max_seconds, "Longest profile a client may ask for")
         ->check(CLI::Range(1, kServeMaxSecondsLimit))
         ->capture_default_str();
-    cmd->add_option("--unwinder", args->unwinder, "Unwinder: dwfl or libunwind")
-        ->check(CLI::IsMember({"dwfl", "libunwind"}))
-        ->capture_default_str();
+    add_unwinder_option(cmd, &args->unwinder);
     cmd->add_option("--backend", args->backend,
                     "Who samples mode=cpu profiles: perf (the kernel's task-clock samples, no "
                     "thread stopped), ptrace, or auto (perf when the kernel allows it)")

@@ -8,20 +8,21 @@
 #include <vector>
 
 #include "cli/command.h"
-#include "pmprof/support/error.h"
-#include "pmprof/support/log.h"
+#include "cli/options.h"
+#include "pmprof/cli/watch.h"
 #include "pmprof/output/folded.h"
 #include "pmprof/output/threads.h"
 #include "pmprof/report/report.h"
+#include "pmprof/support/error.h"
+#include "pmprof/support/log.h"
 #include "pmprof/threads/dump.h"
-#include "pmprof/cli/watch.h"
 
 namespace pmprof {
 namespace {
 
 struct StacksArgs {
     std::string pid;
-    std::string format = "text";
+    std::string format;  // "" : from -o's name, else text
     std::string output;
     std::string unwinder = "dwfl";
     std::vector<std::string> threads;
@@ -63,7 +64,8 @@ int run_watch(const StacksArgs& a, const OutputPath& out, pid_t pid, const DumpO
     return exit_status(w->last);
 }
 
-int run_stacks(const StacksArgs& a) {
+int run_stacks(StacksArgs a) {
+    a.format = format_for_output(a.format, a.output, "text", /*json=*/true);
     pid_t pid = parse_pid(a.pid);
     DumpOptions opt;
     auto kind = parse_unwinder_kind(a.unwinder);
@@ -164,21 +166,18 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
                             "kernel stack of each blocked thread is shown above its user "
                             "stack.\n") +
                 kExitCodesHelp);
-    cmd->add_option("pid", args->pid, "Process id of the target")->required();
-    cmd->add_option("-f,--format", args->format, "Output format")
-        ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}))
-        ->capture_default_str();
+    add_pid_option(cmd, &args->pid);
+    cmd->add_option("-f,--format", args->format,
+                    "text, json, folded, pprof, callgrind or svg (default: from -o's name: .txt "
+                    "text, .json json, .pb.gz pprof, .svg svg, callgrind.out.* callgrind, "
+                    ".folded folded; else text)")
+        ->check(CLI::IsMember({"text", "json", "folded", "pprof", "callgrind", "svg"}));
     cmd->add_option("-o,--output", args->output, kOutputHelp);
     cmd->add_flag("--no-group", args->no_group, "Print every thread separately");
-    cmd->add_option("--max-depth", args->max_depth, "Frames per stack at most (deeper: truncated)")
-        ->check(CLI::Range(1, 100000))
-        ->capture_default_str();
-    cmd->add_flag("--no-source", args->no_source, "Do not look up file:line");
-    cmd->add_flag("--no-inline", args->no_inline, "Do not expand inlined frames");
-    cmd->add_option("-t,--thread", args->threads, "Only these threads (tid or name; repeatable)");
-    cmd->add_option("--unwinder", args->unwinder, "Unwinder: dwfl or libunwind")
-        ->check(CLI::IsMember({"dwfl", "libunwind"}))
-        ->capture_default_str();
+    add_max_depth_option(cmd, &args->max_depth);
+    add_symbol_options(cmd, &args->no_source, &args->no_inline);
+    add_thread_option(cmd, &args->threads);
+    add_unwinder_option(cmd, &args->unwinder);
     cmd->add_flag("--consistent", args->consistent,
                   "Hold every thread until all have stopped: one instant for all threads, but "
                   "each stays stopped until the slowest one stops");

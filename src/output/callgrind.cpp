@@ -13,6 +13,7 @@
 #include <set>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "pmprof/profile/index.h"
 
@@ -139,10 +140,29 @@ void append_costs(std::string& out, int64_t line, const Costs& c, size_t events)
     out += '\n';
 }
 
+/// The profiled process as pmprof's verbs name it in a profile's first comment, "pmprof VERB
+/// PID: COMMAND LINE" (or "pmprof VERB: COMMAND LINE"): {pid or "", command line or ""}.
+std::pair<std::string, std::string> target_of(const Profile& p) {
+    if (p.comments.empty() || !p.comments.front().starts_with("pmprof ")) return {};
+    const std::string& c = p.comments.front();
+    const size_t colon = c.find(": ");
+    if (colon == std::string::npos) return {};
+    const std::string head = c.substr(0, colon);  // "pmprof attach 123"
+    const size_t last = head.rfind(' ');
+    std::string pid = head.substr(last + 1);
+    const bool digits = last > std::string("pmprof").size() && !pid.empty() &&
+                        pid.find_first_not_of("0123456789") == std::string::npos;
+    return {digits ? pid : std::string(), c.substr(colon + 2)};
+}
+
 std::string header(const Profile& p, const CallgrindOptions& opt, const Costs& totals) {
     std::string out = "# callgrind format\nversion: 1\ncreator: pmprof\n";
     for (const std::string& c : p.comments) out += "# " + one_line(c, "") + "\n";
-    if (!opt.command.empty()) out += "cmd: " + one_line(opt.command, "") + "\n";
+    // "pid:" and "cmd:" describe the profiled process (callgrind_annotate's "Profiled target").
+    auto [pid, command] = target_of(p);
+    if (!opt.command.empty()) command = opt.command;
+    if (!pid.empty()) out += "pid: " + pid + "\n";
+    if (!command.empty()) out += "cmd: " + one_line(command, "") + "\n";
     out += "positions: line\n";
     std::string events;
     for (size_t i = 0; i < p.sample_types.size(); ++i) {

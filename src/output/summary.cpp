@@ -1,5 +1,7 @@
-// What the user sees at the end of `attach`/`record`: the rate, the backend, the target's pauses,
-// the stops avoided, EINTR, the tracer's own cpu, then the top table.
+// What the user sees at the end of `attach`/`record`: by default one line (as perf record and
+// py-spy print), with -v the rate, the backend, the target's pauses, the stops avoided, EINTR,
+// the tracer's own cpu, then the top table. What happened to the target (EINTR, threads that
+// could not be stopped, execve) is said either way.
 #include "pmprof/output/summary.h"
 
 #include <fmt/format.h>
@@ -33,7 +35,42 @@ std::string rate_clause(const SamplerStats& s) {
     return why;
 }
 
+/// The lines about what the run did to or saw of the target beyond sampling it, "" when
+/// nothing happened.
+std::string event_lines(const SamplerStats& s) {
+    std::string out;
+    // Those calls return EINTR to the program after a stop (docs/facts.md): say how often.
+    if (s.eintr_stops > 0)
+        out +=
+            fmt::format("pmprof: {} threads were stopped while blocked in a call that fails with "
+                        "EINTR when stopped (epoll_wait, sigtimedwait, semop, recv with a "
+                        "timeout...): {} EINTR in all\n",
+                        s.eintr_per_thread.size(), s.eintr_stops);
+    for (const std::string& u : s.unstoppable) out += "pmprof: " + u + "\n";
+    if (s.execs > 0)
+        out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
+                           "each program symbolized with its own files\n",
+                           s.execs);
+    return out;
+}
+
 }  // namespace
+
+std::string format_sampler_line(const SamplerResult& r, const std::string& written) {
+    const SamplerStats& s = r.stats;
+    std::string out = fmt::format(
+        "pmprof: {} samples from {} threads in {:.1f} s at {:.1f} Hz ({} mode{}); backend: {}{}, ",
+        s.samples, s.threads_seen, static_cast<double>(s.wall_ns) / 1e9, s.effective_rate_hz,
+        mode_name(s.mode), rate_clause(s), s.backend,
+        s.backend_reason.empty() ? "" : " (" + s.backend_reason + ")");
+    // The worst a typical stop cost the target; the perf backend (and a ptrace run that found
+    // every thread off cpu or reused) stopped nothing.
+    out += s.stops == 0 ? "no thread stopped" : "target pause p99 " + us(s.pause_p99_ns);
+    if (s.capture_failures > 0) out += fmt::format(", {} threads not captured", s.capture_failures);
+    out += "; " + r.end_message;
+    if (!written.empty()) out += "; wrote " + written;
+    return out + "\n" + event_lines(s);
+}
 
 std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
     const SamplerStats& s = r.stats;
@@ -68,18 +105,7 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
             "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "
             "/proc/PID/task/TID/syscall); {} unwind failures, {} threads not captured\n",
             s.stops_avoided, s.reused, s.fast_path, s.unwind_failures, s.capture_failures);
-    // Those calls return EINTR to the program after a stop (FACTS.md): say how often it happened.
-    if (s.eintr_stops > 0)
-        out +=
-            fmt::format("pmprof: {} threads were stopped while blocked in a call that fails with "
-                        "EINTR when stopped (epoll_wait, sigtimedwait, semop, recv with a "
-                        "timeout...): {} EINTR in all\n",
-                        s.eintr_per_thread.size(), s.eintr_stops);
-    for (const std::string& u : s.unstoppable) out += "pmprof: " + u + "\n";
-    if (s.execs > 0)
-        out += fmt::format("pmprof: the target called execve {} time(s): sampling followed it, "
-                           "each program symbolized with its own files\n",
-                           s.execs);
+    out += event_lines(s);
     const double cpu_s = static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9;
     out += fmt::format("pmprof: own cpu {:.2f} s ({:.1f}% of one cpu)\n", cpu_s,
                        wall_s > 0 ? cpu_s / wall_s * 100 : 0.0);

@@ -73,8 +73,11 @@ std::string_view basename_of(std::string_view path) {
 }
 
 // One hue per module, so a library's frames read as one band: modules in mapping order (the
-// executable first) get hues a golden angle apart, starting at orange; lightness varies with the
-// function name so neighbours stay distinguishable. Frames without a module are grey.
+// executable first) get hues spread by the golden ratio over red to blue (0 to 240 degrees),
+// starting at orange; lightness varies with the function name so neighbours stay
+// distinguishable. Frames without a module are grey. The hues from 240 to 360 are left to the
+// search highlight (magenta, hue 300, in svg_script.cpp), so a match is never a module's colour:
+// every module hue is at least 60 degrees from it.
 class Palette {
   public:
     explicit Palette(const Profile& p) {
@@ -92,10 +95,13 @@ class Palette {
   private:
     int hue_of(std::string_view module) {
         auto [it, fresh] = hues_.emplace(std::string(module), 0);
-        if (fresh)
-            it->second = static_cast<int>(
-                             std::lround(25 + 137.508 * static_cast<double>(hues_.size() - 1))) %
-                         360;
+        if (fresh) {
+            constexpr double kArc = 240;        // red .. blue: the hues modules may have
+            constexpr double kStep = 0.381966;  // 1 - 1/golden ratio: no two modules close
+            const double t =
+                std::fmod(25 / kArc + kStep * static_cast<double>(hues_.size() - 1), 1.0);
+            it->second = static_cast<int>(std::lround(kArc * t)) % 360;
+        }
         return it->second;
     }
     std::unordered_map<std::string, int> hues_;

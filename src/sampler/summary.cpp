@@ -1,6 +1,6 @@
 // The end of a sampler run shared by both backends: the profile's last touches and the run's
-// statistics as profile comments, so they travel with the file (the text the user sees is
-// src/output/summary.cpp).
+// statistics as profile comments, so they travel with the file: short by default, every figure
+// with -v (the text the user sees is src/output/summary.cpp).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -65,18 +66,34 @@ void finish_sampler_profile(SamplerResult& r, const std::vector<Profile>& before
 std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
     const SamplerStats& s = r.stats;
     std::vector<std::string> out;
-    out.push_back(fmt::format(
-        "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
-        "{} samples, {} threads, {} stops, {} stops avoided ({} reused, {} fast path), "
-        "{} capture failures, {} unwind failures, {} module reloads, pause median {} p99 {} "
-        "max {}, stop latency median {} p99 {}, pmprof cpu {:.3f} s; {}",
-        mode_name(s.mode), s.requested_rate_hz, s.effective_rate_hz,
-        s.rate_lowered ? " (lowered by the pause budget)" : "", s.ticks, s.samples, s.threads_seen,
-        s.stops, s.stops_avoided, s.reused, s.fast_path, s.capture_failures, s.unwind_failures,
-        s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns), us(s.pause_max_ns),
-        us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
-        static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
-    out.push_back(backend_line(s));
+    // `go tool pprof` prints every comment in every report's header: by default one short line
+    // of statistics and one naming the backend; the full figures with -v.
+    const bool detailed = log_level() >= LogLevel::Info;
+    if (!detailed) {
+        out.push_back(fmt::format(
+            "pmprof sampler: {} mode, {:.1f} Hz ({:.0f} requested{}), {} samples, {} threads, {}; "
+            "{}",
+            mode_name(s.mode), s.effective_rate_hz, s.requested_rate_hz,
+            s.rate_lowered ? ", lowered by the pause budget" : "", s.samples, s.threads_seen,
+            s.stops == 0 ? std::string("no thread stopped")
+                         : fmt::format("{} stops, pause p99 {}", s.stops, us(s.pause_p99_ns)),
+            r.end_message));
+        out.push_back(fmt::format("pmprof backend: {}{}", s.backend,
+                                  s.backend_reason.empty() ? "" : " (" + s.backend_reason + ")"));
+    } else {
+        out.push_back(fmt::format(
+            "pmprof sampler: mode {}, rate {:.0f} Hz requested, {:.1f} Hz effective{}, {} ticks, "
+            "{} samples, {} threads, {} stops, {} stops avoided ({} reused, {} fast path), "
+            "{} capture failures, {} unwind failures, {} module reloads, pause median {} p99 {} "
+            "max {}, stop latency median {} p99 {}, pmprof cpu {:.3f} s; {}",
+            mode_name(s.mode), s.requested_rate_hz, s.effective_rate_hz,
+            s.rate_lowered ? " (lowered by the pause budget)" : "", s.ticks, s.samples,
+            s.threads_seen, s.stops, s.stops_avoided, s.reused, s.fast_path, s.capture_failures,
+            s.unwind_failures, s.image_reloads, us(s.pause_median_ns), us(s.pause_p99_ns),
+            us(s.pause_max_ns), us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns),
+            static_cast<double>(s.cpu_user_ns + s.cpu_system_ns) / 1e9, r.end_message));
+        out.push_back(backend_line(s));
+    }
     if (s.ticks_late > 0)
         out.push_back(fmt::format("pmprof sampler: {} of {} ticks took longer than the interval "
                                   "(a tick's work: mean {}, max {})",
@@ -85,7 +102,7 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         out.push_back(fmt::format("pmprof: {} execve followed: the samples of each program carry "
                                   "its own symbols",
                                   s.execs));
-    if (s.unwinds > 0)
+    if (detailed && s.unwinds > 0)
         out.push_back(
             fmt::format("pmprof unwinder: {} stacks unwound, {} with cached CFI rules, {} "
                         "by libdwfl's walk",
@@ -98,6 +115,7 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         out.push_back(std::move(eintr));
     }
     for (const std::string& u : s.unstoppable) out.push_back("pmprof: " + u);
+    if (!detailed) return out;
     std::string stops = "pmprof stops per thread (tid:stops):";
     for (const auto& [tid, n] : s.stops_per_thread) stops += fmt::format(" {}:{}", tid, n);
     if (s.stops_per_thread_omitted)

@@ -47,7 +47,7 @@ TEST_CASE("seccomp: process_vm_readv denied, attach still takes samples", "[inte
     auto target = Target::start({target_bin("stacks_target", true)});
     const std::string out = temp_path("seccomp-attach.folded");
     RunResult r = run({seccomp_exec(), "process_vm_readv", pmprof_bin(), "attach",
-                       std::to_string(target->pid()), "-d", "1s", "-o", out});
+                       std::to_string(target->pid()), "-d", "1s", "-o", out, "-m", "wall"});
     INFO(r.err);
     CHECK(r.exit_code == 0);
     CHECK(r.err.find(" 0 samples") == std::string::npos);

@@ -72,7 +72,7 @@ TEST_CASE("output: a full device fails with ENOSPC and stays a device", "[integr
     REQUIRE(is_char_device("/dev/full"));
     auto target = Target::start({target_bin("stacks_target", true)});
     RunResult a = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "300ms", "-o",
-                       "/dev/full", "--format", "folded"});
+                       "/dev/full", "--format", "folded", "-m", "wall"});
     INFO(a.err);
     CHECK(a.exit_code == 2);
     CHECK(a.err.find("writing /dev/full: No space left on device") != std::string::npos);
@@ -195,7 +195,7 @@ TEST_CASE("output: what cannot be written is refused before the target is touche
     };
     for (const Case& c : cases) {
         for (const std::vector<std::string>& verb :
-             {std::vector<std::string>{"attach", pid, "-d", "5s"},
+             {std::vector<std::string>{"attach", pid, "-d", "5s", "-m", "wall"},
               std::vector<std::string>{"stacks", pid}, std::vector<std::string>{"heap", pid}}) {
             std::vector<std::string> argv{pmprof_bin()};
             argv.insert(argv.end(), verb.begin(), verb.end());

@@ -114,7 +114,7 @@ TEST_CASE("attach: the known 70/30 split within 5 points, wall and cpu, fp and n
     // No pause budget: this test is about attribution, and on a loaded machine stops get slow
     // enough for the budget to cut the sample count (and so the precision) several fold.
     RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "5s", "-r",
-                       "299", "--max-pause", "100", "-m", mode, "-o", out});
+                       "299", "--max-pause", "100", "-m", mode, "-o", out, "-v"});
     INFO("pmprof stderr: " << r.err);
     REQUIRE(r.exit_code == 0);
     CHECK(r.err.find("flat%") != std::string::npos);  // the top table in the summary
@@ -160,7 +160,7 @@ TEST_CASE("attach: -list, -tagfocus and -callgrind work on the profile", "[integ
     auto target = Target::start({target_bin("split_target", false), "--busy", "1", "--idle", "2"});
     const std::string out = temp_path("list.pb.gz");
     RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "2s", "-o", out,
-                       "--max-pause", "50"});
+                       "--max-pause", "50", "-m", "wall"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     RunResult list = go_pprof({"-list", "work_seventy", "-source_path", source_dir(), out});
@@ -193,7 +193,7 @@ TEST_CASE("attach: -list, -tagfocus and -callgrind work on the profile", "[integ
 TEST_CASE("record: samples from the start and passes the exit status through",
           "[integration][sampler]") {
     const std::string out = temp_path("record.pb.gz");
-    RunResult r = run({pmprof_bin(), "record", "-o", out, "--max-pause", "50", "--",
+    RunResult r = run({pmprof_bin(), "record", "-o", out, "--max-pause", "50", "-m", "wall", "--",
                        target_bin("split_target", true), "--busy", "1", "--idle", "1",
                        "--exit-after", "1.5", "--exit-code", "7"});
     INFO(r.err);
@@ -205,7 +205,7 @@ TEST_CASE("record: samples from the start and passes the exit status through",
 
     // --duration ends first: pmprof detaches, lets it run, and still returns its status.
     const std::string out2 = temp_path("record2.pb.gz");
-    RunResult d = run({pmprof_bin(), "record", "-d", "500ms", "-o", out2, "--",
+    RunResult d = run({pmprof_bin(), "record", "-d", "500ms", "-o", out2, "-m", "wall", "--",
                        target_bin("split_target", false), "--busy", "1", "--exit-after", "2",
                        "--exit-code", "5"});
     INFO(d.err);
@@ -239,8 +239,8 @@ TEST_CASE("attach: SIGINT mid-run and the target exiting mid-run give valid prof
     auto leaving = Target::start({target_bin("split_target", false), "--busy", "1", "--exit-after",
                                   "1.5", "--exit-code", "3"});
     const std::string out2 = temp_path("exit.pb.gz");
-    RunResult r =
-        run({pmprof_bin(), "attach", std::to_string(leaving->pid()), "-d", "30s", "-o", out2});
+    RunResult r = run({pmprof_bin(), "attach", std::to_string(leaving->pid()), "-d", "30s", "-o",
+                       out2, "-m", "wall"});
     INFO(r.err);
     CHECK(r.exit_code == 1);  // partial: the target ended the run
     CHECK(r.err.find("target exited with status 3") != std::string::npos);
@@ -253,8 +253,8 @@ TEST_CASE("attach: sampling follows an execve, each program with its own symbols
     auto target =
         Target::start({target_bin("split_target", false), "--busy", "1", "--exec-after", "1"});
     const std::string out = temp_path("exec.pb.gz");
-    RunResult r =
-        run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "3s", "-o", out});
+    RunResult r = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "3s", "-o", out,
+                       "-m", "wall"});
     INFO(r.err);
     CHECK(r.exit_code == 0);  // the duration ended the run: nothing is missing
     CHECK(r.err.find("execve") != std::string::npos);
@@ -276,7 +276,7 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
     RunResult result;
     std::thread pm([&] {
         result = run({pmprof_bin(), "attach", std::to_string(target->pid()), "-d", "4s", "-r",
-                      "199", "-o", out});
+                      "199", "-o", out, "-m", "wall", "-v"});
     });
     const bool traced = wait_traced(target->pid(), true, 10s);
     long rt_sent = 0, usr1_seen = 0;

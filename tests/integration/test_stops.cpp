@@ -90,9 +90,10 @@ TEST_CASE("a thread in D state costs one --stop-timeout wait and is never left s
         double max_s;
     };
     const std::string out = temp_path("dstate.pb.gz");
-    for (const Verb& v : {Verb{{"stacks", "--stop-timeout", "50"}, 2.0},
-                          Verb{{"attach", "-d", "1s", "--stop-timeout", "50", "-o", out}, 3.0},
-                          Verb{{"heap", "--stop-timeout", "50"}, 2.0}}) {
+    for (const Verb& v :
+         {Verb{{"stacks", "--stop-timeout", "50"}, 2.0},
+          Verb{{"attach", "-d", "1s", "--stop-timeout", "50", "-m", "wall", "-o", out}, 3.0},
+          Verb{{"heap", "--stop-timeout", "50"}, 2.0}}) {
         std::vector<std::string> argv = {pmprof_bin()};
         argv.insert(argv.end(), v.args.begin(), v.args.end());
         argv.push_back(std::to_string(pid));
@@ -153,8 +154,8 @@ TEST_CASE("EINTR-prone blocked threads see at most one EINTR per stop pmprof rep
     }
     SECTION("attach: EINTRs per thread at most its stops in the profile") {
         const std::string out = temp_path("eintr.pb.gz");
-        RunResult r =
-            run({pmprof_bin(), "attach", std::to_string(pid), "-d", "1s", "-r", "20", "-o", out});
+        RunResult r = run({pmprof_bin(), "attach", std::to_string(pid), "-d", "1s", "-r", "20",
+                           "-o", out, "-m", "wall", "-v"});
         INFO(r.err);
         REQUIRE(r.exit_code == 0);
         auto c = counts();

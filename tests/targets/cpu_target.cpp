@@ -4,6 +4,8 @@
 //   --case server     "server" answers "client" over loopback TCP: server_work() ~150 us per
 //                     request between recv and send, client_work() ~50 us between requests
 //   --case oversub    2 x ncpus threads "spin-N", each over_seventy() 70 % and over_thirty() 30 %
+//   --case phases     "phase" runs phase_one() until SIGUSR1, then phase_two(); "sleeper" sleeps
+//                     in nanosleep (for `pmprof top`, whose hot function must move)
 // `--threads N` overrides the oversub thread count. Prints "ready PID" when running.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -141,6 +144,32 @@ TARGET_NOINLINE void over_thirty() {
     }
 }
 
+volatile sig_atomic_t g_phase = 1;
+
+TARGET_NOINLINE void phase_one() {
+    while (g_phase == 1) spin_rounds(10000);
+    target::no_tail_call();
+}
+
+TARGET_NOINLINE void phase_two() {
+    while (true) spin_rounds(10000);
+}
+
+[[noreturn]] void phases_main() {
+    target::name_thread("phase");
+    phase_one();
+    phase_two();
+    __builtin_unreachable();
+}
+
+[[noreturn]] void sleeper_main() {
+    target::name_thread("sleeper");
+    while (true) {
+        timespec ts{1, 0};
+        nanosleep(&ts, nullptr);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,6 +199,10 @@ int main(int argc, char** argv) {
         }
         ts.emplace_back(server_main, listener);
         ts.emplace_back(client_main, ntohs(a.sin_port));
+    } else if (kind == "phases") {
+        std::signal(SIGUSR1, [](int) { g_phase = 2; });
+        ts.emplace_back(phases_main);
+        ts.emplace_back(sleeper_main);
     } else if (kind == "oversub") {
         for (int i = 0; i < threads; ++i) ts.emplace_back(spin_main, i);
     } else {

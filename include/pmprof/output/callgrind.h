@@ -10,7 +10,9 @@
 namespace pmprof {
 
 struct CallgrindOptions {
-    std::string command;  // "cmd:" header line (the profiled command), omitted when empty
+    // "cmd:" header line (the profiled command). Empty: the command line of pmprof's first
+    // comment "pmprof VERB [PID]: COMMAND LINE", whose PID also gives the "pid:" line.
+    std::string command;
 };
 
 /// The callgrind text for `profile`. Precondition: no negative sample values (callgrind costs

@@ -123,3 +123,25 @@ TEST_CASE("callgrind_annotate reads the file and reports the profile's totals",
         got[(*it)[2]] = (*it)[1];
     CHECK(got == expected);
 }
+
+TEST_CASE("callgrind names the profiled process: pid: and cmd: from pmprof's first comment",
+          "[integration][callgrind]") {
+    Profile p = fixture_profile();
+    p.comments = {"pmprof attach 4242: /usr/bin/app --serve 8080", "pmprof sampler: cpu mode"};
+    const std::string out = write_callgrind(p);
+    CHECK(out.find("\npid: 4242\ncmd: /usr/bin/app --serve 8080\n") != std::string::npos);
+    // A verb without a pid (record before its command ran): cmd only.
+    p.comments = {"pmprof record: sh -c true"};
+    const std::string no_pid = write_callgrind(p);
+    CHECK(no_pid.find("\ncmd: sh -c true\n") != std::string::npos);
+    CHECK(no_pid.find("\npid:") == std::string::npos);
+    // callgrind_annotate shows both as the profiled target.
+    p.comments = {"pmprof stacks 77: ./server --port 1"};
+    const std::string path = temp_path("callgrind.out.target");
+    { std::ofstream(path) << write_callgrind(p); }
+    RunResult r = run({"callgrind_annotate", path});
+    REQUIRE(r.exit_code == 0);
+    INFO(r.out);
+    CHECK(
+        std::regex_search(r.out, std::regex(R"(Profiled target:\s+\./server --port 1 \(PID 77)")));
+}

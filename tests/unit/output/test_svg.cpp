@@ -4,9 +4,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "../../support/harness.h"
 #include "pmprof/output/svg.h"
@@ -175,4 +178,39 @@ TEST_CASE("flame graph renders in headless Chromium: frames in the DOM, script r
     REQUIRE(searched.exit_code == 0);
     CHECK(searched.out.find("Matched: 22.2%") != std::string::npos);
     CHECK(searched.out.find("fill=\"rgb(230,0,230)\"") != std::string::npos);
+}
+
+TEST_CASE("flame graph search highlight is far from every module colour", "[unit][svg]") {
+    // Thirty modules, each with one frame under the root.
+    Profile p;
+    p.sample_types = {{"samples", "count"}};
+    for (uint64_t i = 1; i <= 30; ++i) {
+        p.mappings.push_back(Mapping{i, i << 32, (i << 32) + 0x1000, 0,
+                                     "/lib/libm" + std::to_string(i) + ".so", "", true, false,
+                                     false, false});
+        p.functions.push_back(Function{i, "f" + std::to_string(i), "", "", 0});
+        p.locations.push_back(Location{i, i, (i << 32) + 0x10, {Line{i, 0}}});
+        p.samples.push_back(Sample{{i}, {1}, {}});
+    }
+    const std::string out = write_flamegraph_svg(p);
+    // The highlight, as the script sets it, in hue degrees.
+    std::smatch m;
+    REQUIRE(std::regex_search(out, m, std::regex(R"re(hit \? "rgb\((\d+),(\d+),(\d+)\)")re")));
+    const double r = std::stod(m[1]) / 255, g = std::stod(m[2]) / 255, b = std::stod(m[3]) / 255;
+    const double hi = std::max({r, g, b}), lo = std::min({r, g, b});
+    REQUIRE(hi - lo > 0.5);  // a saturated colour, not a grey the frames without module use
+    double hue = hi == r   ? 60 * std::fmod((g - b) / (hi - lo), 6.0)
+                 : hi == g ? 60 * ((b - r) / (hi - lo) + 2)
+                           : 60 * ((r - g) / (hi - lo) + 4);
+    if (hue < 0) hue += 360;
+    std::set<int> hues;
+    const std::regex fill(R"re(fill="hsl\((\d+),)re");
+    for (std::sregex_iterator it(out.begin(), out.end(), fill), end; it != end; ++it) {
+        const int h = std::stoi((*it)[1]);
+        const double apart = std::min(std::fabs(h - hue), 360 - std::fabs(h - hue));
+        INFO("module hue " << h << ", highlight hue " << hue);
+        CHECK(apart >= 60);
+        hues.insert(h);
+    }
+    CHECK(hues.size() >= 25);  // the modules still get colours of their own
 }

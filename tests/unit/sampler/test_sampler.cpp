@@ -5,9 +5,10 @@
 #include <random>
 #include <vector>
 
-#include "sampler/policy.h"
 #include "pmprof/output/summary.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/support/log.h"
+#include "sampler/policy.h"
 
 using namespace pmprof;
 
@@ -193,7 +194,31 @@ TEST_CASE("sampler summary and comments carry the statistics and the top table",
     CHECK(summary.find("backend: ptrace") != std::string::npos);
     CHECK(summary.find("run-queue wait") != std::string::npos);  // the ptrace estimator's bound
 
+    // By default one line (what attach and record print), with the file written.
+    const std::string line = format_sampler_line(r, "out.pb.gz");
+    CHECK(line ==
+          "pmprof: 1234 samples from 7 threads in 2.0 s at 98.5 Hz (cpu mode); backend: ptrace, "
+          "target pause p99 450 us; duration reached; wrote out.pb.gz\n");
+    r.stats.capture_failures = 2;
+    r.stats.execs = 1;
+    const std::string events = format_sampler_line(r, "");
+    CHECK(events.find("450 us, 2 threads not captured; duration reached\n") != std::string::npos);
+    CHECK(events.find("\npmprof: the target called execve 1 time(s)") != std::string::npos);
+    r.stats.capture_failures = 0;
+    r.stats.execs = 0;
+
+    // The profile's comments: short by default (go tool pprof prints them in every header) ...
+    const std::vector<std::string> brief = format_sampler_comments(r);
+    REQUIRE(brief.size() == 2);
+    CHECK(brief[0] ==
+          "pmprof sampler: cpu mode, 98.5 Hz (99 requested), 1234 samples, 7 threads, 300 stops, "
+          "pause p99 450 us; duration reached");
+    CHECK(brief[1] == "pmprof backend: ptrace");
+    // ... every figure with -v.
+    const LogLevel level = log_level();
+    set_log_level(LogLevel::Info);
     const std::vector<std::string> comments = format_sampler_comments(r);
+    set_log_level(level);
     REQUIRE(comments.size() == 3);
     CHECK(comments[0].find("mode cpu") != std::string::npos);
     CHECK(comments[1].rfind("pmprof backend: ptrace", 0) == 0);
@@ -211,6 +236,11 @@ TEST_CASE("sampler summary and comments carry the statistics and the top table",
     CHECK(perf.find("pause per thread-sample") == std::string::npos);
     CHECK(perf.find("stops avoided") == std::string::npos);
     CHECK(perf.find("8.0 us") != std::string::npos);  // tracer cpu per sample
+    CHECK(format_sampler_line(r, "").find(
+              "backend: perf (auto: perf_event_open allowed (root)), no thread stopped; ") !=
+          std::string::npos);
+    CHECK(format_sampler_comments(r)[0].find("7 threads, no thread stopped; ") !=
+          std::string::npos);
 }
 
 TEST_CASE("the summary says when slow ticks lowered the rate, and only then", "[unit][sampler]") {
