@@ -4,12 +4,12 @@
 // voluntary context switches per sample and the children's loop rate against an untraced second
 // before (the target's cost). Variants, to find where the time goes:
 //   -w block     waitpid(tid, __WALL) per child, blocking (the tracer sleeps until each stop)
-//   -w sigfd     signalfd(SIGCHLD) + ppoll + read, then waitpid WNOHANG (pmprof until the asynchronous sampler)
-//   -w sigwait   waitpid WNOHANG, then sigwaitinfo(SIGCHLD) (src/ptrace/events.cpp now)
-//   -w spin      waitid(P_ALL, WNOHANG) spun for up to -s µs, then as sigfd
-//   -r getregset PTRACE_GETREGSET (NT_PRSTATUS) instead of PTRACE_GETREGS
-//   -p NICE      tracer nice value; -f: tracer SCHED_FIFO 1; -b N: N untraced busy processes
-//   -x           tracer pinned to cpu 0, traced children to cpu 1 (the scheduler's wake-affine
+//   -w sigfd     signalfd(SIGCHLD) + ppoll + read, then waitpid WNOHANG (pmprof until the
+//   asynchronous sampler) -w sigwait   waitpid WNOHANG, then sigwaitinfo(SIGCHLD)
+//   (src/ptrace/events.cpp now) -w spin      waitid(P_ALL, WNOHANG) spun for up to -s µs, then as
+//   sigfd -r getregset PTRACE_GETREGSET (NT_PRSTATUS) instead of PTRACE_GETREGS -p NICE      tracer
+//   nice value; -f: tracer SCHED_FIFO 1; -b N: N untraced busy processes -x           tracer pinned
+//   to cpu 0, traced children to cpu 1 (the scheduler's wake-affine
 //                placement otherwise often puts a resumed child on the tracer's cpu)
 // Build: g++ -O2 -o ptrace_floor bench/ptrace_floor.cpp. Run as is (tracer and children on any
 // cpu) and under `taskset -c 0` (one cpu).

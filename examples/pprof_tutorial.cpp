@@ -6,14 +6,16 @@
 //   var msgqueue chan uint64       (make(chan uint64, 10000))  -> Mailbox::msgqueue, capacity 10000
 //   var timerqueue chan struct{}   (make(chan struct{}, 10))   -> Mailbox::timerqueue, capacity 10
 //   var testmap map[int]interface{}                            -> testmap (int -> Any*, Any being
-//                                                                 interface{}: a class with a vtable)
+//                                                                 interface{}: a class with a
+//                                                                 vtable)
 //   go runcputest()     floods msgqueue with a counter         -> thread "runcputest"
 //   go func(){ time.Sleep(10s); timerqueue <- struct{}{} }()   -> thread "timer"
 //   procmsg()           select { <-msgqueue | <-timerqueue }   -> procmsg() on the main thread
 //   runheaptest()       make([]int, 100000, 120000)            -> runheaptest(), an IntSlice
 //
 // With --leak, a thread "leak" also stores one more runheaptest() buffer in testmap every second
-// (for 5 minutes) and never removes it: the leak that docs/tutorial.md finds with `pmprof heap --interval`.
+// (for 5 minutes) and never removes it: the leak that docs/tutorial.md finds with `pmprof heap
+// --interval`.
 //
 // Differences, on purpose:
 // - The tutorial profiles itself (pprof.StartCPUProfile, heap profiles written to files). Here the
@@ -142,9 +144,7 @@ std::mutex testmap_mutex;  // main writes testmap at start-up, the leak thread a
 std::map<int, std::unique_ptr<Any>> testmap;
 
 // Named from main right after creation, so the names are in place before "ready".
-void name_thread(std::thread& t, const char* name) {
-    pthread_setname_np(t.native_handle(), name);
-}
+void name_thread(std::thread& t, const char* name) { pthread_setname_np(t.native_handle(), name); }
 
 // mem := make([]int, 100000, 120000): length 100000, capacity 120000, zeroed.
 __attribute__((noinline)) std::unique_ptr<Any> runheaptest() {
@@ -221,7 +221,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s [--leak]\n", argv[0]);
         return 64;
     }
-    std::printf("pprof_tutorial: pid %d%s\n", getpid(), leaking ? ", leaking a 940 KiB buffer a second" : "");
+    std::printf("pprof_tutorial: pid %d%s\n", getpid(),
+                leaking ? ", leaking a 940 KiB buffer a second" : "");
     std::fflush(stdout);
 
     // Block before any thread exists, so every thread inherits the mask and only the signal

@@ -20,7 +20,8 @@ class App;
 
 namespace pmprof {
 
-/// Runs the parsed subcommand; returns the process exit code (ExitCode in include/pmprof/support/error.h).
+/// Runs the parsed subcommand; returns the process exit code (ExitCode in
+/// include/pmprof/support/error.h).
 using CommandRunner = std::function<int()>;
 
 /// Each adds one subcommand to `app` and sets *runner when that subcommand is chosen.

@@ -1,6 +1,6 @@
-// The command-line entry shared by `pmprof` and `pmprof-serve` (src/cli/main.cpp, src/cli/main_serve.cpp):
-// global options, registration of the named subcommand only, and the mapping of errors to the
-// documented exit codes: 0 complete, 1 partial, 2 fatal, 64 usage.
+// The command-line entry shared by `pmprof` and `pmprof-serve` (src/cli/main.cpp,
+// src/cli/main_serve.cpp): global options, registration of the named subcommand only, and the
+// mapping of errors to the documented exit codes: 0 complete, 1 partial, 2 fatal, 64 usage.
 #include <CLI/CLI.hpp>
 
 #include <pthread.h>

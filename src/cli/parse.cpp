@@ -15,7 +15,8 @@ const char* const kExitCodesHelp =
     "was found, 64 usage error.";
 
 pid_t parse_pid(const std::string& text) {
-    if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos)
+    if (text.empty() || text.size() > 9 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
         throw FatalError("'" + text + "' is not a process id", {}, kExitUsage);
     long v = std::strtol(text.c_str(), nullptr, 10);
     if (v <= 0) throw FatalError("'" + text + "' is not a process id", {}, kExitUsage);
@@ -28,8 +29,8 @@ int64_t parse_duration_ns(const std::string& text) {
         double ns;
     };
     // Longest suffixes first so "ms" is not read as "m" + garbage.
-    static constexpr Unit kUnits[] = {{"ms", 1e6}, {"us", 1e3}, {"ns", 1.0}, {"s", 1e9},
-                                      {"m", 60e9}, {"h", 3600e9}};
+    static constexpr Unit kUnits[] = {{"ms", 1e6}, {"us", 1e3}, {"ns", 1.0},
+                                      {"s", 1e9},  {"m", 60e9}, {"h", 3600e9}};
     std::string number = text;
     double scale = 1e9;  // plain numbers are seconds
     for (const Unit& u : kUnits) {

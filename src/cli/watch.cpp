@@ -7,9 +7,9 @@
 #include <map>
 #include <thread>
 
-#include "pmprof/threads/locks.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/threads/locks.h"
 
 namespace pmprof {
 namespace {

@@ -1,5 +1,5 @@
-// `pmprof doctor PID`: the checks (include/pmprof/doctor/doctor.h). Everything comes from /proc, the
-// target's files and harmless probes of pmprof's own process; the target is never traced.
+// `pmprof doctor PID`: the checks (include/pmprof/doctor/doctor.h). Everything comes from /proc,
+// the target's files and harmless probes of pmprof's own process; the target is never traced.
 #include "pmprof/doctor/doctor.h"
 
 #include <fcntl.h>
@@ -13,13 +13,13 @@
 
 #include <fmt/format.h>
 
+#include "pmprof/heap/heap.h"
 #include "pmprof/heap/symbols.h"
 #include "pmprof/os/access.h"
-#include "pmprof/support/fd.h"
-#include "pmprof/heap/heap.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/memory.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/support/fd.h"
 
 namespace pmprof {
 namespace {

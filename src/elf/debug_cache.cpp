@@ -1,4 +1,5 @@
-// Persistent cache of decompressed separate debug files (see include/pmprof/elf/debug_cache.h for why).
+// Persistent cache of decompressed separate debug files (see include/pmprof/elf/debug_cache.h for
+// why).
 //
 // The copy is made by `eu-elfcompress -t none` (elfutils, already a dependency): it rewrites
 // every SHF_COMPRESSED section uncompressed and keeps everything else, including the build-id
@@ -13,15 +14,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <csignal>
 #include <optional>
 #include <string_view>
 
 #include "pmprof/elf/elf_file.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/file.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {

@@ -25,9 +25,9 @@
 #include "pmprof/elf/debug_cache.h"
 #include "pmprof/elf/elf_file.h"
 #include "pmprof/elf/image_impl.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/memory.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 
@@ -189,10 +189,11 @@ std::optional<OpenedFile> open_vdso(const MemoryMap& m, MemoryReader& memory) {
 /// libdwfl from opening files by path behind our back.
 int no_find_elf(Dwfl_Module*, void**, const char*, Dwarf_Addr, char**, Elf**) { return -1; }
 
-/// find_debuginfo with the debug cache (include/pmprof/elf/debug_cache.h) in front of dwfl_standard_find_debuginfo:
-/// a cached uncompressed copy for the module's build id is used as is; otherwise the standard
-/// lookup runs and, if its file is compressed, a copy is added for the next run. The cache must
-/// come first: the standard callback already hands libdwfl an Elf for the file it found
+/// find_debuginfo with the debug cache (include/pmprof/elf/debug_cache.h) in front of
+/// dwfl_standard_find_debuginfo: a cached uncompressed copy for the module's build id is used as
+/// is; otherwise the standard lookup runs and, if its file is compressed, a copy is added for the
+/// next run. The cache must come first: the standard callback already hands libdwfl an Elf for the
+/// file it found
 /// ("backdoors" mod->debug.elf, libdwfl/dwfl_build_id_find_debuginfo.c), so replacing its fd
 /// afterwards would change nothing. No exception may leave this C callback.
 int find_debuginfo_cached(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,

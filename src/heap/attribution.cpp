@@ -13,8 +13,8 @@
 #include <unordered_map>
 
 #include "heap/cached_reader.h"
-#include "pmprof/heap/symbols.h"
 #include "pmprof/heap/heap.h"
+#include "pmprof/heap/symbols.h"
 #include "pmprof/symbolize/symbolize.h"
 
 namespace pmprof {

@@ -148,7 +148,6 @@ Result<size_t> CopiedMemory::read(uint64_t address, void* out, size_t len) {
     return Error{fmt::format("copied heap memory at {:#x}: not copied", address), 0};
 }
 
-
 std::vector<Range> root_ranges(const std::vector<MemoryMap>& maps, const HeapSnapshot& snap,
                                const std::vector<uint64_t>& sps) {
     // Malloc's own memory is never a root: a mapping that holds arena chunks or an arena, and

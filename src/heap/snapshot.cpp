@@ -10,12 +10,12 @@
 #include <optional>
 
 #include "heap/cached_reader.h"
-#include "pmprof/heap/symbols.h"
 #include "pmprof/heap/heap.h"
-#include "pmprof/support/log.h"
+#include "pmprof/heap/symbols.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 

@@ -1,4 +1,5 @@
-// The glibc ptmalloc walker (include/pmprof/heap/heap.h). Read-only, bounded, every pointer checked.
+// The glibc ptmalloc walker (include/pmprof/heap/heap.h). Read-only, bounded, every pointer
+// checked.
 //
 // What "in use" means follows malloc/malloc.c (glibc 2.36): a chunk is free iff the next chunk's
 // PREV_INUSE bit is clear, except fastbin and tcache chunks, which keep the bit set and are found
@@ -80,7 +81,9 @@ class Walker {
     bool cut();
 
     bool chunk_ok(uint64_t p) const { return (p & 15) == 0 && index_.readable(p, 32); }
-    uint64_t list_bound() const { return std::max<uint64_t>(1024, bytes_in_heaps_ / kMinChunk + 16); }
+    uint64_t list_bound() const {
+        return std::max<uint64_t>(1024, bytes_in_heaps_ / kMinChunk + 16);
+    }
 
     std::vector<uint64_t> list_arenas();
     void walk_arena(int index, uint64_t address);
@@ -111,7 +114,8 @@ class Walker {
     std::vector<size_t> runs_;  // where each walked region's chunks begin in chunks_
     std::vector<std::pair<uint64_t, uint64_t>> heap_regions_;  // non-main heaps (HEAP_MAX each)
     std::unordered_set<uint64_t> internal_;
-    std::unordered_map<uint64_t, uint64_t> free_bk_;  // free chunk -> its bk, from the walk  // tcache_perthread_struct chunks
+    std::unordered_map<uint64_t, uint64_t>
+        free_bk_;  // free chunk -> its bk, from the walk  // tcache_perthread_struct chunks
 };
 
 bool Walker::cut() {
@@ -154,7 +158,8 @@ std::vector<uint64_t> Walker::list_arenas() {
     uint64_t a = roots_.main_arena;
     for (size_t n = 0; n < kMaxArenas; ++n) {
         if (!index_.readable(a, l_.arena_size)) {
-            problem(fmt::format("arena list: 0x{:x} is not readable memory; later arenas skipped", a));
+            problem(
+                fmt::format("arena list: 0x{:x} is not readable memory; later arenas skipped", a));
             return arenas;
         }
         arenas.push_back(a);
@@ -311,7 +316,8 @@ void Walker::walk_heaps(ArenaSummary& a, uint64_t top) {
     // Oldest first, so chunks come out in address order within each heap.
     for (auto it = heaps.rbegin(); it != heaps.rend(); ++it) {
         bool oldest = it->prev == 0;
-        uint64_t start = oldest ? align16(a.address + l_.arena_size) : align16(it->at + l_.heap_info_size);
+        uint64_t start =
+            oldest ? align16(a.address + l_.arena_size) : align16(it->at + l_.heap_info_size);
         bool holds_top = top >= it->at && top < it->at + it->size;
         walk_region(a, start, it->at + it->size, top, holds_top);
     }
@@ -324,7 +330,8 @@ void Walker::walk_arena(int index, uint64_t address) {
     std::vector<uint8_t> st(l_.arena_size);
     auto r = mem_.read(address, st.data(), st.size());
     if (!r.ok() || *r != st.size()) {
-        problem(fmt::format("arena {} at 0x{:x}: malloc_state unreadable; skipped", index, address));
+        problem(
+            fmt::format("arena {} at 0x{:x}: malloc_state unreadable; skipped", index, address));
         a.skipped = true;
         out_.arenas.push_back(a);
         return;
@@ -379,8 +386,8 @@ bool Walker::check_tcache(const RawChunk& c, std::vector<uint64_t>* entries) {
             size_t at = chunk_index(e - 16);
             uint64_t stored = 0, ekey = 0;
             if ((e & 15) != 0 || at == std::string::npos ||
-                chunks_[at].size != static_cast<uint64_t>(k + 2) * 16 ||
-                !u64(e, &stored) || !u64(e + 8, &ekey))
+                chunks_[at].size != static_cast<uint64_t>(k + 2) * 16 || !u64(e, &stored) ||
+                !u64(e + 8, &ekey))
                 return false;
             // Every cached entry carries the process-wide tcache_key (glibc >= 2.34).
             if (key == 0) key = ekey;
@@ -446,7 +453,8 @@ void Walker::classify() {
         out_.chunks.push_back(h);
     }
     if (free_unlisted)
-        problem(fmt::format("{} free chunks found by the heap walk are on no bin list", free_unlisted));
+        problem(
+            fmt::format("{} free chunks found by the heap walk are on no bin list", free_unlisted));
     if (fast_found != fast_.size())
         problem(fmt::format("{} of {} fastbin chunks not found by the heap walk",
                             fast_.size() - fast_found, fast_.size()));
@@ -483,8 +491,8 @@ void Walker::probe_mmapped() {
             }
             const uint64_t* hdr = block.data() + (p - bstart) / 8;
             uint64_t size = hdr[1] & kSizeMask;
-            if (hdr[0] == 0 && (hdr[1] & kIsMmapped) && !(hdr[1] & kNonMainArena) && size >= kPage &&
-                size % kPage == 0 && size <= m.end - p) {
+            if (hdr[0] == 0 && (hdr[1] & kIsMmapped) && !(hdr[1] & kNonMainArena) &&
+                size >= kPage && size % kPage == 0 && size <= m.end - p) {
                 ++out_.mmapped_chunks;
                 out_.mmapped_bytes += size;
                 HeapChunk h;
@@ -563,9 +571,9 @@ HeapSnapshot walk_glibc_heap(MemoryReader& mem, const std::vector<MemoryMap>& ma
     Walker walker(mem, maps, layout, roots, limit, snap);
     walker.run();
     walker.say_cut();
-    snap.walk_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                             std::chrono::steady_clock::now() - t0)
-                                             .count());
+    snap.walk_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
     return snap;
 }
 

@@ -16,8 +16,8 @@
 #include <string_view>
 
 #include "http/tracer.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof::http {
 namespace {

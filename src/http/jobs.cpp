@@ -170,7 +170,8 @@ Reply symbol_job(const JobContext& ctx, const std::vector<uint64_t>& pcs) {
     auto symbolizer = make_symbolizer(**image, so);
     for (const uint64_t pc : pcs) {
         const SymbolizedPc& s = symbolizer->symbolize(RawFrame{pc, true});
-        // The last entry is the function the machine code belongs to (include/pmprof/support/types.h).
+        // The last entry is the function the machine code belongs to
+        // (include/pmprof/support/types.h).
         if (s.frames.empty() || s.frames.back().function.empty()) continue;
         body += fmt::format("{:#x} {}\n", pc, s.frames.back().function);
     }

@@ -24,8 +24,8 @@
 #include <thread>
 
 #include "http/tracer.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 namespace {
@@ -43,11 +43,10 @@ constexpr auto kHeadDeadline = std::chrono::seconds(2);
 // The server's RSS may grow this much over its idle size while heads arrive; past it, the
 // connections still sending theirs are closed.
 constexpr uint64_t kRssGrowthKb = 64 * 1024;
-constexpr const char* kKnownPaths[] = {"/debug/pprof",           "/debug/pprof/",
-                                       "/debug/pprof/profile",   "/debug/pprof/heap",
-                                       "/debug/pprof/goroutine", "/debug/pprof/threads",
-                                       "/debug/pprof/cmdline",   "/debug/pprof/symbol",
-                                       "/debug/pprof/allocs"};
+constexpr const char* kKnownPaths[] = {
+    "/debug/pprof",         "/debug/pprof/",          "/debug/pprof/profile",
+    "/debug/pprof/heap",    "/debug/pprof/goroutine", "/debug/pprof/threads",
+    "/debug/pprof/cmdline", "/debug/pprof/symbol",    "/debug/pprof/allocs"};
 
 void send(httplib::Response& res, const Reply& r) {
     res.status = r.status;

@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 
 #include "http/tracer.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof::http {
 

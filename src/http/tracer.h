@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include "pmprof/http/http.h"
 #include "pmprof/support/error.h"
 #include "pmprof/support/fd.h"
-#include "pmprof/http/http.h"
 
 namespace pmprof {
 class TraceSession;
@@ -62,9 +62,10 @@ class TargetPin {
 enum class SubmitRefusal { None, ProfileRunning, QueueFull, ShuttingDown };
 
 /// The one thread that makes every ptrace call of the server (DESIGN.md §2) and runs one job at a
-/// time. A job is cancelled through the process-wide stop flag (include/pmprof/os/signals.h), which the sampler and
-/// the snapshot waits already poll: the flag is raised only while the job to cancel is the one
-/// running, and cleared before the next job starts, so a late cancel never hits another job.
+/// time. A job is cancelled through the process-wide stop flag (include/pmprof/os/signals.h), which
+/// the sampler and the snapshot waits already poll: the flag is raised only while the job to cancel
+/// is the one running, and cleared before the next job starts, so a late cancel never hits another
+/// job.
 class Tracer {
   public:
     /// `running`: the session of the profile this job runs inside (a shared job, see submit),
@@ -81,8 +82,7 @@ class Tracer {
     /// queued or running. A `shared` job (a thread dump) submitted while a profile runs does not
     /// wait for it: the profile runs it between two ticks on its own session (run_shared).
     /// Returns nullptr and sets *why when refused.
-    std::shared_ptr<Job> submit(Work work, bool exclusive, SubmitRefusal* why,
-                                bool shared = false);
+    std::shared_ptr<Job> submit(Work work, bool exclusive, SubmitRefusal* why, bool shared = false);
     /// On the running profile's tracer thread: runs the shared jobs waiting for it.
     void run_shared(TraceSession& session);
     /// Waits until the job is done; every 100 ms asks `client_gone` and cancels the job when it

@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "pmprof/support/fd.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/fd.h"
 
 namespace pmprof {
 namespace {

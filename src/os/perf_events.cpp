@@ -1,6 +1,6 @@
-// perf_event_open, the per-cpu ring buffers and their records (include/pmprof/os/perf_events.h). The record
-// layouts are the kernel's (include/uapi/linux/perf_event.h, "struct perf_event_header" and the
-// PERF_RECORD_SAMPLE field order), as tools/perf/util/evsel.c parses them.
+// perf_event_open, the per-cpu ring buffers and their records (include/pmprof/os/perf_events.h).
+// The record layouts are the kernel's (include/uapi/linux/perf_event.h, "struct perf_event_header"
+// and the PERF_RECORD_SAMPLE field order), as tools/perf/util/evsel.c parses them.
 #include "pmprof/os/perf_events.h"
 
 #include <linux/capability.h>
@@ -20,7 +20,8 @@ namespace {
 
 constexpr uint64_t kContextMax = static_cast<uint64_t>(-4095);  // PERF_CONTEXT_MAX
 
-/// perf_regs.h order (ax bx cx dx si di bp sp ip, r8-r15) to DWARF numbering (include/pmprof/support/types.h).
+/// perf_regs.h order (ax bx cx dx si di bp sp ip, r8-r15) to DWARF numbering
+/// (include/pmprof/support/types.h).
 constexpr int kDwarfOfPerf[] = {0, 3, 2, 1, 4, 5, 6, 7, 16, 8, 9, 10, 11, 12, 13, 14, 15};
 
 struct Reader {

@@ -26,11 +26,9 @@ std::vector<std::string_view> split_ws(std::string_view text) {
     size_t i = 0;
     while (true) {
         i = text.find_first_not_of(kSpace, i);
-        if (i == std::string_view::npos)
-            break;
+        if (i == std::string_view::npos) break;
         size_t j = text.find_first_of(kSpace, i);
-        if (j == std::string_view::npos)
-            j = text.size();
+        if (j == std::string_view::npos) j = text.size();
         out.push_back(text.substr(i, j - i));
         i = j;
     }
@@ -39,18 +37,16 @@ std::vector<std::string_view> split_ws(std::string_view text) {
 
 std::string_view trim(std::string_view s) {
     size_t b = s.find_first_not_of(kSpace);
-    if (b == std::string_view::npos)
-        return {};
+    if (b == std::string_view::npos) return {};
     size_t e = s.find_last_not_of(kSpace);
     return s.substr(b, e - b + 1);
 }
 
 /// The whole token as an unsigned number; base 16 accepts an optional "0x".
-template <typename T> bool parse_num(std::string_view s, T *out, int base = 10) {
+template <typename T> bool parse_num(std::string_view s, T* out, int base = 10) {
     if (base == 16 && s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
         s.remove_prefix(2);
-    if (s.empty())
-        return false;
+    if (s.empty()) return false;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
     return ec == std::errc() && ptr == s.data() + s.size();
 }
@@ -70,17 +66,15 @@ std::string proc_path(pid_t pid, std::string_view file) {
 }
 
 /// Reads `path` and parses it with `parse`; parse errors name the file.
-template <typename T, typename Parse> Result<T> read_parsed(const std::string &path, Parse parse) {
+template <typename T, typename Parse> Result<T> read_parsed(const std::string& path, Parse parse) {
     auto text = read_file(path);
-    if (!text)
-        return text.error();
+    if (!text) return text.error();
     Result<T> r = parse(*text);
-    if (!r)
-        return Error{path + ": " + r.error().message, 0};
+    if (!r) return Error{path + ": " + r.error().message, 0};
     return r;
 }
 
-} // namespace
+}  // namespace
 
 Result<TaskStat> parse_stat(std::string_view text) {
     // "tid (comm) S ppid ...": comm is arbitrary (spaces, ')'), so it ends at the LAST ')'.
@@ -89,32 +83,29 @@ Result<TaskStat> parse_stat(std::string_view text) {
     if (open == std::string_view::npos || close == std::string_view::npos || close < open)
         return parse_error("stat", text);
     TaskStat st;
-    if (!parse_num(trim(text.substr(0, open)), &st.tid))
-        return parse_error("stat", text);
+    if (!parse_num(trim(text.substr(0, open)), &st.tid)) return parse_error("stat", text);
     st.comm = std::string(text.substr(open + 1, close - open - 1));
     // f[k] is field k + 3 of proc(5): f[0] state (3), f[1] ppid (4), f[11] utime (14),
     // f[12] stime (15), f[17] num_threads (20), f[19] starttime (22), f[36] processor (39).
     auto f = split_ws(text.substr(close + 1));
-    if (f.size() < 20 || f[0].size() != 1)
-        return parse_error("stat", text);
+    if (f.size() < 20 || f[0].size() != 1) return parse_error("stat", text);
     st.state = thread_state_from_char(f[0][0]);
     if (!parse_num(f[1], &st.ppid) || !parse_num(f[11], &st.utime_ticks) ||
         !parse_num(f[12], &st.stime_ticks) || !parse_num(f[17], &st.num_threads) ||
         !parse_num(f[19], &st.start_time_ticks))
         return parse_error("stat", text);
-    if (f.size() > 36 && !parse_num(f[36], &st.processor))
-        st.processor = -1;
+    if (f.size() > 36 && !parse_num(f[36], &st.processor)) st.processor = -1;
     return st;
 }
 
 namespace {
 
 /// Applies one "Key:\tvalue" line of /proc/PID/status to `st`; false when a value is malformed.
-bool apply_status_field(std::string_view key, std::string_view value, TaskStatus *st) {
+bool apply_status_field(std::string_view key, std::string_view value, TaskStatus* st) {
     auto fields = split_ws(value);
     auto first = [&]() { return fields.empty() ? std::string_view{} : fields[0]; };
     if (key == "Name") {
-        st->name = std::string(value); // the kernel escapes '\n' and '\\' here
+        st->name = std::string(value);  // the kernel escapes '\n' and '\\' here
     } else if (key == "State") {
         st->state = value.empty() ? ThreadState::Unknown : thread_state_from_char(value[0]);
     } else if (key == "Tgid") {
@@ -125,7 +116,7 @@ bool apply_status_field(std::string_view key, std::string_view value, TaskStatus
         return parse_num(first(), &st->ppid);
     } else if (key == "TracerPid") {
         return parse_num(first(), &st->tracer_pid);
-    } else if (key == "Uid") { // real, effective, saved, filesystem
+    } else if (key == "Uid") {  // real, effective, saved, filesystem
         return fields.size() >= 2 && parse_num(fields[0], &st->uid_real) &&
                parse_num(fields[1], &st->uid_effective);
     } else if (key == "Threads") {
@@ -134,7 +125,7 @@ bool apply_status_field(std::string_view key, std::string_view value, TaskStatus
         return parse_num(first(), &st->voluntary_ctxt_switches);
     } else if (key == "nonvoluntary_ctxt_switches") {
         return parse_num(first(), &st->nonvoluntary_ctxt_switches);
-    } else if (key == "VmRSS") { // "   1234 kB"
+    } else if (key == "VmRSS") {  // "   1234 kB"
         return parse_num(first(), &st->vm_rss_kb);
     } else if (key == "CapEff") {
         return parse_num(first(), &st->cap_eff, 16);
@@ -144,7 +135,7 @@ bool apply_status_field(std::string_view key, std::string_view value, TaskStatus
     return true;
 }
 
-} // namespace
+}  // namespace
 
 Result<TaskStatus> parse_status(std::string_view text) {
     TaskStatus st;
@@ -152,26 +143,21 @@ Result<TaskStatus> parse_status(std::string_view text) {
     size_t pos = 0;
     while (pos < text.size()) {
         size_t eol = text.find('\n', pos);
-        if (eol == std::string_view::npos)
-            eol = text.size();
+        if (eol == std::string_view::npos) eol = text.size();
         std::string_view line = text.substr(pos, eol - pos);
         pos = eol + 1;
         size_t colon = line.find(':');
-        if (colon == std::string_view::npos)
-            continue;
+        if (colon == std::string_view::npos) continue;
         std::string_view key = line.substr(0, colon);
         std::string_view value = line.substr(colon + 1);
         // Values follow a tab; Name keeps its own spaces, so strip only the separator.
         while (!value.empty() && (value.front() == '\t' || value.front() == ' '))
             value.remove_prefix(1);
-        if (!value.empty() && value.back() == '\r')
-            value.remove_suffix(1);
-        if (!apply_status_field(key, value, &st))
-            return parse_error("status line", line);
+        if (!value.empty() && value.back() == '\r') value.remove_suffix(1);
+        if (!apply_status_field(key, value, &st)) return parse_error("status line", line);
         saw_pid = saw_pid || key == "Pid";
     }
-    if (!saw_pid)
-        return parse_error("status (no Pid line)", text);
+    if (!saw_pid) return parse_error("status (no Pid line)", text);
     return st;
 }
 
@@ -180,8 +166,7 @@ Result<SchedStat> parse_schedstat(std::string_view text) {
     // thousands of times a second.
     auto take = [&text]() {
         size_t b = text.find_first_not_of(kSpace);
-        if (b == std::string_view::npos)
-            b = text.size();
+        if (b == std::string_view::npos) b = text.size();
         size_t e = std::min(text.find_first_of(kSpace, b), text.size());
         std::string_view tok = text.substr(b, e - b);
         text.remove_prefix(e);
@@ -203,15 +188,12 @@ Result<SyscallState> parse_syscall(std::string_view text) {
         return s;
     }
     // "%d 0x%llx 0x%llx" outside a syscall (nr -1), "%d" + 8 x " 0x%llx" inside one.
-    if (f.empty() || !parse_num(f[0], &s.nr))
-        return parse_error("syscall", text);
+    if (f.empty() || !parse_num(f[0], &s.nr)) return parse_error("syscall", text);
     size_t want = s.nr < 0 ? 3 : 9;
-    if (f.size() != want)
-        return parse_error("syscall", text);
+    if (f.size() != want) return parse_error("syscall", text);
     if (s.nr >= 0) {
         for (size_t i = 0; i < s.args.size(); ++i)
-            if (!parse_num(f[1 + i], &s.args[i], 16))
-                return parse_error("syscall", text);
+            if (!parse_num(f[1 + i], &s.args[i], 16)) return parse_error("syscall", text);
     }
     if (!parse_num(f[want - 2], &s.sp, 16) || !parse_num(f[want - 1], &s.pc, 16))
         return parse_error("syscall", text);
@@ -221,26 +203,24 @@ Result<SyscallState> parse_syscall(std::string_view text) {
 namespace {
 
 /// Takes the next whitespace-separated token off the front of `s`.
-std::string_view next_token(std::string_view *s) {
+std::string_view next_token(std::string_view* s) {
     size_t b = s->find_first_not_of(' ');
     if (b == std::string_view::npos) {
         *s = {};
         return {};
     }
     size_t e = s->find(' ', b);
-    if (e == std::string_view::npos)
-        e = s->size();
+    if (e == std::string_view::npos) e = s->size();
     std::string_view tok = s->substr(b, e - b);
     s->remove_prefix(e);
     return tok;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<MemoryMap> parse_maps_line(std::string_view line) {
     // "start-end perms offset dev inode [padding path]" (fs/proc/task_mmu.c show_map_vma).
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r'))
-        line.remove_suffix(1);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
     std::string_view range = next_token(&line);
     std::string_view perms = next_token(&line);
     std::string_view offset = next_token(&line);
@@ -272,10 +252,8 @@ std::vector<MemoryMap> parse_maps(std::string_view text) {
     size_t pos = 0;
     while (pos < text.size()) {
         size_t eol = text.find('\n', pos);
-        if (eol == std::string_view::npos)
-            eol = text.size();
-        if (auto m = parse_maps_line(text.substr(pos, eol - pos)))
-            out.push_back(std::move(*m));
+        if (eol == std::string_view::npos) eol = text.size();
+        if (auto m = parse_maps_line(text.substr(pos, eol - pos))) out.push_back(std::move(*m));
         pos = eol + 1;
     }
     return out;
@@ -297,15 +275,14 @@ Result<SchedStat> read_schedstat(pid_t pid, pid_t tid) {
     return read_parsed<SchedStat>(task_path(pid, tid, "schedstat"), parse_schedstat);
 }
 
-Result<SchedStat> read_schedstat(const UniqueFd &fd) {
+Result<SchedStat> read_schedstat(const UniqueFd& fd) {
     // "%llu %llu %lu\n" (fs/proc/base.c proc_pid_schedstat): at most 62 bytes, one pread.
     char buf[128];
     ssize_t n;
     do {
         n = ::pread(fd.get(), buf, sizeof buf, 0);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return Error::from_errno("pread schedstat fd " + std::to_string(fd.get()), errno);
+    if (n < 0) return Error::from_errno("pread schedstat fd " + std::to_string(fd.get()), errno);
     return parse_schedstat(std::string_view(buf, static_cast<size_t>(n)));
 }
 
@@ -317,16 +294,13 @@ Result<SyscallState> read_syscall(pid_t pid, pid_t tid) {
 /// the leader has no mm, but every live thread's /proc/PID/task/TID view has the same content.
 static Result<std::string> read_process_file(pid_t pid, const char* name) {
     auto text = read_file(proc_path(pid, name));
-    if (!text || !text->empty())
-        return text;
+    if (!text || !text->empty()) return text;
     auto tasks = list_tasks(pid);
     if (tasks) {
         for (pid_t tid : *tasks) {
-            if (tid == pid)
-                continue;
+            if (tid == pid) continue;
             auto t = read_file(task_path(pid, tid, name));
-            if (t && !t->empty())
-                return t;
+            if (t && !t->empty()) return t;
         }
     }
     return text;
@@ -334,39 +308,33 @@ static Result<std::string> read_process_file(pid_t pid, const char* name) {
 
 Result<std::vector<MemoryMap>> read_maps(pid_t pid) {
     auto text = read_process_file(pid, "maps");
-    if (!text)
-        return text.error();
+    if (!text) return text.error();
     return parse_maps(*text);
 }
 
 std::string read_wchan(pid_t pid, pid_t tid) {
     // "0" when running or when the kernel hides it (kptr_restrict, no CAP_SYSLOG).
     auto text = read_file(task_path(pid, tid, "wchan"));
-    if (!text)
-        return {};
+    if (!text) return {};
     std::string_view w = trim(*text);
-    if (w.empty() || w == "0")
-        return {};
+    if (w.empty() || w == "0") return {};
     return std::string(w);
 }
 
 Result<std::vector<pid_t>> list_tasks(pid_t pid) {
     std::string path = proc_path(pid, "task");
-    DIR *dir = ::opendir(path.c_str());
-    if (dir == nullptr)
-        return Error::from_errno("opendir " + path, errno);
+    DIR* dir = ::opendir(path.c_str());
+    if (dir == nullptr) return Error::from_errno("opendir " + path, errno);
     std::vector<pid_t> tids;
     errno = 0;
-    while (const dirent *e = ::readdir(dir)) {
+    while (const dirent* e = ::readdir(dir)) {
         pid_t tid = 0;
-        if (parse_num(std::string_view(e->d_name), &tid) && tid > 0)
-            tids.push_back(tid);
+        if (parse_num(std::string_view(e->d_name), &tid) && tid > 0) tids.push_back(tid);
     }
     int err = errno;
     ::closedir(dir);
     // readdir returns null with errno set on error; ESRCH when the process exited meanwhile.
-    if (err != 0 && tids.empty())
-        return Error::from_errno("readdir " + path, err);
+    if (err != 0 && tids.empty()) return Error::from_errno("readdir " + path, err);
     std::sort(tids.begin(), tids.end());
     return tids;
 }
@@ -384,22 +352,18 @@ bool thread_selected(const std::vector<std::string>& filter, pid_t tid, std::str
 
 std::string read_cmdline(pid_t pid) {
     auto text = read_process_file(pid, "cmdline");
-    if (!text)
-        return {};
+    if (!text) return {};
     std::string s = std::move(*text);
     std::replace(s.begin(), s.end(), '\0', ' ');
-    while (!s.empty() && s.back() == ' ')
-        s.pop_back();
+    while (!s.empty() && s.back() == ' ') s.pop_back();
     return s;
 }
 
 int read_ptrace_scope() {
     auto text = read_file("/proc/sys/kernel/yama/ptrace_scope");
-    if (!text)
-        return -1;
+    if (!text) return -1;
     int scope = -1;
-    if (!parse_num(trim(*text), &scope))
-        return -1;
+    if (!parse_num(trim(*text), &scope)) return -1;
     return scope;
 }
 
@@ -434,4 +398,4 @@ Error ProcessLife::explain(Error e, std::string_view what) const {
     return Error{"pid " + std::to_string(pid_) + " exited during " + std::string(what), ESRCH};
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -32,7 +32,7 @@ void install(int sig, void (*handler)(int)) {
     ::sigaction(sig, &sa, nullptr);
 }
 
-} // namespace
+}  // namespace
 
 void install_stop_signal_handlers() {
     install(SIGINT, on_stop_signal);
@@ -77,4 +77,4 @@ SignalBlock::SignalBlock(std::initializer_list<int> signals) : set_(signal_set(s
 
 SignalBlock::~SignalBlock() { ::pthread_sigmask(SIG_UNBLOCK, &added_, nullptr); }
 
-} // namespace pmprof
+}  // namespace pmprof

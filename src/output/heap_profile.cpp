@@ -297,9 +297,8 @@ std::string format_heap_json(const HeapSnapshot& s, bool types) {
             "\"chunk_bytes\": {}, \"copy_ns\": {}, \"scan_ns\": {}, "
             "\"edges\": {}, \"reachable_chunks\": {}, \"owned_chunks\": {}, "
             "\"leaked_chunks\": {}, \"leaked_bytes\": {}}}",
-            r.root_ranges, r.root_bytes, r.root_words, r.chunk_bytes, r.copy_ns, r.scan_ns,
-            r.edges, r.reachable_chunks, r.owned_chunks, r.leaked_chunks,
-            r.leaked_bytes);
+            r.root_ranges, r.root_bytes, r.root_words, r.chunk_bytes, r.copy_ns, r.scan_ns, r.edges,
+            r.reachable_chunks, r.owned_chunks, r.leaked_chunks, r.leaked_bytes);
         append_group_json(out, "leaked", heap_leaked(s, types));
         if (types) append_group_json(out, "owned", heap_owned(s));
     }

@@ -5,9 +5,9 @@
 // Error, never a crash. Unknown fields are skipped, as protobuf requires.
 #include <unordered_set>
 
-#include "pmprof/output/pprof.h"
 #include "output/pprof_proto.h"
 #include "output/protobuf_wire.h"
+#include "pmprof/output/pprof.h"
 
 namespace pmprof {
 

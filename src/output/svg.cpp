@@ -9,8 +9,8 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "pmprof/support/markup.h"
 #include "pmprof/profile/index.h"
+#include "pmprof/support/markup.h"
 
 namespace pmprof {
 

@@ -7,8 +7,8 @@
 #include <set>
 #include <string>
 
-#include "pmprof/threads/locks.h"
 #include "pmprof/symbolize/symbolize.h"
+#include "pmprof/threads/locks.h"
 
 namespace pmprof {
 namespace {

@@ -1,6 +1,6 @@
 // Stop rounds and what is done inside a stop: PTRACE_GETREGS and one read of the stack top
-// (process_vm_readv, or its fallbacks in src/ptrace/memory.cpp), nothing else (DESIGN.md §1.2: copy,
-// resume, then think).
+// (process_vm_readv, or its fallbacks in src/ptrace/memory.cpp), nothing else (DESIGN.md §1.2:
+// copy, resume, then think).
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>

@@ -12,9 +12,9 @@
 
 #include <fmt/format.h>
 
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/support/log.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {

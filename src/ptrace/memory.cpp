@@ -18,17 +18,17 @@
 #include <map>
 #include <mutex>
 
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/support/log.h"
 
 namespace pmprof {
 
 namespace {
 
-constexpr uint64_t kPageSize = 4096; // x86_64; a smaller step than the real page is still correct
+constexpr uint64_t kPageSize = 4096;  // x86_64; a smaller step than the real page is still correct
 
-std::string describe(const char *call, pid_t pid, uint64_t address, size_t len) {
+std::string describe(const char* call, pid_t pid, uint64_t address, size_t len) {
     return fmt::format("{} pid {} at {:#x} ({} bytes)", call, pid, address, len);
 }
 
@@ -37,10 +37,10 @@ std::string describe_proc_mem(pid_t pid, uint64_t address, size_t len) {
 }
 
 /// One process_vm_readv call: bytes copied, or -1 with errno.
-ssize_t vm_read(pid_t pid, uint64_t address, void *out, size_t len) {
+ssize_t vm_read(pid_t pid, uint64_t address, void* out, size_t len) {
     iovec local{out, len};
     // The remote iovec takes the target's address as a pointer; it is never dereferenced here.
-    iovec remote{reinterpret_cast<void *>(static_cast<uintptr_t>(address)), len};
+    iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(address)), len};
     ssize_t n;
     do {
         n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
@@ -51,17 +51,15 @@ ssize_t vm_read(pid_t pid, uint64_t address, void *out, size_t len) {
 /// Reads page by page from `address` and stops at the first page that cannot be read, so a
 /// request that ends in an unmapped page still returns its readable prefix. process_vm_readv(2):
 /// a failure inside a single iovec may fail the whole call on some kernels.
-size_t vm_read_by_page(pid_t pid, uint64_t address, uint8_t *out, size_t len) {
+size_t vm_read_by_page(pid_t pid, uint64_t address, uint8_t* out, size_t len) {
     size_t done = 0;
     while (done < len) {
         uint64_t cur = address + done;
         size_t chunk = std::min<uint64_t>(len - done, kPageSize - cur % kPageSize);
         ssize_t n = vm_read(pid, cur, out + done, chunk);
-        if (n <= 0)
-            break;
+        if (n <= 0) break;
         done += static_cast<size_t>(n);
-        if (static_cast<size_t>(n) < chunk)
-            break;
+        if (static_cast<size_t>(n) < chunk) break;
     }
     return done;
 }
@@ -249,21 +247,18 @@ void FakeMemory::add(uint64_t address, std::vector<uint8_t> bytes) {
     ranges_[address] = std::move(bytes);
 }
 
-Result<size_t> FakeMemory::read(uint64_t address, void *out, size_t len) {
-    auto *dst = static_cast<uint8_t *>(out);
+Result<size_t> FakeMemory::read(uint64_t address, void* out, size_t len) {
+    auto* dst = static_cast<uint8_t*>(out);
     size_t done = 0;
     // Adjacent ranges read as one, like adjacent mappings of a real process.
     while (done < len) {
         uint64_t cur = address + done;
-        if (cur < address)
-            break; // wrapped around the address space
+        if (cur < address) break;  // wrapped around the address space
         auto it = ranges_.upper_bound(cur);
-        if (it == ranges_.begin())
-            break;
+        if (it == ranges_.begin()) break;
         --it;
         uint64_t offset = cur - it->first;
-        if (offset >= it->second.size())
-            break;
+        if (offset >= it->second.size()) break;
         size_t n = std::min<uint64_t>(len - done, it->second.size() - offset);
         std::memcpy(dst + done, it->second.data() + offset, n);
         done += n;
@@ -274,4 +269,4 @@ Result<size_t> FakeMemory::read(uint64_t address, void *out, size_t len) {
     return done;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

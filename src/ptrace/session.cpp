@@ -14,10 +14,10 @@
 
 #include <fmt/format.h>
 
-#include "pmprof/support/fd.h"
-#include "pmprof/support/log.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
 #include "ptrace/session_core.h"
 
 namespace pmprof {
@@ -278,7 +278,8 @@ void TraceSession::poll_events() { impl_->poll_all(); }
 void TraceSession::detach_all() {
     Impl& d = *impl_;
     if (d.detached || !d.on_tracer_thread("detach_all")) return;
-    // On a tracer thread of its own, its exit detaches without a stop (src/ptrace/tracer_thread.cpp).
+    // On a tracer thread of its own, its exit detaches without a stop
+    // (src/ptrace/tracer_thread.cpp).
     if (tracer_thread_exits()) return detach_stopped(d);
     // From now on the dispatcher detaches every thread at its next stop (ptrace(2): PTRACE_DETACH
     // needs a ptrace-stop), re-injecting a pending signal; group-stopped threads are detached

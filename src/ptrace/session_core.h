@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "pmprof/os/clock.h"
-#include "pmprof/support/fd.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/support/fd.h"
 #include "pmprof/support/types.h"
 
 namespace pmprof {

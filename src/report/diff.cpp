@@ -9,8 +9,8 @@
 #include <regex>
 #include <tuple>
 
-#include "pmprof/report/report.h"
 #include "pmprof/profile/index.h"
+#include "pmprof/report/report.h"
 
 namespace pmprof {
 namespace {

@@ -11,8 +11,8 @@
 #include <set>
 #include <sys/stat.h>
 
-#include "pmprof/report/report.h"
 #include "pmprof/profile/index.h"
+#include "pmprof/report/report.h"
 
 namespace pmprof {
 namespace {

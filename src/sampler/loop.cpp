@@ -20,13 +20,13 @@
 #include <set>
 #include <unistd.h>
 
-#include "pmprof/support/fd.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/support/log.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
 #include "pmprof/os/tracer_priority.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/fd.h"
+#include "pmprof/support/log.h"
 #include "sampler/loop.h"
 #include "sampler/policy.h"
 

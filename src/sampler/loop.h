@@ -1,5 +1,5 @@
-// The sampling loop's parts shared by src/sampler/loop.cpp (the loop: threads, looks, ticks, the end)
-// and src/sampler/tick.cpp (what a sample is made of: stops, captures, the /proc fast path,
+// The sampling loop's parts shared by src/sampler/loop.cpp (the loop: threads, looks, ticks, the
+// end) and src/sampler/tick.cpp (what a sample is made of: stops, captures, the /proc fast path,
 // unwinding, reused stacks). Not an interface: only those two files include it.
 #pragma once
 
@@ -16,13 +16,13 @@
 #include <utility>
 #include <vector>
 
-#include "pmprof/support/fd.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/ptrace/memory.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/support/fd.h"
 #include "sampler/policy.h"
 
 namespace pmprof::sampling {

@@ -20,15 +20,15 @@
 #include <memory>
 #include <set>
 
-#include "pmprof/symbolize/kernel.h"
+#include "pmprof/elf/image.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/perf_events.h"
-#include "pmprof/elf/image.h"
-#include "pmprof/support/log.h"
-#include "pmprof/ptrace/memory.h"
-#include "pmprof/sampler/perf.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/sampler/perf.h"
+#include "pmprof/support/log.h"
+#include "pmprof/symbolize/kernel.h"
 
 namespace pmprof {
 namespace {

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "pmprof/support/log.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/support/log.h"
 #include "sampler/loop.h"
 
 namespace pmprof::sampling {

@@ -15,4 +15,4 @@ Error Error::from_errno(std::string what, int err) {
     return e;
 }
 
-} // namespace pmprof
+}  // namespace pmprof

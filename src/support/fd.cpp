@@ -8,9 +8,8 @@
 
 namespace pmprof {
 
-UniqueFd &UniqueFd::operator=(UniqueFd &&o) noexcept {
-    if (this != &o)
-        reset(o.release());
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
     return *this;
 }
 
@@ -28,13 +27,12 @@ void UniqueFd::reset(int fd) {
     fd_ = fd;
 }
 
-Result<UniqueFd> open_readonly(const std::string &path) {
+Result<UniqueFd> open_readonly(const std::string& path) {
     int fd;
     do {
         fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return Error::from_errno("open " + path, errno);
+    if (fd < 0) return Error::from_errno("open " + path, errno);
     return UniqueFd(fd);
 }
 
@@ -46,41 +44,35 @@ namespace {
 // With pread (only ever used on /proc files), a short read ends it: the kernel's seq_file
 // fills the buffer until the records run out, so fewer bytes than asked means the end, and
 // the extra pread that would return 0 is saved (it doubled the sampler's /proc reads).
-template <typename What>
-Result<std::string> read_to_eof(int fd, bool use_pread, const What &what) {
+template <typename What> Result<std::string> read_to_eof(int fd, bool use_pread, const What& what) {
     std::string out;
     char buf[4096];
     off_t offset = 0;
     for (;;) {
         ssize_t n = use_pread ? ::pread(fd, buf, sizeof buf, offset) : ::read(fd, buf, sizeof buf);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return Error::from_errno(what(), errno);
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));
         offset += n;
-        if (use_pread && static_cast<size_t>(n) < sizeof buf)
-            break;
+        if (use_pread && static_cast<size_t>(n) < sizeof buf) break;
     }
     return out;
 }
 
-} // namespace
+}  // namespace
 
-Result<std::string> read_file(const std::string &path) {
+Result<std::string> read_file(const std::string& path) {
     auto fd = open_readonly(path);
-    if (!fd)
-        return fd.error();
+    if (!fd) return fd.error();
     return read_to_eof(fd->get(), false, [&] { return "read " + path; });
 }
 
-Result<std::string> pread_all(const UniqueFd &fd) {
-    if (!fd.valid())
-        return Error{"pread: no open file", EBADF};
+Result<std::string> pread_all(const UniqueFd& fd) {
+    if (!fd.valid()) return Error{"pread: no open file", EBADF};
     return read_to_eof(fd.get(), true, [&] { return "pread fd " + std::to_string(fd.get()); });
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -65,4 +65,4 @@ std::string_view thread_state_name(ThreadState s) {
     return "unknown";
 }
 
-} // namespace pmprof
+}  // namespace pmprof

@@ -22,9 +22,9 @@
 
 #include "pmprof/elf/debug_cache.h"
 #include "pmprof/elf/elf_file.h"
+#include "pmprof/os/file.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
-#include "pmprof/os/file.h"
 
 namespace pmprof {
 namespace {

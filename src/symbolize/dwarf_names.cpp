@@ -15,8 +15,8 @@
 #include <string_view>
 #include <utility>
 
-#include "symbolize/dwarf_scopes.h"
 #include "pmprof/symbolize/symbolize.h"
+#include "symbolize/dwarf_scopes.h"
 
 namespace pmprof {
 namespace {

@@ -1,7 +1,7 @@
 // Names of DWARF entities spelled as the Itanium demangler (and so gdb, perf and the rest of a
 // profile) spells the same entity's linkage name: for the functions and lambdas a compiler
-// emitted no linkage name for. Used by src/symbolize/symbolize.cpp only; libdw types stay in the adapter
-// files.
+// emitted no linkage name for. Used by src/symbolize/symbolize.cpp only; libdw types stay in the
+// adapter files.
 #pragma once
 
 #include <elfutils/libdw.h>

@@ -1,7 +1,7 @@
 // Symbolization with libdwfl, cached per (pc, exact): module and build id, the ELF symbol that
 // covers the pc (never merely the nearest preceding one), file:line and the inline chain. The
-// frames of each lookup address are also kept across runs per module build id (src/symbolize/cache.h),
-// so a repeated `pmprof stacks` loads no DWARF for the pcs it has seen.
+// frames of each lookup address are also kept across runs per module build id
+// (src/symbolize/cache.h), so a repeated `pmprof stacks` loads no DWARF for the pcs it has seen.
 #include "pmprof/symbolize/symbolize.h"
 
 #include <dwarf.h>
@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "pmprof/elf/debug_cache.h"
-#include "symbolize/dwarf_names.h"
-#include "symbolize/dwarf_scopes.h"
 #include "pmprof/elf/image_impl.h"
 #include "pmprof/support/log.h"
 #include "symbolize/cache.h"
+#include "symbolize/dwarf_names.h"
+#include "symbolize/dwarf_scopes.h"
 #include "symbolize/symbol_table.h"
 
 namespace pmprof {
@@ -48,8 +48,8 @@ struct ModuleInfo {
     Dwarf_Addr bias = 0;
     std::unique_ptr<SymbolTable> symbols;  // read on the first lookup the cache cannot answer
     std::unique_ptr<CuIndex> cu_index;     // built on the first pc libdwfl finds no CU for
-    // Persistent results (src/symbolize/cache.h): "" path when not cached; `source` is checked once,
-    // when this run first computes frames, and nullopt then means "no DWARF: store nothing".
+    // Persistent results (src/symbolize/cache.h): "" path when not cached; `source` is checked
+    // once, when this run first computes frames, and nullopt then means "no DWARF: store nothing".
     std::string cache_path;
     CachedFrames cached;
     size_t added = 0;

@@ -14,12 +14,12 @@
 #include <unordered_map>
 
 #include "pmprof/elf/image.h"
-#include "pmprof/threads/kernel_stack.h"
-#include "pmprof/support/log.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/tracer_priority.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/log.h"
+#include "pmprof/threads/kernel_stack.h"
 
 namespace pmprof {
 namespace {

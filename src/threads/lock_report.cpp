@@ -12,10 +12,10 @@
 #include <string>
 #include <thread>
 
-#include "pmprof/symbolize/data_symbol.h"
-#include "pmprof/threads/locks.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/symbolize/data_symbol.h"
 #include "pmprof/threads/dump.h"
+#include "pmprof/threads/locks.h"
 
 namespace pmprof {
 namespace {

@@ -32,11 +32,19 @@ namespace {
 /// Size of a DW_EH_PE-encoded value in .eh_frame_hdr, 0 when unsupported.
 size_t encoded_size(uint8_t enc) {
     switch (enc & 0x0f) {
-    case DW_EH_PE_absptr: return 8;
-    case DW_EH_PE_udata2: case DW_EH_PE_sdata2: return 2;
-    case DW_EH_PE_udata4: case DW_EH_PE_sdata4: return 4;
-    case DW_EH_PE_udata8: case DW_EH_PE_sdata8: return 8;
-    default: return 0;
+    case DW_EH_PE_absptr:
+        return 8;
+    case DW_EH_PE_udata2:
+    case DW_EH_PE_sdata2:
+        return 2;
+    case DW_EH_PE_udata4:
+    case DW_EH_PE_sdata4:
+        return 4;
+    case DW_EH_PE_udata8:
+    case DW_EH_PE_sdata8:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -60,7 +68,8 @@ std::optional<unw_dyn_info_t> eh_frame_table(Dwfl_Module* mod) {
         const size_t ptr_size = encoded_size(hdr[1]);
         const size_t count_size = encoded_size(hdr[2]);
         if (hdr[0] != 1 || hdr[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4) || ptr_size == 0 ||
-            (count_size != 4 && count_size != 8) || raw_size - ph.p_offset < 4 + ptr_size + count_size)
+            (count_size != 4 && count_size != 8) ||
+            raw_size - ph.p_offset < 4 + ptr_size + count_size)
             return std::nullopt;
         uint64_t fde_count = 0;
         std::memcpy(&fde_count, hdr + 4 + ptr_size, count_size);  // little-endian
@@ -199,8 +208,8 @@ RawStack LibunwindUnwinder::unwind(const ThreadCapture& capture, size_t max_dept
         // CFI leaves the return address undefined (_start, thread start) is the outermost.
         if (rc == 0 && !cfi_marks_outermost(impl_.dwfl, out.frames.back())) {
             out.truncated = true;
-            out.stop_reason = fmt::format("libunwind stopped at pc {:#x} before the outermost frame",
-                                          out.frames.back().pc);
+            out.stop_reason = fmt::format(
+                "libunwind stopped at pc {:#x} before the outermost frame", out.frames.back().pc);
         }
         if (rc == 0) break;
     }

@@ -152,7 +152,8 @@ bool FrameGuard::accept(uint64_t pc, bool exact, bool sp_known, uint64_t sp) {
     if (depth_ > 0 && sp_known && have_prev_sp_) {
         if (!exact && sp <= prev_sp_) {
             // Returning to a caller pops at least the return address: sp must grow.
-            reason_ = fmt::format("sp {:#x} did not grow past {:#x} (loop or corrupt stack)", sp, prev_sp_);
+            reason_ = fmt::format("sp {:#x} did not grow past {:#x} (loop or corrupt stack)", sp,
+                                  prev_sp_);
             return false;
         }
         if (exact) {

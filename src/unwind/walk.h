@@ -1,5 +1,5 @@
-// Shared by the unwinders (src/unwind/dwfl.cpp, unwind_cfi*.cpp, src/unwind/libunwind.cpp): what memory
-// an unwind may read, when a stack must be cut short, and libdwfl's own walk.
+// Shared by the unwinders (src/unwind/dwfl.cpp, unwind_cfi*.cpp, src/unwind/libunwind.cpp): what
+// memory an unwind may read, when a stack must be cut short, and libdwfl's own walk.
 #pragma once
 
 #include <elfutils/libdwfl.h>
@@ -11,8 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pmprof/elf/image_impl.h"
 #include "pmprof/elf/image.h"
+#include "pmprof/elf/image_impl.h"
 #include "pmprof/ptrace/memory.h"
 #include "pmprof/support/types.h"
 #include "pmprof/unwind/unwind.h"
@@ -49,7 +49,8 @@ class CaptureMemory {
     const ThreadCapture* capture_ = nullptr;
     bool segments_loaded_ = false;
     std::vector<Segment> segments_;  // sorted by start
-    std::unordered_map<uint64_t, std::vector<uint8_t>> pages_;  // page address -> bytes ("" = unreadable)
+    std::unordered_map<uint64_t, std::vector<uint8_t>>
+        pages_;  // page address -> bytes ("" = unreadable)
 };
 
 /// Decides, frame by frame, whether a walk goes on: max depth, and loops (a return to a caller
@@ -67,7 +68,8 @@ class FrameGuard {
     size_t depth_ = 0;
     bool have_prev_sp_ = false;
     uint64_t prev_sp_ = 0;
-    std::vector<std::pair<uint64_t, uint64_t>> seen_;  // (pc, sp) of frames reached through a signal
+    std::vector<std::pair<uint64_t, uint64_t>>
+        seen_;  // (pc, sp) of frames reached through a signal
     std::string reason_;
 };
 

@@ -1,5 +1,5 @@
-// The debug cache (include/pmprof/elf/debug_cache.h): an uncompressed copy of a compressed separate debug file,
-// named by build id, used by later opens; failures fall back; symbols do not change.
+// The debug cache (include/pmprof/elf/debug_cache.h): an uncompressed copy of a compressed separate
+// debug file, named by build id, used by later opens; failures fall back; symbols do not change.
 #include <catch2/catch.hpp>
 
 #include <elfutils/libdwelf.h>
@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/elf/debug_cache.h"
-#include "pmprof/elf/image_impl.h"
 #include "../support/harness.h"
+#include "pmprof/elf/debug_cache.h"
 #include "pmprof/elf/image.h"
+#include "pmprof/elf/image_impl.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/symbolize/symbolize.h"
 
@@ -66,8 +66,9 @@ ElfFacts elf_facts(const std::string& path) {
     REQUIRE(elf != nullptr);
     const void* id = nullptr;
     ssize_t len = dwelf_elf_gnu_build_id(elf, &id);
-    if (len > 0) facts.build_id = pmprof::hex_bytes(static_cast<const unsigned char*>(id),
-                                                    static_cast<size_t>(len));
+    if (len > 0)
+        facts.build_id =
+            pmprof::hex_bytes(static_cast<const unsigned char*>(id), static_cast<size_t>(len));
     size_t shstrndx = 0;
     elf_getshdrstrndx(elf, &shstrndx);
     for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
@@ -111,10 +112,10 @@ std::vector<SymbolizedPc> symbolize_some(std::string* libc_debug_file) {
     REQUIRE(image.ok());
     auto sym = pmprof::make_symbolizer(**image, {});
     std::vector<uint64_t> pcs;
-    for (const void* fn : {reinterpret_cast<const void*>(&::read),
-                           reinterpret_cast<const void*>(&::qsort),
-                           reinterpret_cast<const void*>(&::pthread_cond_wait),
-                           reinterpret_cast<const void*>(&make_compressed_debug_file)})
+    for (const void* fn :
+         {reinterpret_cast<const void*>(&::read), reinterpret_cast<const void*>(&::qsort),
+          reinterpret_cast<const void*>(&::pthread_cond_wait),
+          reinterpret_cast<const void*>(&make_compressed_debug_file)})
         for (uint64_t off : {0, 4, 17, 40}) pcs.push_back(reinterpret_cast<uint64_t>(fn) + off);
     std::vector<SymbolizedPc> out;
     for (uint64_t pc : pcs) out.push_back(sym->symbolize(RawFrame{pc, true}));

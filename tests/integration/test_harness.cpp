@@ -37,7 +37,8 @@ pid_t read_pid_file(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("Target::start returns after the first line and reads the next ones", "[integration][harness]") {
+TEST_CASE("Target::start returns after the first line and reads the next ones",
+          "[integration][harness]") {
     auto target = Target::start(kShellTarget);
     REQUIRE(target->ready_line() == "ready " + std::to_string(target->pid()));
     CHECK(target->read_line() == "second");
@@ -189,15 +190,15 @@ TEST_CASE("parse_fields splits key=value words", "[integration][harness]") {
 namespace {
 
 std::string thread_comm(pid_t pid, pid_t tid) {
-    std::string comm = slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
-                             "/comm");
+    std::string comm =
+        slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
     if (!comm.empty() && comm.back() == '\n') comm.pop_back();
     return comm;
 }
 
 char thread_state_of(pid_t pid, pid_t tid) {
-    std::string stat = slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
-                             "/stat");
+    std::string stat =
+        slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
     size_t close = stat.rfind(')');
     return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
 }
@@ -235,11 +236,29 @@ TEST_CASE("stacks_target reports ready with every named thread blocked", "[integ
 
 TEST_CASE("stacks_target markers exist once each", "[integration][harness]") {
     std::string source = target_source("stacks_target");
-    for (const char* marker :
-         {"read", "condwait", "epoll", "nanosleep", "spin", "recurse_leaf", "recurse_bottom",
-          "recurse_call", "recurse_start", "comparator_read", "comparator_call", "qsort_call",
-          "sighandler_read", "sighandler_call", "raise", "inline_read", "inline_call",
-          "worker_wait", "idle_read", "vfork", "main_join", "main_call", "reader_call"}) {
+    for (const char* marker : {"read",
+                               "condwait",
+                               "epoll",
+                               "nanosleep",
+                               "spin",
+                               "recurse_leaf",
+                               "recurse_bottom",
+                               "recurse_call",
+                               "recurse_start",
+                               "comparator_read",
+                               "comparator_call",
+                               "qsort_call",
+                               "sighandler_read",
+                               "sighandler_call",
+                               "raise",
+                               "inline_read",
+                               "inline_call",
+                               "worker_wait",
+                               "idle_read",
+                               "vfork",
+                               "main_join",
+                               "main_call",
+                               "reader_call"}) {
         INFO(marker);
         CHECK(marker_line(source, marker) > 0);
     }
@@ -267,8 +286,8 @@ TEST_CASE("stacks_target modes", "[integration][harness]") {
         pid_t vforker = std::stoi(parse_fields(target->ready_line())["vforker"]);
         CHECK(thread_state_of(pid, vforker) == 'D');
         pid_t child = std::atoi(
-            slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(vforker) +
-                  "/children").c_str());
+            slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(vforker) + "/children")
+                .c_str());
         REQUIRE(child > 0);
         target.reset();
         CHECK(process_gone(pid));

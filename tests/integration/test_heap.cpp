@@ -9,11 +9,11 @@
 #include <map>
 #include <string>
 
-#include "pmprof/heap/symbols.h"
 #include "../support/harness.h"
 #include "pmprof/heap/heap.h"
-#include "pmprof/ptrace/memory.h"
+#include "pmprof/heap/symbols.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/memory.h"
 
 using namespace pmprof::test;
 

@@ -288,8 +288,8 @@ TEST_CASE("heap --sites: the tutorial's leak hunt, two profiles and -diff_base o
     const std::string pid = std::to_string(t->pid());
     // Besides the leak (one 940 KiB buffer a second), the tutorial's message flood
     // (runcputest, procmsg) allocates thousands of times a second: the probes take most of its
-    // cpu time, and the default budget ends the window at 0.2 s (pmprof says so). The leak hunt needs both windows whole: no limit,
-    // knowingly, as the tutorial shows it.
+    // cpu time, and the default budget ends the window at 0.2 s (pmprof says so). The leak hunt
+    // needs both windows whole: no limit, knowingly, as the tutorial shows it.
     RunResult ra =
         run({pmprof_bin(), "heap", pid, "--sites", "2s", "--max-overhead", "100", "-o", a}, 180s);
     INFO(ra.err);

@@ -1,8 +1,8 @@
 // ProcessImage's load biases against libdwfl's own on the same pid: dwfl_linux_proc_report reads
 // /proc/PID/maps and places each module by its lowest mapping, a different rule from
-// load_bias()'s per-segment choice (src/elf/image.cpp). On every linker layout the test targets have
-// (GNU ld, lld, mold, and rustc's output through GNU ld and lld), every module both report must
-// sit at the same bias, so every symbol lookup agrees.
+// load_bias()'s per-segment choice (src/elf/image.cpp). On every linker layout the test targets
+// have (GNU ld, lld, mold, and rustc's output through GNU ld and lld), every module both report
+// must sit at the same bias, so every symbol lookup agrees.
 #include <catch2/catch.hpp>
 #include <elfutils/libdwfl.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 #include <map>
 #include <string>
 
-#include "pmprof/elf/image_impl.h"
 #include "../support/harness.h"
 #include "pmprof/elf/image.h"
+#include "pmprof/elf/image_impl.h"
 #include "pmprof/os/procfs.h"
 
 using namespace pmprof;

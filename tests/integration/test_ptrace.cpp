@@ -19,8 +19,8 @@
 
 #include "../support/harness.h"
 #include "pmprof/os/procfs.h"
-#include "pmprof/ptrace/session.h"
 #include "pmprof/os/signals.h"
+#include "pmprof/ptrace/session.h"
 
 using namespace std::chrono_literals;
 using pmprof::CaptureOptions;

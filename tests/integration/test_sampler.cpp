@@ -301,9 +301,9 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
     INFO(result.err);
     // Complete, or partial only because a thread could not be stopped within --stop-timeout
     // (on a loaded 2-core machine a churning target's thread may not get a cpu in time).
-    const bool partial_by_timeout = result.exit_code == 1 &&
-                                    result.err.find(" 0 threads not captured") == std::string::npos &&
-                                    result.err.find("threads not captured") != std::string::npos;
+    const bool partial_by_timeout =
+        result.exit_code == 1 && result.err.find(" 0 threads not captured") == std::string::npos &&
+        result.err.find("threads not captured") != std::string::npos;
     CHECK((result.exit_code == 0 || partial_by_timeout));
     CHECK(usr1_seen == 20);
     CHECK(left_running(target->pid()) == "");

@@ -1,5 +1,5 @@
-// `pmprof attach -m cpu --backend ptrace` at 999 Hz against tests/targets/split_target.cpp (tracer cpu):
-// a busy thread's state comes from /proc/.../syscall ("running") rather than stat, so its
+// `pmprof attach -m cpu --backend ptrace` at 999 Hz against tests/targets/split_target.cpp (tracer
+// cpu): a busy thread's state comes from /proc/.../syscall ("running") rather than stat, so its
 // samples must still carry its name and state R; the blocked threads must never be stopped
 // (no EINTR); and a thread is sampled once per 1/rate of its cpu time (as perf -F counts), not
 // once per tick in which it ran. And the labels of the samples the sampler takes without a stop

@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/output/pprof.h"
-#include "pmprof/sampler/perf.h"
 #include "../support/serve_client.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/output/pprof.h"
+#include "pmprof/sampler/perf.h"
 
 using namespace pmprof::test;
 using Clock = std::chrono::steady_clock;
@@ -283,7 +283,8 @@ TEST_CASE("serve: memory stays bounded over 1000 index requests", "[integration]
     REQUIRE(left_running(target->pid()) == "");
 }
 
-TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock", "[integration][serve][locks]") {
+TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock",
+          "[integration][serve][locks]") {
     auto target = Target::start({target_bin("locks_target", true), "deadlock2", "pipe"});
     auto f = parse_fields(target->ready_line());
     Server server(target->pid());
@@ -293,8 +294,8 @@ TEST_CASE("serve: goroutine?debug=1 and 2 carry the lock lines and the deadlock"
         CHECK(a.status == 200);
         CHECK(a.body.find("Deadlock: 2 threads wait for each other") != std::string::npos);
         CHECK(a.body.find("waiting for mutex " + f.at("g_pipe_lock") +
-                          " (locks_target::g_pipe_lock, normal) held by thread " + f.at("pp-holder") +
-                          " \"pp-holder\"") != std::string::npos);
+                          " (locks_target::g_pipe_lock, normal) held by thread " +
+                          f.at("pp-holder") + " \"pp-holder\"") != std::string::npos);
         CHECK(a.body.find("Lock chain (not a deadlock): thread " + f.at("pp-waiter-2")) !=
               std::string::npos);
     }
@@ -325,7 +326,7 @@ TEST_CASE("serve: heap?seconds=N and allocs?seconds=N record allocation sites",
     REQUIRE(heap.exit_code == 0);
     CHECK(heap.out.find("inuse_space/bytes") != std::string::npos);
     CHECK(heap.out.find("ended early") != std::string::npos);  // the default budget, 5 %
-    CHECK(try_counts(*target)["probed"] == 0);  // the probes went with the window
+    CHECK(try_counts(*target)["probed"] == 0);                 // the probes went with the window
     for (const char* bad : {"0", "101", "lots"}) {
         HttpAnswer a = curl("GET", server.base() + "heap?seconds=1&max_overhead=" + bad);
         CHECK(a.status == 400);

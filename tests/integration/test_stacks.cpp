@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/support/fd.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/fd.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;
@@ -81,34 +81,46 @@ TEST_CASE("stacks: exact frames with file:line for every thread shape", "[integr
             REQUIRE(r.exit_code == 0);
             REQUIRE(r.err.find("target stopped") != std::string::npos);
 
-            auto frames = [&](const std::string& name) { return frame_texts(thread_block(r.out, tids.at(name))); };
-            CHECK(thread_block(r.out, tids.at("reader")).find("sleeping in read") != std::string::npos);
-            CHECK(has_in_order(frames("reader"), {"read", fn("blocked_in_read()", "read"),
-                                                  fn("reader_thread(void*)", "reader_call"), "start_thread"}));
+            auto frames = [&](const std::string& name) {
+                return frame_texts(thread_block(r.out, tids.at(name)));
+            };
+            CHECK(thread_block(r.out, tids.at("reader")).find("sleeping in read") !=
+                  std::string::npos);
+            CHECK(has_in_order(frames("reader"),
+                               {"read", fn("blocked_in_read()", "read"),
+                                fn("reader_thread(void*)", "reader_call"), "start_thread"}));
             CHECK(thread_block(r.out, tids.at("condwait")).find("in futex") != std::string::npos);
-            CHECK(has_in_order(frames("condwait"), {"pthread_cond_wait", fn("wait_on_condition()", "condwait"),
-                                                    fn("condwait_thread(void*)", "condwait_call")}));
-            CHECK(thread_block(r.out, tids.at("epoller")).find("in epoll_wait") != std::string::npos);
+            CHECK(has_in_order(frames("condwait"),
+                               {"pthread_cond_wait", fn("wait_on_condition()", "condwait"),
+                                fn("condwait_thread(void*)", "condwait_call")}));
+            CHECK(thread_block(r.out, tids.at("epoller")).find("in epoll_wait") !=
+                  std::string::npos);
             CHECK(has_in_order(frames("epoller"), {"epoll_wait", fn("wait_in_epoll()", "epoll")}));
             CHECK(thread_block(r.out, tids.at("sleeper")).find("nanosleep") != std::string::npos);
-            CHECK(has_in_order(frames("sleeper"), {"nanosleep", fn("sleep_in_nanosleep()", "nanosleep")}));
-            CHECK(has_in_order(frames("spinner"), {fn("spin_leaf()", "spin"), fn("spinner_thread(void*)", "spin_call")}));
+            CHECK(has_in_order(frames("sleeper"),
+                               {"nanosleep", fn("sleep_in_nanosleep()", "nanosleep")}));
+            CHECK(has_in_order(frames("spinner"), {fn("spin_leaf()", "spin"),
+                                                   fn("spinner_thread(void*)", "spin_call")}));
 
             auto rec = frames("recurser");
-            CHECK(has_in_order(rec, {fn("recurse_leaf()", "recurse_leaf"), fn("recurse(int)", "recurse_bottom"),
-                                     fn("recurse(int)", "recurse_call"), fn("recurser_thread(void*)", "recurse_start")}));
+            CHECK(has_in_order(rec, {fn("recurse_leaf()", "recurse_leaf"),
+                                     fn("recurse(int)", "recurse_bottom"),
+                                     fn("recurse(int)", "recurse_call"),
+                                     fn("recurser_thread(void*)", "recurse_start")}));
             CHECK(std::count_if(rec.begin(), rec.end(), [](const std::string& f) {
                       return f.find("stacks_target::recurse(int)") != std::string::npos;
                   }) == 21);
 
             // Through libc: qsort calls back into the target.
-            CHECK(has_in_order(frames("sorter"), {fn("block_in_comparator()", "comparator_read"),
-                                                  fn("compare_ints(void const*, void const*)", "comparator_call"),
-                                                  "msort", fn("sort_with_libc()", "qsort_call")}));
+            CHECK(has_in_order(frames("sorter"),
+                               {fn("block_in_comparator()", "comparator_read"),
+                                fn("compare_ints(void const*, void const*)", "comparator_call"),
+                                "msort", fn("sort_with_libc()", "qsort_call")}));
             // Through a signal frame.
-            CHECK(has_in_order(frames("sighandler"), {fn("handler_blocks()", "sighandler_read"),
-                                                      fn("on_sigusr2(int)", "sighandler_call"), "__restore_rt",
-                                                      fn("raise_and_block()", "raise")}));
+            CHECK(has_in_order(frames("sighandler"),
+                               {fn("handler_blocks()", "sighandler_read"),
+                                fn("on_sigusr2(int)", "sighandler_call"), "__restore_rt",
+                                fn("raise_and_block()", "raise")}));
             // An inlined frame, marked, at the inlined call's line, inside its real function.
             auto inl = frames("inliner");
             // Never emitted out of line, it has no linkage name: named as one would demangle,
@@ -132,8 +144,9 @@ TEST_CASE("stacks: identical stacks are grouped", "[integration][stacks]") {
     RunResult r = stacks(target->pid());
     INFO(r.out);
     REQUIRE(r.exit_code == 0);
-    std::string group = "3 threads: worker-1 (" + std::to_string(tids.at("worker-1")) + "), worker-2 (" +
-                        std::to_string(tids.at("worker-2")) + "), worker-3 (" + std::to_string(tids.at("worker-3")) + ")";
+    std::string group = "3 threads: worker-1 (" + std::to_string(tids.at("worker-1")) +
+                        "), worker-2 (" + std::to_string(tids.at("worker-2")) + "), worker-3 (" +
+                        std::to_string(tids.at("worker-3")) + ")";
     REQUIRE(r.out.find(group) != std::string::npos);
     // Printed once: the worker function appears in exactly one frame line.
     size_t count = 0;
@@ -156,11 +169,14 @@ TEST_CASE("stacks: function sequences agree with eu-stack", "[integration][stack
     pid_t cur = 0;
     std::istringstream in(ref.out);
     std::string line;
-    static const std::regex kTid(R"(^TID (\d+):)"), kFn(R"(#\d+\s+0x[0-9a-f]+\s+(stacks_target::\S+))");
+    static const std::regex kTid(R"(^TID (\d+):)"),
+        kFn(R"(#\d+\s+0x[0-9a-f]+\s+(stacks_target::\S+))");
     std::smatch m;
     while (std::getline(in, line)) {
-        if (std::regex_search(line, m, kTid)) cur = std::stoi(m[1]);
-        else if (std::regex_search(line, m, kFn)) theirs[cur].push_back(m[1]);
+        if (std::regex_search(line, m, kTid))
+            cur = std::stoi(m[1]);
+        else if (std::regex_search(line, m, kFn))
+            theirs[cur].push_back(m[1]);
     }
     size_t compared = 0;
     for (const auto& [name, tid] : tids) {
@@ -242,14 +258,18 @@ TEST_CASE("stacks: json, folded and pprof outputs", "[integration][stacks]") {
     REQUIRE(json.exit_code == 0);
     REQUIRE(json.out.rfind("{\"pid\":" + std::to_string(target->pid()), 0) == 0);
     REQUIRE(json.out.find("\"name\":\"reader\"") != std::string::npos);
-    REQUIRE(json.out.find("\"function\":\"stacks_target::blocked_in_read()\"") != std::string::npos);
-    REQUIRE(json.out.find("\"mangled\":\"_ZN13stacks_target15blocked_in_readEv\"") != std::string::npos);
+    REQUIRE(json.out.find("\"function\":\"stacks_target::blocked_in_read()\"") !=
+            std::string::npos);
+    REQUIRE(json.out.find("\"mangled\":\"_ZN13stacks_target15blocked_in_readEv\"") !=
+            std::string::npos);
 
     RunResult folded = stacks(target->pid(), {"--format", "folded"});
     REQUIRE(folded.exit_code == 0);
     REQUIRE(folded.out.find("reader;") != std::string::npos);
-    REQUIRE(std::regex_search(folded.out, std::regex(R"(reader;[^\n]*stacks_target::blocked_in_read\(\);[^\n]* 1\n)")));
-    REQUIRE(std::regex_search(folded.out, std::regex(R"(worker-1;[^\n]*stacks_target::worker_wait\(\)[^\n]* 1\n)")));
+    REQUIRE(std::regex_search(
+        folded.out, std::regex(R"(reader;[^\n]*stacks_target::blocked_in_read\(\);[^\n]* 1\n)")));
+    REQUIRE(std::regex_search(
+        folded.out, std::regex(R"(worker-1;[^\n]*stacks_target::worker_wait\(\)[^\n]* 1\n)")));
 
     std::string pb = temp_path("threads.pb.gz");
     RunResult pprof = stacks(target->pid(), {"--format", "pprof", "-o", pb});
@@ -299,7 +319,8 @@ TEST_CASE("stacks: main thread exited, other threads still dumped", "[integratio
     REQUIRE(left_running(target->pid()) == "");
 }
 
-TEST_CASE("stacks: a thread in uninterruptible sleep is reported, never a hang", "[integration][stacks]") {
+TEST_CASE("stacks: a thread in uninterruptible sleep is reported, never a hang",
+          "[integration][stacks]") {
     auto target = Target::start({target_bin("stacks_target", true), "--dstate"});
     auto tids = tids_from_ready(target->ready_line());
     auto t0 = std::chrono::steady_clock::now();

@@ -82,10 +82,12 @@ TEST_CASE("stacks: a zombie process is a fatal error", "[integration][stacks]") 
 TEST_CASE("stacks: an already traced target names its tracer", "[integration][stacks]") {
     auto target = Target::start({target_bin("garbage_target", true)});
     // strace as the other tracer; it attaches with PTRACE_SEIZE and stays until killed.
-    auto strace_job = Target::start({"/bin/sh", "-c",
-                                 "strace -f -qq -e trace=none -p " + std::to_string(target->pid()) +
-                                     " -o /dev/null & echo ready >&${PMPROF_READY_FD}; wait"});
-    for (int i = 0; i < 400 && tracer_pid(target->pid()) == 0; ++i) std::this_thread::sleep_for(5ms);
+    auto strace_job =
+        Target::start({"/bin/sh", "-c",
+                       "strace -f -qq -e trace=none -p " + std::to_string(target->pid()) +
+                           " -o /dev/null & echo ready >&${PMPROF_READY_FD}; wait"});
+    for (int i = 0; i < 400 && tracer_pid(target->pid()) == 0; ++i)
+        std::this_thread::sleep_for(5ms);
     int tracer = tracer_pid(target->pid());
     REQUIRE(tracer > 0);
     RunResult r = stacks({std::to_string(target->pid())});

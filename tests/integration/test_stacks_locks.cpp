@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/threads/dump.h"
 #include "pmprof/cli/watch.h"
+#include "pmprof/threads/dump.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "../support/harness.h"
-#include "pmprof/output/pprof.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/output/pprof.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;

@@ -71,8 +71,8 @@ std::vector<std::string> split_items(const std::string& s) {
     size_t start = 0;
     for (;;) {
         size_t bar = s.find(" | ", start);
-        std::string item = trim(s.substr(start, bar == std::string::npos ? std::string::npos
-                                                                         : bar - start));
+        std::string item =
+            trim(s.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
         if (!item.empty()) out.push_back(item);
         if (bar == std::string::npos) break;
         start = bar + 3;
@@ -136,8 +136,8 @@ std::vector<Block> parse_tutorial(const std::string& path) {
             throw std::runtime_error(where + ": shell commands go in ```console blocks (run by " +
                                      "this test), not ```" + lang);
         if (lang != "console") {
-            if (has_pending) throw std::runtime_error(where + ": test directives on a ```" + lang +
-                                                      " block");
+            if (has_pending)
+                throw std::runtime_error(where + ": test directives on a ```" + lang + " block");
             for (size_t k = i + 1; k < end; ++k) {
                 if (lines[k].rfind("$ ", 0) == 0)
                     throw std::runtime_error(path + ":" + std::to_string(k + 1) +
@@ -199,9 +199,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
     return s;
 }
 
-std::string single_quoted(const std::string& s) {
-    return "'" + replace_all(s, "'", "'\\''") + "'";
-}
+std::string single_quoted(const std::string& s) { return "'" + replace_all(s, "'", "'\\''") + "'"; }
 
 // A loopback port nothing listens on now (bind to port 0, read it, close).
 int free_port() {
@@ -220,8 +218,9 @@ int free_port() {
 std::string tutorial_path(const std::string& name) { return source_dir() + "/docs/" + name; }
 
 std::string excerpt(const std::string& s, size_t max = 4000) {
-    return s.size() <= max ? s : s.substr(0, max) + "\n... (" + std::to_string(s.size() - max) +
-                                     " more bytes)";
+    return s.size() <= max
+               ? s
+               : s.substr(0, max) + "\n... (" + std::to_string(s.size() - max) + " more bytes)";
 }
 
 // What one command printed and how it exited, from the session's markers.
@@ -301,8 +300,10 @@ std::vector<std::string> code_pieces(const std::string& path) {
             continue;
         }
         if (fenced) {
-            if (!console) pieces.push_back(l);
-            else if (l.rfind("$ ", 0) == 0) pieces.push_back(l.substr(2));
+            if (!console)
+                pieces.push_back(l);
+            else if (l.rfind("$ ", 0) == 0)
+                pieces.push_back(l.substr(2));
             continue;
         }
         for (size_t a = l.find('`'); a != std::string::npos;) {
@@ -318,7 +319,8 @@ std::vector<std::string> code_pieces(const std::string& path) {
 // The options written after "pmprof VERB" in a piece of code, up to the end of that command.
 std::vector<std::pair<std::string, std::string>> mentioned_options(const std::string& piece) {
     std::vector<std::pair<std::string, std::string>> out;
-    static const std::regex verb_re(R"((?:^|[\s/(])pmprof\s+(stacks|attach|record|heap|report|serve|doctor)\b)");
+    static const std::regex verb_re(
+        R"((?:^|[\s/(])pmprof\s+(stacks|attach|record|heap|report|serve|doctor)\b)");
     static const std::regex option_re(R"((?:^|\s)(--[a-z][a-z0-9-]*|-[a-zA-Z])(?=[\s=,]|$))");
     for (auto it = std::sregex_iterator(piece.begin(), piece.end(), verb_re);
          it != std::sregex_iterator(); ++it) {
@@ -368,8 +370,7 @@ TEST_CASE("tutorial: the English and Chinese tutorials run the same commands and
     for (const auto* doc : {&en, &zh}) {
         for (const auto& b : *doc) {
             for (const auto& e : b.expects) {
-                INFO(block_id(doc == &en ? "tutorial.md" : "tutorial.zh.md", b) << " shows "
-                                                                                 << e);
+                INFO(block_id(doc == &en ? "tutorial.md" : "tutorial.zh.md", b) << " shows " << e);
                 CHECK(has_item(b.shown, e));
             }
         }
@@ -390,22 +391,20 @@ TEST_CASE("tutorial: every command of the tutorial runs and prints what the tuto
                                                 {"8080", std::to_string(free_port())}};
     if (ports["6060"] == ports["8080"]) ports["8080"] = std::to_string(free_port());
     std::string script_path = work + "/session.sh";
-    {
-        std::ofstream(script_path) << session_script(blocks, work, ports);
-    }
+    { std::ofstream(script_path) << session_script(blocks, work, ports); }
     const char* path = std::getenv("PATH");
     std::string home = work + "/home";
     auto t0 = std::chrono::steady_clock::now();
-    RunResult r = run({"env", "PATH=" + build_dir() + ":" + build_dir() + "/examples:" +
-                                  (path ? path : "/usr/bin:/bin"),
-                       "TMPDIR=" + work + "/tmp", "HOME=" + home, "GOFLAGS=",
-                       "GOPATH=/usr/share/gocode", "GO111MODULE=off", "GOCACHE=" + home + "/gocache",
-                       "PPROF_TMPDIR=" + home, "PPROF_BINARY_PATH=" + home, "LC_ALL=C.UTF-8",
-                       "bash", script_path},
-                      std::chrono::seconds(400));
-    auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                                 t0)
-                    .count();
+    RunResult r = run(
+        {"env",
+         "PATH=" + build_dir() + ":" + build_dir() + "/examples:" + (path ? path : "/usr/bin:/bin"),
+         "TMPDIR=" + work + "/tmp", "HOME=" + home, "GOFLAGS=", "GOPATH=/usr/share/gocode",
+         "GO111MODULE=off", "GOCACHE=" + home + "/gocache", "PPROF_TMPDIR=" + home,
+         "PPROF_BINARY_PATH=" + home, "LC_ALL=C.UTF-8", "bash", script_path},
+        std::chrono::seconds(400));
+    auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     INFO("session took " << secs << " s; stderr: " << excerpt(r.err));
     auto sections = parse_session(r.out);
     // PMPROF_TUTORIAL_OUTPUT=FILE writes what every block printed in this run, for updating the
@@ -453,9 +452,9 @@ TEST_CASE("tutorial: every pmprof option in the tutorials, the README and docs/ 
     RunResult global = run({pmprof_bin(), "--help"});
     REQUIRE(global.exit_code == 0);
     size_t checked = 0;
-    for (const char* doc : {"docs/tutorial.md", "docs/tutorial.zh.md", "README.md",
-                            "docs/how-it-works.md", "docs/cpu-mode.md",
-                            "docs/serve-scrape-configs.md"}) {
+    for (const char* doc :
+         {"docs/tutorial.md", "docs/tutorial.zh.md", "README.md", "docs/how-it-works.md",
+          "docs/cpu-mode.md", "docs/serve-scrape-configs.md"}) {
         for (const auto& piece : code_pieces(source_dir() + "/" + doc)) {
             for (const auto& [verb, option] : mentioned_options(piece)) {
                 if (!helps.count(verb)) {

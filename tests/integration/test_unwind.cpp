@@ -24,8 +24,8 @@
 
 #include "../support/harness.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/memory.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "pmprof/unwind/unwind.h"
 
@@ -49,8 +49,10 @@ ThreadCapture capture_thread(pid_t pid, pid_t tid) {
     for (int i = 0; i < 2000 && !stopped; ++i) {
         int status = 0;
         pid_t w = waitpid(tid, &status, WNOHANG | __WALL);
-        if (w == tid && WIFSTOPPED(status)) stopped = true;
-        else usleep(1000);
+        if (w == tid && WIFSTOPPED(status))
+            stopped = true;
+        else
+            usleep(1000);
     }
     user_regs_struct r{};
     if (stopped && ptrace(PTRACE_GETREGS, tid, 0, &r) == 0) {
@@ -153,8 +155,9 @@ void check_known_stack(const RawStack& stack, const std::vector<std::string>& na
     for (size_t i = 0; i < stack.frames.size(); ++i)
         CHECK(stack.frames[i].exact == (i == 0 || i == 3 || i == 4));
     size_t at = 4;
-    for (const char* want : {"uw_level5(int)", "uw_level4(int)", "uw_compare(void const*, void const*)",
-                             "qsort", "uw_level3(int)", "uw_recurse(int, int)"}) {
+    for (const char* want :
+         {"uw_level5(int)", "uw_level4(int)", "uw_compare(void const*, void const*)", "qsort",
+          "uw_level3(int)", "uw_recurse(int, int)"}) {
         size_t next = find_from(names, at, want);
         INFO("looking for " << want << " from frame " << at);
         REQUIRE(next != std::string::npos);
@@ -238,8 +241,10 @@ TEST_CASE("dwfl and libunwind give the same frames as eu-stack", "[integration][
     const bool fp = GENERATE(true, false);
     Parked p = park(fp);
     ProcessMemory memory(p.target->pid());
-    RawStack dwfl = make_unwinder(UnwinderKind::Dwfl, *p.image, memory)->unwind(p.capture, kMaxDepth);
-    RawStack lu = make_unwinder(UnwinderKind::Libunwind, *p.image, memory)->unwind(p.capture, kMaxDepth);
+    RawStack dwfl =
+        make_unwinder(UnwinderKind::Dwfl, *p.image, memory)->unwind(p.capture, kMaxDepth);
+    RawStack lu =
+        make_unwinder(UnwinderKind::Libunwind, *p.image, memory)->unwind(p.capture, kMaxDepth);
     CHECK(dwfl.frames == lu.frames);
 
     // The target keeps spinning on the same stack: only frame 0's pc moves.
@@ -302,7 +307,8 @@ TEST_CASE("garbage registers and stacks stop cleanly", "[integration][unwind]") 
         RawStack good = unwinder->unwind(p.capture, kMaxDepth);
         REQUIRE(good.frames.size() > 2);
         const uint64_t ret = good.frames[1].pc;
-        for (size_t i = 0; i + 8 <= bad.stack.bytes.size(); i += 8) std::memcpy(&bad.stack.bytes[i], &ret, 8);
+        for (size_t i = 0; i + 8 <= bad.stack.bytes.size(); i += 8)
+            std::memcpy(&bad.stack.bytes[i], &ret, 8);
         RawStack s = unwinder->unwind(bad, 64);
         INFO(s.stop_reason);
         CHECK(s.frames.size() <= 64);
@@ -319,7 +325,8 @@ TEST_CASE("garbage registers and stacks stop cleanly", "[integration][unwind]") 
     }
 }
 
-TEST_CASE("unwinding and symbolization keep working after the target exits", "[integration][unwind]") {
+TEST_CASE("unwinding and symbolization keep working after the target exits",
+          "[integration][unwind]") {
     const UnwinderKind kind = GENERATE(UnwinderKind::Dwfl, UnwinderKind::Libunwind);
     Parked p = park(false);
     ProcessMemory memory(p.target->pid());
@@ -344,7 +351,9 @@ TEST_CASE("unwind and symbolize cost", "[integration][unwind][cost]") {
             return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
         }
     };
-    auto us_since = [](double t0, size_t n) { return (Clock::now() - t0) / static_cast<double>(n); };
+    auto us_since = [](double t0, size_t n) {
+        return (Clock::now() - t0) / static_cast<double>(n);
+    };
     for (bool fp : {true, false}) {
         Parked p = park(fp);
         ProcessMemory memory(p.target->pid());
@@ -355,11 +364,13 @@ TEST_CASE("unwind and symbolize cost", "[integration][unwind][cost]") {
             auto t0 = Clock::now();
             for (size_t i = 0; i < kRuns; ++i) stack = unwinder->unwind(p.capture, kMaxDepth);
             double per_stack = us_since(t0, kRuns);
-            std::fprintf(stderr, "cost: %s %s unwind %.1f us/stack (%zu frames)\n", fp ? "fp" : "nofp",
-                         kind == UnwinderKind::Dwfl ? "dwfl" : "libunwind", per_stack, stack.frames.size());
+            std::fprintf(stderr, "cost: %s %s unwind %.1f us/stack (%zu frames)\n",
+                         fp ? "fp" : "nofp", kind == UnwinderKind::Dwfl ? "dwfl" : "libunwind",
+                         per_stack, stack.frames.size());
             CHECK(per_stack < 5000);
         }
-        RawStack stack = make_unwinder(UnwinderKind::Dwfl, *p.image, memory)->unwind(p.capture, kMaxDepth);
+        RawStack stack =
+            make_unwinder(UnwinderKind::Dwfl, *p.image, memory)->unwind(p.capture, kMaxDepth);
         const size_t n = stack.frames.size();
         auto t0 = Clock::now();
         auto cold = make_symbolizer(*p.image, {});  // first use of the image: loads debug info
@@ -373,7 +384,8 @@ TEST_CASE("unwind and symbolize cost", "[integration][unwind][cost]") {
         for (int r = 0; r < 100; ++r)
             for (const RawFrame& f : stack.frames) fresh->symbolize(f);
         double warm = us_since(t0, n * 100);
-        std::fprintf(stderr, "cost: %s symbolize %.1f us/frame first use, %.1f uncached, %.3f cached\n",
+        std::fprintf(stderr,
+                     "cost: %s symbolize %.1f us/frame first use, %.1f uncached, %.3f cached\n",
                      fp ? "fp" : "nofp", first, uncached, warm);
         CHECK(warm < uncached);
     }

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "unwind/walk.h"
 #include "../support/harness.h"
 #include "pmprof/elf/image.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/ptrace/memory.h"
 #include "pmprof/ptrace/session.h"
 #include "pmprof/unwind/unwind.h"
+#include "unwind/walk.h"
 
 using namespace pmprof;
 namespace t = pmprof::test;

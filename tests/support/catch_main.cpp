@@ -28,7 +28,7 @@ struct RunTotals {
     std::uint64_t failed = 0;
 };
 
-RunTotals &run_totals() {
+RunTotals& run_totals() {
     static RunTotals totals;
     return totals;
 }
@@ -39,28 +39,27 @@ class SummaryListener : public Catch::TestEventListenerBase {
   public:
     using TestEventListenerBase::TestEventListenerBase;
 
-    void testRunEnded(Catch::TestRunStats const &stats) override {
-        RunTotals &t = run_totals();
+    void testRunEnded(Catch::TestRunStats const& stats) override {
+        RunTotals& t = run_totals();
         t.seen = true;
         t.passed = stats.totals.testCases.passed + stats.totals.testCases.failedButOk;
         t.failed = stats.totals.testCases.failed;
     }
 };
 
-} // namespace
+}  // namespace
 
 CATCH_REGISTER_LISTENER(SummaryListener)
 
-int main(int argc, char *argv[]) {
+int main(int argc, char* argv[]) {
     int rc = 0;
     {
         Catch::Session session;
         rc = session.run(argc, argv);
-    } // the session (and its reporters) is gone: nothing of Catch's can print after this
-    const RunTotals &t = run_totals();
+    }  // the session (and its reporters) is gone: nothing of Catch's can print after this
+    const RunTotals& t = run_totals();
     // A failed test case must fail the run even if Catch's exit code says otherwise.
-    if (rc == 0 && t.failed > 0)
-        rc = 1;
+    if (rc == 0 && t.failed > 0) rc = 1;
     std::cerr.flush();
     std::cout.flush();
     std::fflush(nullptr);

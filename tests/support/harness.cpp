@@ -47,9 +47,7 @@ std::string join_argv(const std::vector<std::string>& argv) {
     return out;
 }
 
-std::string errno_text(const char* what) {
-    return std::string(what) + ": " + std::strerror(errno);
-}
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 int remaining_ms(Clock::time_point deadline) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
@@ -229,8 +227,9 @@ std::string running_problems(pid_t pid, const std::set<pid_t>& stopped_before) {
     for (pid_t tid : list_tids(pid)) {
         std::string base = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
         int tracer = status_tracer_pid(base + "/status");
-        if (tracer > 0) problems += "tid " + std::to_string(tid) + " traced by " +
-                                    std::to_string(tracer) + "; ";
+        if (tracer > 0)
+            problems +=
+                "tid " + std::to_string(tid) + " traced by " + std::to_string(tracer) + "; ";
         char state = task_state(pid, tid);
         if ((state == 't' || state == 'T') && !stopped_before.count(tid)) {
             problems += "tid " + std::to_string(tid) + " in state " + state + "; ";
@@ -354,8 +353,8 @@ std::unique_ptr<Target> Target::start(const std::vector<std::string>& argv,
     if (eof && exited_within(pid, Clock::now() + milliseconds(2000)) &&
         (status = reap_exited_group(pid)) != -1) {
         target->reaped_ = true;
-        why = describe_status(status) + (WIFEXITED(status) && WEXITSTATUS(status) == 127
-                                             ? " (exec failed?)" : "");
+        why = describe_status(status) +
+              (WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (exec failed?)" : "");
     }
     throw std::runtime_error("target " + join_argv(argv) + " did not report ready: " + why);
 }

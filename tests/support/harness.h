@@ -29,8 +29,9 @@ std::string example_bin(const std::string& name);
 /// SIGKILLs (if still alive) and reaps it.
 class Target {
   public:
-    static std::unique_ptr<Target> start(const std::vector<std::string>& argv,
-                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    static std::unique_ptr<Target>
+    start(const std::vector<std::string>& argv,
+          std::chrono::milliseconds timeout = std::chrono::seconds(10));
     ~Target();
     Target(const Target&) = delete;
     Target& operator=(const Target&) = delete;
@@ -77,7 +78,8 @@ std::set<pid_t> stopped_threads(pid_t pid);
 /// TracerPid of `pid` (0: untraced), -1 if unreadable.
 int tracer_pid(pid_t pid);
 /// Waits up to `timeout` for TracerPid 0 on every thread and no thread in t/T beyond
-/// `stopped_before`; returns "" when so, otherwise what is wrong. Use: REQUIRE(left_running(...) == "").
+/// `stopped_before`; returns "" when so, otherwise what is wrong. Use: REQUIRE(left_running(...) ==
+/// "").
 std::string left_running(pid_t pid, const std::set<pid_t>& stopped_before = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(2));
 

@@ -40,9 +40,7 @@ struct HtSideB : virtual HtVirtualBase {};
 struct HtDiamond : HtSideA, HtSideB {
     long d = 5;
 };
-template <typename T> struct HtBox : HtBase {
-    T value{};
-};
+template <typename T> struct HtBox : HtBase { T value{}; };
 struct HtPlain {  // not polymorphic: only visible through make_shared's control block
     long a = 6, b = 7;
 };

@@ -371,8 +371,8 @@ void wait_until_settled(size_t expected) {
 }
 
 std::string ready_line(size_t thread_count) {
-    std::string line = "ready pid=" + std::to_string(getpid()) +
-                       " threads=" + std::to_string(thread_count);
+    std::string line =
+        "ready pid=" + std::to_string(getpid()) + " threads=" + std::to_string(thread_count);
     for (const auto& a : g_announced) {
         if (a.name.rfind("idle-", 0) != 0) line += " " + a.name + "=" + std::to_string(a.tid);
     }
@@ -410,6 +410,6 @@ int main(int argc, char** argv) {
     wait_until_settled(expected);
     target::report(ready_line(expected + 1));
     if (opt.main_exits) pthread_exit(nullptr);  // leaves a zombie thread-group leader
-    main_wait(reader);  // @line:main_call
+    main_wait(reader);                          // @line:main_call
     return 0;
 }

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/support/error.h"
 #include "pmprof/output/threads.h"
+#include "pmprof/support/error.h"
 #include "pmprof/threads/dump.h"
 
 namespace pmprof {

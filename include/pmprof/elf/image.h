@@ -30,7 +30,8 @@ class ProcessImage {
     /// The mapping that contains `pc`, or nullptr.
     const MemoryMap* find_map(uint64_t pc) const;
 
-    struct Impl;  // libdwfl lives here (include/pmprof/elf/image_impl.h); not part of the public API
+    struct Impl;  // libdwfl lives here (include/pmprof/elf/image_impl.h); not part of the public
+                  // API
     Impl& impl();
 
   private:

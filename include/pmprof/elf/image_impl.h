@@ -1,5 +1,5 @@
-// ProcessImage internals shared by src/elf/image.cpp, src/unwind/dwfl.cpp, src/unwind/libunwind.cpp and
-// src/symbolize/symbolize.cpp. libdwfl types stay inside these adapter files (DESIGN.md §2).
+// ProcessImage internals shared by src/elf/image.cpp, src/unwind/dwfl.cpp, src/unwind/libunwind.cpp
+// and src/symbolize/symbolize.cpp. libdwfl types stay inside these adapter files (DESIGN.md §2).
 #pragma once
 
 #include <elf.h>
@@ -12,10 +12,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pmprof/support/fd.h"
 #include "pmprof/elf/elf_file.h"
 #include "pmprof/elf/image.h"
 #include "pmprof/os/file.h"
+#include "pmprof/support/fd.h"
 
 namespace pmprof {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/support/error.h"
-#include "pmprof/ptrace/memory.h"
 #include "pmprof/profile/profile.h"
+#include "pmprof/ptrace/memory.h"
+#include "pmprof/support/error.h"
 #include "pmprof/support/types.h"
 
 namespace pmprof {
@@ -103,7 +103,7 @@ struct ReachStats {
     uint64_t scan_ns = 0;      // edges, marking and owners, after the resume
     uint64_t edges = 0;        // distinct chunk -> chunk pointers
     uint64_t reachable_chunks = 0, leaked_chunks = 0, leaked_bytes = 0;
-    uint64_t owned_chunks = 0;      // chunks with exactly one owning type
+    uint64_t owned_chunks = 0;  // chunks with exactly one owning type
 };
 
 struct HeapSnapshot {
@@ -231,7 +231,8 @@ struct HeapOptions {
 Result<HeapSnapshot> take_heap_snapshot(pid_t pid, const HeapOptions& opt);
 
 /// Before the stop: the bytes the arena chunks can take at most (the brk heap and every
-/// HEAP_MAX-aligned anonymous mapping), to reserve the copy the reachability analysis makes (and for `pmprof doctor`). Capped at `max_bytes`.
+/// HEAP_MAX-aligned anonymous mapping), to reserve the copy the reachability analysis makes (and
+/// for `pmprof doctor`). Capped at `max_bytes`.
 uint64_t estimate_heap_bytes(const std::vector<MemoryMap>& maps, uint64_t heap_max,
                              uint64_t max_bytes);
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/support/error.h"
 #include "pmprof/heap/heap.h"
 #include "pmprof/ptrace/memory.h"
+#include "pmprof/support/error.h"
 #include "pmprof/support/types.h"
 
 namespace pmprof::heap_detail {

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "pmprof/support/error.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/support/error.h"
 #include "pmprof/unwind/unwind.h"
 
 namespace pmprof {

@@ -8,8 +8,8 @@
 namespace pmprof {
 
 struct FoldedOptions {
-    int sample_index = -1;     // -1: the profile's default sample type
-    bool per_thread = false;   // thread_name label as the root frame
+    int sample_index = -1;    // -1: the profile's default sample type
+    bool per_thread = false;  // thread_name label as the root frame
 };
 
 /// One line per unique stack (inline frames expanded), sorted.

@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "pmprof/support/error.h"
 #include "pmprof/profile/profile.h"
+#include "pmprof/support/error.h"
 
 namespace pmprof {
 

@@ -7,8 +7,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pmprof/symbolize/symbolize.h"
 #include "pmprof/support/types.h"
+#include "pmprof/symbolize/symbolize.h"
 
 namespace pmprof {
 
@@ -48,8 +48,8 @@ struct Location {
 
 struct Label {
     std::string key;
-    std::string str;       // string label when not empty
-    int64_t num = 0;       // numeric label otherwise
+    std::string str;  // string label when not empty
+    int64_t num = 0;  // numeric label otherwise
     std::string num_unit;
     bool operator==(const Label&) const = default;
 };

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/support/error.h"
 #include "pmprof/profile/profile.h"
+#include "pmprof/support/error.h"
 
 namespace pmprof {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "pmprof/support/error.h"
 #include "pmprof/sampler/sampler.h"
+#include "pmprof/support/error.h"
 
 namespace pmprof {
 

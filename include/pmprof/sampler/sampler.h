@@ -14,9 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include "pmprof/support/error.h"
 #include "pmprof/profile/profile.h"
 #include "pmprof/ptrace/session.h"
+#include "pmprof/support/error.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "pmprof/unwind/unwind.h"
 

@@ -21,7 +21,7 @@ struct Error {
 /// Either a value or an Error; no exceptions on the failure path.
 template <typename T> class [[nodiscard]] Result {
   public:
-    Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+    Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
     Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
     bool ok() const { return v_.index() == 0; }

@@ -16,13 +16,16 @@ LogLevel log_level();
 void log_line(LogLevel level, std::string_view text);
 
 template <typename... Args> void log_warn(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() >= LogLevel::Warn) log_line(LogLevel::Warn, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() >= LogLevel::Warn)
+        log_line(LogLevel::Warn, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args> void log_info(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() >= LogLevel::Info) log_line(LogLevel::Info, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() >= LogLevel::Info)
+        log_line(LogLevel::Info, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args> void log_debug(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() >= LogLevel::Debug) log_line(LogLevel::Debug, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() >= LogLevel::Debug)
+        log_line(LogLevel::Debug, fmt::format(f, std::forward<Args>(args)...));
 }
 
 }  // namespace pmprof

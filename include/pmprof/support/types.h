@@ -18,9 +18,9 @@ struct MemoryMap {
     uint64_t end = 0;    // one past the last address
     std::string perms;   // "r-xp"
     uint64_t file_offset = 0;
-    std::string dev;     // "fd:01"
+    std::string dev;  // "fd:01"
     uint64_t inode = 0;
-    std::string path;    // " (deleted)" stripped; "[stack]", "[heap]", "" for anonymous
+    std::string path;  // " (deleted)" stripped; "[stack]", "[heap]", "" for anonymous
     bool deleted = false;
 
     bool readable() const { return !perms.empty() && perms[0] == 'r'; }
@@ -86,8 +86,8 @@ struct StackCopy {
 /// What was taken from one thread while it was stopped.
 struct ThreadCapture {
     pid_t tid = 0;
-    bool ok = false;          // registers and stack were copied
-    std::string error;        // why not, when !ok ("tid 42 exited", "not stopped within 100 ms")
+    bool ok = false;    // registers and stack were copied
+    std::string error;  // why not, when !ok ("tid 42 exited", "not stopped within 100 ms")
     Registers regs;
     StackCopy stack;
     uint64_t pause_ns = 0;      // stopped: from the tracer seeing the stop to the resume
@@ -131,8 +131,8 @@ struct SourceFrame {
 /// entry is the function the machine code belongs to).
 struct SymbolizedPc {
     uint64_t pc = 0;
-    std::string module;      // path of the mapped file; "[vdso]"; empty when no mapping covers pc
-    std::string build_id;    // hex, empty when unknown
+    std::string module;    // path of the mapped file; "[vdso]"; empty when no mapping covers pc
+    std::string build_id;  // hex, empty when unknown
     uint64_t module_offset = 0;  // pc relative to the module's load bias (what addr2line wants)
     std::vector<SourceFrame> frames;  // empty when no symbol covers pc: print module+0xOFFSET
 };

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "pmprof/support/error.h"
-#include "pmprof/threads/locks.h"
 #include "pmprof/profile/profile.h"
 #include "pmprof/ptrace/session.h"
-#include "pmprof/symbolize/symbolize.h"
+#include "pmprof/support/error.h"
 #include "pmprof/support/types.h"
+#include "pmprof/symbolize/symbolize.h"
+#include "pmprof/threads/locks.h"
 #include "pmprof/unwind/unwind.h"
 
 namespace pmprof {
@@ -28,15 +28,15 @@ struct ThreadEntry {
     std::array<uint64_t, 6> syscall_args{};    // as /proc/.../syscall gave them (nr >= 0)
     std::string wchan;
     bool captured = false;
-    std::string error;                         // why not captured
+    std::string error;  // why not captured
     // The blocked call our stop made fail with EINTR ("epoll_wait"), "" when none.
     std::string eintr_syscall;
     RawStack stack;
-    std::vector<SymbolizedPc> frames;          // parallel to stack.frames
-    Registers regs;                            // as captured (valid when captured)
-    LockWait lock;                             // kind None: not waiting on a futex
-    std::vector<std::string> kernel_frames;    // /proc/.../stack, innermost first (root only)
-    std::string restarts;                      // restart_syscall: the syscall it restarts
+    std::vector<SymbolizedPc> frames;        // parallel to stack.frames
+    Registers regs;                          // as captured (valid when captured)
+    LockWait lock;                           // kind None: not waiting on a futex
+    std::vector<std::string> kernel_frames;  // /proc/.../stack, innermost first (root only)
+    std::string restarts;                    // restart_syscall: the syscall it restarts
 };
 
 struct ThreadDump {
@@ -45,11 +45,11 @@ struct ThreadDump {
     int64_t time_nanos = 0;
     std::vector<ThreadEntry> threads;
     SnapshotStats stats;
-    size_t unwind_failures = 0;  // stacks that did not reach their root
-    uint64_t wall_ns = 0;        // pmprof's whole time for the snapshot
-    std::vector<MemoryMap> maps; // the maps snapshot the stacks belong to
-    LockGraph locks;             // deadlock cycles and wait chains
-    bool target_exited = false;  // the process was gone right after the snapshot
+    size_t unwind_failures = 0;   // stacks that did not reach their root
+    uint64_t wall_ns = 0;         // pmprof's whole time for the snapshot
+    std::vector<MemoryMap> maps;  // the maps snapshot the stacks belong to
+    LockGraph locks;              // deadlock cycles and wait chains
+    bool target_exited = false;   // the process was gone right after the snapshot
 };
 
 struct DumpOptions {

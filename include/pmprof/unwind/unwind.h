@@ -8,9 +8,9 @@
 #include <memory>
 #include <string_view>
 
-#include "pmprof/support/error.h"
 #include "pmprof/elf/image.h"
 #include "pmprof/ptrace/memory.h"
+#include "pmprof/support/error.h"
 #include "pmprof/support/types.h"
 
 namespace pmprof {

@@ -21,10 +21,14 @@ struct FakeHeap {
     std::vector<uint8_t> heap = std::vector<uint8_t>(kHeapSize);
     uint64_t top = 0;
 
-    static void put(std::vector<uint8_t>& b, uint64_t off, uint64_t v) { std::memcpy(&b[off], &v, 8); }
+    static void put(std::vector<uint8_t>& b, uint64_t off, uint64_t v) {
+        std::memcpy(&b[off], &v, 8);
+    }
     void heap64(uint64_t addr, uint64_t v) { put(heap, addr - kHeap, v); }
     void heap16(uint64_t addr, uint16_t v) { std::memcpy(&heap[addr - kHeap], &v, 2); }
-    void chunk(uint64_t addr, uint64_t size, bool prev_inuse) { heap64(addr + 8, size | (prev_inuse ? 1 : 0)); }
+    void chunk(uint64_t addr, uint64_t size, bool prev_inuse) {
+        heap64(addr + 8, size | (prev_inuse ? 1 : 0));
+    }
 
     // Layout: tcache struct, live A (typed), free B (unsorted), C (tcache), D (fastbin), live E,
     // top. Addresses are those of the chunks.
@@ -45,16 +49,16 @@ struct FakeHeap {
         chunk(a, 0x30, true);
         heap64(a + 16, kVtable + 16);  // vptr of a polymorphic object
         chunk(b, 0x100, true);
-        put(arena, l.arena_bins, b);   // unsorted bin (bin 1): fd and bk -> b
+        put(arena, l.arena_bins, b);  // unsorted bin (bin 1): fd and bk -> b
         put(arena, l.arena_bins + 8, b);
         heap64(b + 16, kArena + l.arena_bins - 16);
         heap64(b + 24, kArena + l.arena_bins - 16);
         chunk(c, 0x40, false);  // b is free: c's PREV_INUSE is clear
         heap64(c, 0x100);
-        heap16(tc + 16 + 2 * 2, 1);                  // counts[2] = 1 (chunk 0x40)
+        heap16(tc + 16 + 2 * 2, 1);  // counts[2] = 1 (chunk 0x40)
         heap64(tc + 16 + l.tcache_entries + 2 * 8, c + 16);
-        heap64(c + 16, (c + 16) >> 12);             // safe-linked NULL
-        heap64(c + 24, 0x5eed);                     // tcache_key
+        heap64(c + 16, (c + 16) >> 12);  // safe-linked NULL
+        heap64(c + 24, 0x5eed);          // tcache_key
         chunk(d, 0x20, true);
         put(arena, l.arena_fastbins, d);
         heap64(d + 16, (d + 16) >> 12);
@@ -204,8 +208,10 @@ TEST_CASE("heap profile has pprof heap sample types and grows as expected", "[un
     const Sample& smp = base.samples[0];
     REQUIRE(smp.location_ids.size() == 3);
     CHECK(base.function(base.location(smp.location_ids[0])->lines[0].function_id)->name == "Leak");
-    CHECK(base.function(base.location(smp.location_ids[1])->lines[0].function_id)->name == "[arena 2]");
-    CHECK(base.function(base.location(smp.location_ids[2])->lines[0].function_id)->name == "[heap]");
+    CHECK(base.function(base.location(smp.location_ids[1])->lines[0].function_id)->name ==
+          "[arena 2]");
+    CHECK(base.function(base.location(smp.location_ids[2])->lines[0].function_id)->name ==
+          "[heap]");
 
     for (int i = 0; i < 9; ++i) s.chunks.push_back(c);
     Profile now = heap_to_profile(s, true);

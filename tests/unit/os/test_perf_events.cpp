@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "pmprof/symbolize/kernel.h"
 #include "pmprof/os/perf_events.h"
+#include "pmprof/symbolize/kernel.h"
 
 using namespace pmprof;
 

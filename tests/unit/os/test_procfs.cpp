@@ -16,7 +16,7 @@ using namespace pmprof;
 namespace {
 
 // A real /proc/PID/stat line (kernel 6.x) with the comm replaced.
-std::string stat_line(const std::string &comm, char state) {
+std::string stat_line(const std::string& comm, char state) {
     return "4242 (" + comm + ") " + std::string(1, state) +
            " 7781 7781 4756 0 -1 4194304 105 0 0 0 11 22 0 0 20 0 3 0 37578 3133440 373 "
            "18446744073709551615 94104746369024 94104746388905 140732748193776 0 0 0 0 0 0 0 0 0 "
@@ -24,7 +24,7 @@ std::string stat_line(const std::string &comm, char state) {
            "140732748200402 140732748200402 140732748201963 0\n";
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("parse_stat: comm with spaces and parentheses ends at the last ')'", "[unit][procfs]") {
     auto st = parse_stat(stat_line("a) (b c)", 'S'));
@@ -77,7 +77,7 @@ TEST_CASE("parse_stat: malformed text is an error", "[unit][procfs]") {
 }
 
 TEST_CASE("parse_status: the fields pmprof uses, TracerPid included", "[unit][procfs]") {
-    const char *text = "Name:\tmy worker 1\n"
+    const char* text = "Name:\tmy worker 1\n"
                        "Umask:\t0022\n"
                        "State:\tt (tracing stop)\n"
                        "Tgid:\t7826\n"
@@ -217,7 +217,7 @@ TEST_CASE("parse_maps_line: malformed lines", "[unit][procfs]") {
 }
 
 TEST_CASE("parse_maps: whole file, malformed lines skipped", "[unit][procfs]") {
-    const char *text =
+    const char* text =
         "55d1c0a00000-55d1c0a02000 r--p 00000000 fd:01 2097 /usr/bin/cat\n"
         "not a maps line\n"
         "7ffcb9821000-7ffcb9842000 rw-p 00000000 00:00 0                          [stack]\n"
@@ -243,7 +243,7 @@ TEST_CASE("readers on this process", "[unit][procfs]") {
     auto stat = read_task_stat(pid, pid);
     REQUIRE(stat.ok());
     CHECK(stat->tid == pid);
-    CHECK(stat->state == ThreadState::Running); // we are reading it
+    CHECK(stat->state == ThreadState::Running);  // we are reading it
     CHECK(stat->ppid == ::getppid());
 
     auto status = read_status(pid);
@@ -281,12 +281,12 @@ TEST_CASE("read_maps(getpid()) contains the test binary", "[unit][procfs]") {
     std::string self(exe, static_cast<size_t>(n));
     auto maps = read_maps(::getpid());
     REQUIRE(maps.ok());
-    bool found_exec = std::any_of(maps->begin(), maps->end(), [&](const MemoryMap &m) {
+    bool found_exec = std::any_of(maps->begin(), maps->end(), [&](const MemoryMap& m) {
         return m.path == self && m.executable();
     });
     CHECK(found_exec);
     bool found_stack = std::any_of(maps->begin(), maps->end(),
-                                   [](const MemoryMap &m) { return m.path == "[stack]"; });
+                                   [](const MemoryMap& m) { return m.path == "[stack]"; });
     CHECK(found_stack);
 }
 
@@ -300,15 +300,13 @@ TEST_CASE("list_tasks sees a thread we start, and wchan of a sleeping one", "[un
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return release; });
     });
-    while (tid.load() == 0)
-        std::this_thread::yield();
+    while (tid.load() == 0) std::this_thread::yield();
     // Wait (bounded) until the worker is asleep in the condition variable's futex.
     bool asleep = false;
     for (int i = 0; i < 200 && !asleep; ++i) {
         auto st = read_task_stat(::getpid(), tid.load());
         asleep = st.ok() && st->state == ThreadState::Sleeping;
-        if (!asleep)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (!asleep) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     auto sc = read_syscall(::getpid(), tid.load());
 
@@ -330,7 +328,7 @@ TEST_CASE("list_tasks sees a thread we start, and wchan of a sleeping one", "[un
     CHECK(has_worker);
     REQUIRE(asleep);
     REQUIRE(sc.ok());
-    CHECK(sc->nr == 202); // futex
+    CHECK(sc->nr == 202);  // futex
     CHECK(syscall_name(sc->nr) == "futex");
     // A sleeping thread's wchan is the kernel function it waits in ("futex_wait_queue", ...).
     CHECK_FALSE(wchan.empty());

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <string>
 
-#include "pmprof/support/fd.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/fd.h"
 
 using namespace pmprof;
 

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "../../support/harness.h"
-#include "pmprof/output/callgrind.h"
 #include "../../support/report_fixtures.h"
+#include "pmprof/output/callgrind.h"
 
 using namespace pmprof;
 using namespace pmprof::test;

@@ -12,8 +12,8 @@
 #include <set>
 
 #include "../../support/harness.h"
-#include "pmprof/output/svg.h"
 #include "../../support/report_fixtures.h"
+#include "pmprof/output/svg.h"
 
 using namespace pmprof;
 using namespace pmprof::test;

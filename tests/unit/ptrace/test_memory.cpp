@@ -18,25 +18,24 @@ namespace {
 /// not do: /proc/PID/mem reads with FOLL_FORCE and returns PROT_NONE pages).
 struct GuardedPages {
     size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    uint8_t *base = nullptr;
+    uint8_t* base = nullptr;
 
     GuardedPages() {
-        void *p =
+        void* p =
             ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         REQUIRE(p != MAP_FAILED);
-        base = static_cast<uint8_t *>(p);
-        for (size_t i = 0; i < page; ++i)
-            base[i] = static_cast<uint8_t>(i * 7 + 3);
+        base = static_cast<uint8_t*>(p);
+        for (size_t i = 0; i < page; ++i) base[i] = static_cast<uint8_t>(i * 7 + 3);
         REQUIRE(::munmap(base + page, page) == 0);
     }
     ~GuardedPages() { ::munmap(base, page); }
-    GuardedPages(const GuardedPages &) = delete;
-    GuardedPages &operator=(const GuardedPages &) = delete;
+    GuardedPages(const GuardedPages&) = delete;
+    GuardedPages& operator=(const GuardedPages&) = delete;
 
     uint64_t address(size_t offset) const { return reinterpret_cast<uintptr_t>(base) + offset; }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("ProcessMemory reads this process's memory", "[unit][memory]") {
     std::vector<uint8_t> source(3 * 4096 + 17);
@@ -88,8 +87,8 @@ TEST_CASE("ProcessMemory of a process that does not exist", "[unit][memory]") {
 TEST_CASE("FakeMemory: ranges, short reads, holes, adjacency", "[unit][memory]") {
     FakeMemory mem;
     mem.add(0x1000, {1, 2, 3, 4});
-    mem.add(0x1004, {5, 6});          // adjacent: reads continue into it
-    mem.add(0x2000, {9, 9, 9, 9, 9}); // after a hole
+    mem.add(0x1004, {5, 6});           // adjacent: reads continue into it
+    mem.add(0x2000, {9, 9, 9, 9, 9});  // after a hole
 
     uint8_t buf[16] = {};
     auto all = mem.read(0x1000, buf, 6);
@@ -104,21 +103,21 @@ TEST_CASE("FakeMemory: ranges, short reads, holes, adjacency", "[unit][memory]")
     CHECK(buf[0] == 4);
     CHECK(buf[1] == 5);
 
-    auto short_read = mem.read(0x1002, buf, 16); // stops at the hole after 0x1006
+    auto short_read = mem.read(0x1002, buf, 16);  // stops at the hole after 0x1006
     REQUIRE(short_read.ok());
     CHECK(*short_read == 4);
 
     auto hole = mem.read(0x1006, buf, 1);
     REQUIRE_FALSE(hole.ok());
     CHECK(hole.error().message.find("0x1006") != std::string::npos);
-    CHECK_FALSE(mem.read(0xfff, buf, 4).ok()); // starts just before the first range
+    CHECK_FALSE(mem.read(0xfff, buf, 4).ok());  // starts just before the first range
     CHECK_FALSE(mem.read(0, buf, 1).ok());
     CHECK_FALSE(mem.read(~uint64_t{0}, buf, 4).ok());
 
     uint32_t word = 0;
     CHECK(mem.read_value(0x2001, &word));
     CHECK(word == 0x09090909u);
-    CHECK_FALSE(mem.read_value(0x2002, &word)); // only 3 bytes left
+    CHECK_FALSE(mem.read_value(0x2002, &word));  // only 3 bytes left
 
     auto empty = mem.read(0x1000, buf, 0);
     REQUIRE(empty.ok());

@@ -5,11 +5,11 @@
 #include <fstream>
 
 #include "../../support/harness.h"
+#include "../../support/report_fixtures.h"
 #include "pmprof/output/callgrind.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/output/text.h"
 #include "pmprof/report/report.h"
-#include "../../support/report_fixtures.h"
 
 using namespace pmprof;
 using namespace pmprof::test;

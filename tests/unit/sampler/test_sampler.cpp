@@ -270,7 +270,7 @@ TEST_CASE("the summary says when slow ticks lowered the rate, and only then", "[
     // The profile's comments carry the late ticks whenever there were any.
     bool commented = false;
     for (const std::string& c : format_sampler_comments(r))
-        commented = commented || c.find("3 of 250 ticks took longer than the interval") !=
-                                     std::string::npos;
+        commented = commented ||
+                    c.find("3 of 250 ticks took longer than the interval") != std::string::npos;
     CHECK(commented);
 }

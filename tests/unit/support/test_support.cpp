@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "pmprof/os/signals.h"
 #include "pmprof/support/error.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
-#include "pmprof/os/signals.h"
 #include "pmprof/support/types.h"
 
 using namespace pmprof;
@@ -38,13 +38,12 @@ template <typename Fn> std::string capture_stderr(Fn fn) {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
     ::close(p[0]);
     return out;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("Error::from_errno names the call and keeps errno", "[unit][support]") {
     Error e = Error::from_errno("PTRACE_SEIZE tid 4242", EPERM);
@@ -70,7 +69,7 @@ TEST_CASE("UniqueFd closes exactly once, moves, releases", "[unit][support]") {
         UniqueFd a(raw);
         CHECK(a.valid());
         UniqueFd b(std::move(a));
-        CHECK_FALSE(a.valid()); // NOLINT(bugprone-use-after-move): checking the moved-from state
+        CHECK_FALSE(a.valid());  // NOLINT(bugprone-use-after-move): checking the moved-from state
         CHECK(b.get() == raw);
         UniqueFd c;
         c = std::move(b);
@@ -145,8 +144,7 @@ TEST_CASE("log lines go to stderr with the prefix, filtered by level", "[unit][s
 TEST_CASE("stop signal handlers set the flag, without SA_RESTART", "[unit][support]") {
     const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     struct sigaction saved[4];
-    for (int i = 0; i < 4; ++i)
-        REQUIRE(::sigaction(sigs[i], nullptr, &saved[i]) == 0);
+    for (int i = 0; i < 4; ++i) REQUIRE(::sigaction(sigs[i], nullptr, &saved[i]) == 0);
 
     install_stop_signal_handlers();
     clear_stop_request();
@@ -167,8 +165,7 @@ TEST_CASE("stop signal handlers set the flag, without SA_RESTART", "[unit][suppo
     bool requested = stop_requested();
     clear_stop_request();
 
-    for (int i = 0; i < 4; ++i)
-        ::sigaction(sigs[i], &saved[i], nullptr);
+    for (int i = 0; i < 4; ++i) ::sigaction(sigs[i], &saved[i], nullptr);
     CHECK(after_term);
     CHECK(which == SIGTERM);
     CHECK_FALSE(restart);
@@ -181,7 +178,7 @@ TEST_CASE("thread state letters and names", "[unit][support]") {
     const struct {
         char letter;
         ThreadState state;
-        const char *name;
+        const char* name;
     } cases[] = {
         {'R', ThreadState::Running, "running"},
         {'S', ThreadState::Sleeping, "sleeping"},
@@ -194,7 +191,7 @@ TEST_CASE("thread state letters and names", "[unit][support]") {
         {'P', ThreadState::Parked, "parked"},
         {'?', ThreadState::Unknown, "unknown"},
     };
-    for (const auto &c : cases) {
+    for (const auto& c : cases) {
         INFO("letter " << c.letter);
         CHECK(thread_state_from_char(c.letter) == c.state);
         CHECK(thread_state_name(c.state) == c.name);
@@ -228,13 +225,12 @@ TEST_CASE("the run ends with 'N passed, N failed' and a failing exit code", "[un
     REQUIRE(n > 0);
     std::string cmd =
         "'" + std::string(exe, static_cast<size_t>(n)) + "' '[catch_main_selftest]' 2>&1";
-    FILE *p = ::popen(cmd.c_str(), "r");
+    FILE* p = ::popen(cmd.c_str(), "r");
     REQUIRE(p != nullptr);
     std::string out;
     char buf[4096];
     size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, p)) > 0)
-        out.append(buf, got);
+    while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
     int status = ::pclose(p);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) != 0);

@@ -14,12 +14,12 @@
 #include <fstream>
 #include <string>
 
-#include "pmprof/elf/image_impl.h"
-#include "symbolize/cache.h"
 #include "../../support/harness.h"
 #include "pmprof/elf/image.h"
+#include "pmprof/elf/image_impl.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/symbolize/symbolize.h"
+#include "symbolize/cache.h"
 
 namespace cachetest {
 

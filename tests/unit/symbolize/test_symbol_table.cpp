@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "symbolize/dwarf_scopes.h"
-#include "pmprof/elf/image_impl.h"
-#include "symbolize/symbol_table.h"
 #include "../../support/harness.h"
 #include "pmprof/elf/image.h"
+#include "pmprof/elf/image_impl.h"
 #include "pmprof/os/procfs.h"
+#include "symbolize/dwarf_scopes.h"
+#include "symbolize/symbol_table.h"
 
 // A label without .size inside a sized function, and a sized function after it: libdwfl's
 // rules for size-0 symbols (only when no sized symbol holds the address, and not below the end
@@ -89,8 +89,8 @@ std::vector<Dwarf_Off> offsets(const std::vector<Dwarf_Die>& dies) {
     return offsets(dies.data(), static_cast<int>(dies.size()));
 }
 
-/// The scope chain src/symbolize/symbolize.cpp used to build: dwarf_getscopes, then dwarf_getscopes_die of
-/// the innermost scope when an inlined one is among them.
+/// The scope chain src/symbolize/symbolize.cpp used to build: dwarf_getscopes, then
+/// dwarf_getscopes_die of the innermost scope when an inlined one is among them.
 std::vector<Dwarf_Off> libdw_chain(Dwarf_Die* cudie, Dwarf_Addr pc) {
     Dwarf_Die* scopes = nullptr;
     int n = dwarf_getscopes(cudie, pc, &scopes);

@@ -5,10 +5,10 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 
+#include "pmprof/cli/watch.h"
+#include "pmprof/threads/dump.h"
 #include "pmprof/threads/kernel_stack.h"
 #include "pmprof/threads/locks.h"
-#include "pmprof/threads/dump.h"
-#include "pmprof/cli/watch.h"
 
 using namespace pmprof;
 

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <map>
 
-#include "unwind/cfi.h"
 #include "pmprof/ptrace/memory.h"
+#include "unwind/cfi.h"
 
 using namespace pmprof;
 
