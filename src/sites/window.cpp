@@ -289,6 +289,9 @@ Result<AllocSitesResult> SitesRecorder::run() {
             }
         }
     }
+    // A SIGINT that ended the window is answered: the confirming heap walk that follows must
+    // not take it for a second one (which abandons the walk, the target released at once).
+    if (stop_requested()) clear_stop_request();
     const int64_t t_end = mono_ns();
     CostReading end;
     const bool cpu_ok = !exited && read_cost(t_end, &end);
