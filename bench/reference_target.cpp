@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
         siginfo_t info{};
         int sig = sigwaitinfo(&set, &info);
         if (sig < 0) {
-            if (errno == EINTR)  // every ptrace stop of this thread ends the wait (FACTS.md)
+            if (errno == EINTR)  // every ptrace stop of this thread ends the wait (docs/facts.md)
                 continue;
             die("sigwaitinfo");
         }

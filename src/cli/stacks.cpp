@@ -117,7 +117,7 @@ int run_stacks(StacksArgs a) {
         eintr +=
             fmt::format("{}{} ({}, {})", eintr.empty() ? "" : ", ", t.name, t.tid, t.eintr_syscall);
     }
-    // A stop makes some blocked calls fail with EINTR (FACTS.md): the program sees that.
+    // A stop makes some blocked calls fail with EINTR (docs/facts.md): the program sees that.
     if (eintr_threads > 0)
         log_warn("{} stopped threads were blocked in a call that the stop made fail with EINTR: "
                  "{}",

@@ -2,7 +2,7 @@
 //
 // Every module is reported with dwfl_report_elf and an fd we opened, so libdwfl never looks a
 // file up by path itself. The fd comes from /proc/PID/map_files/<lo>-<hi> (the very file that is
-// mapped: deleted, replaced and other-mount-namespace binaries work, FACTS.md), else from
+// mapped: deleted, replaced and other-mount-namespace binaries work, docs/facts.md), else from
 // /proc/PID/root/<path> or <path>, whose build id is then checked against the one in the
 // process's memory. The vDSO is copied out of the process into a memfd. All files are opened
 // here, eagerly, so modules keep working after the target exits.

@@ -1,5 +1,5 @@
 // Versioned ptmalloc layouts (x86_64). Only versions whose offsets were measured against a live
-// process are listed (FACTS.md "glibc malloc"); everything else is refused, never guessed.
+// process are listed (docs/facts.md "glibc malloc"); everything else is refused, never guessed.
 #include "pmprof/heap/heap.h"
 
 namespace pmprof {

@@ -471,8 +471,9 @@ bool Walker::in_arena_heap(uint64_t a) const {
 
 void Walker::probe_mmapped() {
     // mmapped chunks: prev_size 0, IS_MMAPPED, page-multiple size. The kernel merges adjacent
-    // anonymous mappings, so every page of anonymous rw-p memory is a candidate (FACTS.md). Pages
-    // are read in 256 KiB blocks (one process_vm_readv each) and found chunks are jumped over.
+    // anonymous mappings, so every page of anonymous rw-p memory is a candidate (docs/facts.md).
+    // Pages are read in 256 KiB blocks (one process_vm_readv each) and found chunks are jumped
+    // over.
     constexpr uint64_t kProbeBlock = 256 * 1024;
     std::vector<uint64_t> block(kProbeBlock / 8);
     for (const MemoryMap& m : index_.maps()) {

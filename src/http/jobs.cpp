@@ -1,5 +1,5 @@
 // `pmprof serve`: what each endpoint does. The tracing jobs run on the tracer thread; each one
-// seizes the target, works, detaches, and only then encodes its answer (DESIGN.md §1.2).
+// seizes the target, works, detaches, and only then encodes its answer (docs/design.md §1.2).
 #include <fmt/format.h>
 
 #include <memory>

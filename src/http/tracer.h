@@ -1,6 +1,6 @@
 // `pmprof serve` internals shared by src/http_*.cpp: the pinned target, the tracer thread and
 // its job queue, and the jobs themselves. Not a public header: cpp-httplib stays in
-// src/http/server.cpp (DESIGN.md §2, third-party APIs inside their adapter).
+// src/http/server.cpp (docs/design.md §2, third-party APIs inside their adapter).
 #pragma once
 
 #include <sys/types.h>
@@ -61,11 +61,11 @@ class TargetPin {
 /// Why submit() refused a job.
 enum class SubmitRefusal { None, ProfileRunning, QueueFull, ShuttingDown };
 
-/// The one thread that makes every ptrace call of the server (DESIGN.md §2) and runs one job at a
-/// time. A job is cancelled through the process-wide stop flag (include/pmprof/os/signals.h), which
-/// the sampler and the snapshot waits already poll: the flag is raised only while the job to cancel
-/// is the one running, and cleared before the next job starts, so a late cancel never hits another
-/// job.
+/// The one thread that makes every ptrace call of the server (docs/design.md §2) and runs one job
+/// at a time. A job is cancelled through the process-wide stop flag (include/pmprof/os/signals.h),
+/// which the sampler and the snapshot waits already poll: the flag is raised only while the job to
+/// cancel is the one running, and cleared before the next job starts, so a late cancel never hits
+/// another job.
 class Tracer {
   public:
     /// `running`: the session of the profile this job runs inside (a shared job, see submit),

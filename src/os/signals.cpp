@@ -1,4 +1,4 @@
-// The stop flag: the only mutable global pmprof has (DESIGN.md section 3).
+// The stop flag: the only mutable global pmprof has (docs/design.md §3).
 #include "pmprof/os/signals.h"
 
 #include <pthread.h>
@@ -27,7 +27,7 @@ void install(int sig, void (*handler)(int)) {
     sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     // No SA_RESTART: a waitpid/poll/read blocked when the user presses ^C returns EINTR, so the
-    // loop around it sees the flag, resumes every stopped thread and leaves (DESIGN.md 1.1).
+    // loop around it sees the flag, resumes every stopped thread and leaves (docs/design.md §1.1).
     sa.sa_flags = 0;
     ::sigaction(sig, &sa, nullptr);
 }

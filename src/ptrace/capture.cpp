@@ -1,5 +1,5 @@
 // Stop rounds and what is done inside a stop: PTRACE_GETREGS and one read of the stack top
-// (process_vm_readv, or its fallbacks in src/ptrace/memory.cpp), nothing else (DESIGN.md §1.2:
+// (process_vm_readv, or its fallbacks in src/ptrace/memory.cpp), nothing else (docs/design.md §1.2:
 // copy, resume, then think).
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -42,7 +42,7 @@ bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall) {
     if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
     // Stopped on the way out of a system call the stop interrupted: rax already holds what the
     // call returns. -ERESTART* is restarted invisibly after the resume; -EINTR is what the
-    // thread sees (epoll_wait, sigtimedwait, semop, recv with SO_RCVTIMEO: FACTS.md).
+    // thread sees (epoll_wait, sigtimedwait, semop, recv with SO_RCVTIMEO: docs/facts.md).
     if (eintr_syscall != nullptr)
         *eintr_syscall = static_cast<long>(u.orig_rax) >= 0 && static_cast<long>(u.rax) == -EINTR
                              ? static_cast<long>(u.orig_rax)

@@ -154,7 +154,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
     case PTRACE_EVENT_STOP:
         // SIGTRAP: our interrupt, a new thread's first stop, or the end of a group-stop
         // (SIGCONT). A stop signal: group-stop, to be answered with PTRACE_LISTEN so the
-        // process stays job-control stopped (FACTS.md).
+        // process stays job-control stopped (docs/facts.md).
         if (is_stop_signal(sig)) {
             t.group_stop = true;
             if (previous != TraceState::Listening) ++counters.group_stops;  // not a re-trap
@@ -177,7 +177,7 @@ void SessionCore::dispatch(pid_t tid, int status) {
             if (other != tid) ot.state = TraceState::Gone;
         break;
     case 0:
-        // Signal-delivery-stop: never swallow the signal (FACTS.md: CONT with 0 loses it).
+        // Signal-delivery-stop: never swallow the signal (docs/facts.md: CONT with 0 loses it).
         t.pending_signal = sig;
         break;
     default:

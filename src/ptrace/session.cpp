@@ -24,7 +24,7 @@ namespace pmprof {
 
 namespace {
 
-// Not PTRACE_O_EXITKILL: a process we did not start must outlive pmprof (DESIGN.md §1.1).
+// Not PTRACE_O_EXITKILL: a process we did not start must outlive pmprof (docs/design.md §1.1).
 constexpr long kSeizeOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC;
 // How long detach_all waits for a running thread to stop so it can be detached. A thread in
 // D state longer than this stays traced until pmprof exits (the kernel then releases it).
@@ -207,7 +207,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     go_read.reset();
     err_write.reset();
 
-    // EXITKILL only here: a process we started dies with pmprof if asked (DESIGN.md §1.1).
+    // EXITKILL only here: a process we started dies with pmprof if asked (docs/design.md §1.1).
     const long options = kSeizeOptions | (exit_kill ? PTRACE_O_EXITKILL : 0);
     if (::ptrace(PTRACE_SEIZE, child, nullptr, options) != 0) {
         const int seize_err = errno;

@@ -96,7 +96,7 @@ struct SessionCore {
 
 struct TraceSession::Impl : SessionCore {};
 
-/// One round of stopping a set of threads together (DESIGN.md §1: every path out of a stop
+/// One round of stopping a set of threads together (docs/design.md §1: every path out of a stop
 /// resumes). The destructor resumes whatever is still held, so an exception or an early return
 /// cannot leave a thread stopped.
 class StopRound {

@@ -37,7 +37,7 @@ bool is_blocked_state(ThreadState s);
 bool has_not_run(const SchedStat& now, const SchedStat& baseline);
 /// Nanoseconds on a cpu between two readings (0 if `now` is older, as after a tid was reused).
 int64_t cpu_since(const SchedStat& now, const SchedStat& baseline);
-/// DESIGN.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
+/// docs/design.md §1.3: reuse what has not run, try blocked threads without a stop, stop the rest.
 SampleAction choose_action(SampleMode mode, const ThreadObservation& obs);
 
 /// How many ticks pass before a thread is looked at again (its schedstat read), given how many

@@ -111,8 +111,8 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
     }
     RawStack stack = unwind_capture(cap);
     // A blocked thread ran only because we stopped it: its baseline is taken after the stop, so
-    // the next tick does not mistake our own wake-up for work (DESIGN.md §1.3). A running thread
-    // keeps the pre-stop reading, so none of its cpu time goes uncounted.
+    // the next tick does not mistake our own wake-up for work (docs/design.md §1.3). A running
+    // thread keeps the pre-stop reading, so none of its cpu time goes uncounted.
     t.baseline = t.sched;
     if (is_blocked_state(t.state)) {
         if (auto p = read_schedstat(t.schedstat_fd); p.ok()) {
@@ -126,7 +126,7 @@ void Sampler::record_capture(ThreadSlot& t, const ThreadCapture& cap, int64_t no
 
 /// Unwinds a blocked thread without stopping it: /proc/.../syscall gives its user sp and pc, the
 /// stack below sp cannot change while it stays blocked, and registers come from its last stop
-/// when sp and pc are the same (frame-pointer code needs rbp, FACTS.md). Trusted only if the
+/// when sp and pc are the same (frame-pointer code needs rbp, docs/facts.md). Trusted only if the
 /// thread did not run meanwhile and the unwind reaches a known root through code mappings.
 bool Sampler::try_fast_path(ThreadSlot& t, std::string* syscall, RawStack* out) {
     if (!t.syscall_fd.valid()) return false;

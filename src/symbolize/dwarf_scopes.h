@@ -1,6 +1,6 @@
 // Scope chains of DWARF DIEs, as libdw's dwarf_getscopes / dwarf_getscopes_die define them, found
 // without their full walks of the compilation unit. Used by src/symbolize/symbolize.cpp only; libdw
-// types stay in the adapter files (DESIGN.md §2).
+// types stay in the adapter files (docs/design.md §2).
 #pragma once
 
 #include <elfutils/libdw.h>

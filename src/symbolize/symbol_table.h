@@ -1,5 +1,6 @@
 // A module's ELF symbols read once, answering dwfl_module_addrinfo's question for many pcs.
-// Used by src/symbolize/symbolize.cpp only; libdwfl types stay in the adapter files (DESIGN.md §2).
+// Used by src/symbolize/symbolize.cpp only; libdwfl types stay in the adapter files (docs/design.md
+// §2).
 #pragma once
 
 #include <elfutils/libdwfl.h>

@@ -178,7 +178,7 @@ ModuleInfo& DwflSymbolizer::module_info(Dwfl_Module* mod) {
     auto it = modules_.find(mod);
     if (it != modules_.end()) return it->second;
     ModuleInfo info;
-    // dwfl_module_build_id answers only once the ELF is loaded (FACTS.md).
+    // dwfl_module_build_id answers only once the ELF is loaded (docs/facts.md).
     dwfl_module_getelf(mod, &info.bias);
     const char* name =
         dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
@@ -283,8 +283,8 @@ void DwflSymbolizer::name_from_die(Dwarf_Die* die, SourceFrame& f) {
 }
 
 /// Fills `frames` with the inlined functions around lookup_pc, innermost first, and gives
-/// `outer` (the function the code belongs to) its line: FACTS.md, "Inline chains". Each inlined
-/// scope's DW_AT_call_file/call_line is where the next outer function called it.
+/// `outer` (the function the code belongs to) its line: docs/facts.md, "Inline chains". Each
+/// inlined scope's DW_AT_call_file/call_line is where the next outer function called it.
 void DwflSymbolizer::add_inline_chain(Dwarf_Die* cudie, Dwarf_Addr dwarf_bias, uint64_t lookup_pc,
                                       SourceFrame& outer, std::vector<SourceFrame>& frames) {
     // The DIE ancestors of the innermost scope holding the pc, up to the CU: what

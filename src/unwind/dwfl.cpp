@@ -1,5 +1,5 @@
 // libdwfl's CFI unwinder (with its x86_64 frame-pointer fallback) driven by our own
-// Dwfl_Thread_Callbacks over a ThreadCapture (DESIGN.md §1.2). The default unwinder
+// Dwfl_Thread_Callbacks over a ThreadCapture (docs/design.md §1.2). The default unwinder
 // (src/unwind/cfi_dwfl.cpp) walks most stacks with cached rules and hands the rest to this walk.
 //
 // dwfl_attach_state may be called once per Dwfl, so the callbacks are attached once per image

@@ -1,9 +1,9 @@
 // The alternative unwinder (`--unwinder libunwind`): libunwind's remote unwinder with accessors
-// over a ThreadCapture (DESIGN.md §1.2).
+// over a ThreadCapture (docs/design.md §1.2).
 //
 // find_proc_info does not delegate to _UPT_find_proc_info: that one opens files by the path in
 // the live /proc/PID/maps (deleted binaries and exited targets fail) and calls access_mem with
-// its own UPT_info as the argument (FACTS.md). Instead, like perf's libunwind support, it
+// its own UPT_info as the argument (docs/facts.md). Instead, like perf's libunwind support, it
 // describes the module's .eh_frame_hdr search table (from the ELF libdwfl already holds) as a
 // UNW_INFO_FORMAT_REMOTE_TABLE and lets libunwind's dwarf_search_unwind_table look ip up; every
 // read then comes back to our access_mem with our own argument.

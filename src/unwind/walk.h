@@ -19,7 +19,7 @@
 
 namespace pmprof {
 
-/// The memory an unwind of a copy may see (DESIGN.md §1.2): the stack copy; then the
+/// The memory an unwind of a copy may see (docs/design.md §1.2): the stack copy; then the
 /// non-writable PT_LOAD segments of the reported modules, read from the ELF files libdwfl holds
 /// (so it works after the target exits); then other read-only file-backed mappings through the
 /// MemoryReader, cached by page. The live, writable memory (the stack has changed since) is

@@ -312,8 +312,8 @@ TEST_CASE("attach: thread churn, signals delivered, no EINTR but for epoll_wait"
     CHECK(c["read_eintr"] == 0);
     CHECK(c["sleep_eintr"] == 0);
     CHECK(c["futex_eintr"] == 0);
-    // epoll_wait fails with EINTR after any stop (FACTS.md): at most the sampler's stops of that
-    // thread, as detaching takes no stop (the tracer thread's exit detaches).
+    // epoll_wait fails with EINTR after any stop (docs/facts.md): at most the sampler's stops of
+    // that thread, as detaching takes no stop (the tracer thread's exit detaches).
     const std::string stops = comment(out, "pmprof stops per thread");
     long epoll_stops = 0;
     auto at = stops.find(" " + std::to_string(epoll_tid) + ":");

@@ -70,7 +70,7 @@ TEST_CASE("attach -m cpu at 999 Hz: busy threads named and running, blocked ones
         CHECK(n >= 50);
     }
 
-    // Blocked threads were never interrupted: their calls saw no EINTR (FACTS.md: epoll_wait
+    // Blocked threads were never interrupted: their calls saw no EINTR (docs/facts.md: epoll_wait
     // would, after any stop; detaching takes none of a thread that never ran).
     auto c = try_counts(*target);
     REQUIRE_FALSE(c.empty());

@@ -1,7 +1,7 @@
 // Target for "detach without a stop": one thread each blocked in a call that fails
-// with EINTR when its thread is stopped by a tracer (FACTS.md): epoll_wait, semop, sigtimedwait
-// and recv on a socket with SO_RCVTIMEO. Each counts the EINTRs it sees. Every signal is blocked
-// in those threads, so only a ptrace stop can make their calls fail.
+// with EINTR when its thread is stopped by a tracer (docs/facts.md): epoll_wait, semop,
+// sigtimedwait and recv on a socket with SO_RCVTIMEO. Each counts the EINTRs it sees. Every signal
+// is blocked in those threads, so only a ptrace stop can make their calls fail.
 //
 //   --semid ID   the SysV semaphore set to wait on (created and removed by the test, so a killed
 //                target leaves nothing behind); without it, no semop thread.

@@ -46,7 +46,7 @@ template <typename T> inline void escape(T* p) { asm volatile("" : : "g"(p) : "m
 inline void no_tail_call() { asm volatile("" ::: "memory"); }
 
 /// Lets any process trace us under Yama ptrace_scope 1. Kernels without Yama answer EINVAL
-/// (FACTS.md): that is fine, there is nothing to relax.
+/// (docs/facts.md): that is fine, there is nothing to relax.
 inline void allow_any_tracer() {
     if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0 && errno != EINVAL) {
         std::fprintf(stderr, "prctl(PR_SET_PTRACER): %s\n", std::strerror(errno));

@@ -1,5 +1,6 @@
 // ProcessImage internals shared by src/elf/image.cpp, src/unwind/dwfl.cpp, src/unwind/libunwind.cpp
-// and src/symbolize/symbolize.cpp. libdwfl types stay inside these adapter files (DESIGN.md §2).
+// and src/symbolize/symbolize.cpp. libdwfl types stay inside these adapter files (docs/design.md
+// §2).
 #pragma once
 
 #include <elf.h>

@@ -1,6 +1,6 @@
 // `pmprof heap`: live-heap snapshots of glibc malloc (ptmalloc2), read from outside the target.
 //
-// Contract (DESIGN.md §1): read-only. The walker reads the allocator's own metadata
+// Contract (docs/design.md §1): read-only. The walker reads the allocator's own metadata
 // (malloc_state, heap_info, mp_, tcache, fastbins with safe-linking, bins) through a
 // MemoryReader, never writes target memory and never calls target code; every loop is bounded
 // and every pointer is checked against the mappings. An arena whose lock is held, or a chunk that

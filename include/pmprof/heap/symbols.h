@@ -29,7 +29,7 @@ Result<std::string> read_glibc_version(pid_t pid, const MemoryMap& libc);
 std::optional<MallocRoots> roots_from_symbols(pid_t pid, const std::vector<MemoryMap>& maps);
 
 /// Without symbols: the main heap's top chunk address is stored once in libc's data (main_arena
-/// + top offset); mp_ is found by sbrk_base == start of [heap] (FACTS.md).
+/// + top offset); mp_ is found by sbrk_base == start of [heap] (docs/facts.md).
 Result<MallocRoots> roots_by_scan(MemoryReader& mem, const std::vector<MemoryMap>& maps,
                                   const GlibcMallocLayout& layout);
 

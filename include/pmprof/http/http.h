@@ -3,7 +3,7 @@
 //
 // Contract: the pid is fixed at start and pinned (pidfd + start time), so no request can name
 // another process or a file. The target is traced only while a request works on it; every ptrace
-// call runs on one tracer thread (DESIGN.md §2: a tracee belongs to the thread that seized it)
+// call runs on one tracer thread (docs/design.md §2: a tracee belongs to the thread that seized it)
 // and HTTP threads hand it jobs. At most one profile runs at a time (409 for a second one); a
 // client that disconnects cancels its job. Limits are checked before anything touches the target.
 #pragma once

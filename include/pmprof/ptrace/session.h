@@ -1,6 +1,6 @@
 // TraceSession: the only code that calls ptrace() and waitpid() on tracees.
 //
-// Contract (DESIGN.md §1): PTRACE_SEIZE, never PTRACE_ATTACH; stops by PTRACE_INTERRUPT only;
+// Contract (docs/design.md §1): PTRACE_SEIZE, never PTRACE_ATTACH; stops by PTRACE_INTERRUPT only;
 // never PTRACE_O_EXITKILL on a process we did not start; every path out of a stop resumes the
 // thread; signal-delivery-stops are re-injected; group-stops answered with PTRACE_LISTEN; every
 // wait has a deadline and EINTR is retried. All calls must come from the thread that created the

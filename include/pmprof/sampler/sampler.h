@@ -1,5 +1,5 @@
-// The sampling profiler's tick loop (DESIGN.md §1.2-4): per tick, read every thread's state from
-// /proc; reuse the stack of a thread that has not run since its previous sample; try a blocked
+// The sampling profiler's tick loop (docs/design.md §1.2-4): per tick, read every thread's state
+// from /proc; reuse the stack of a thread that has not run since its previous sample; try a blocked
 // thread from /proc/.../syscall without stopping it; stop only the rest, one thread at a time,
 // copying registers and stack top; unwind after the resume; intern the raw stack. Symbolization
 // runs once, at the end.
