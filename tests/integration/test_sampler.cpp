@@ -224,7 +224,7 @@ TEST_CASE("attach: SIGINT mid-run and the target exiting mid-run give valid prof
           "[integration][sampler]") {
     auto target = Target::start({target_bin("split_target", true), "--busy", "1", "--idle", "2"});
     const std::string out = temp_path("sigint.pb.gz"), err = temp_path("sigint.err");
-    auto pm = start_pmprof(pmprof_attach_cmd(target->pid(), out, {"-d", "60s"}), err);
+    auto pm = start_pmprof(pmprof_attach_cmd(target->pid(), out, {"-d", "60s", "-m", "wall"}), err);
     REQUIRE(wait_traced(target->pid(), true, 10s));
     std::this_thread::sleep_for(1s);  // collect something
     int status = pm->terminate(SIGINT, 30s);
