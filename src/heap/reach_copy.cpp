@@ -175,7 +175,7 @@ std::vector<Range> root_ranges(const std::vector<MemoryMap>& maps, const HeapSna
     for (const MemoryMap& m : maps) {
         if (!m.readable() || !m.writable() || is_device_or_special(m)) continue;
         bool shared = m.perms.size() > 3 && m.perms[3] == 's';
-        if (shared || (m.file_backed() && !modules.count(m.path))) continue;
+        if (shared || (m.file_backed() && !modules.contains(m.path))) continue;
         auto first = std::lower_bound(sorted_chunks.begin(), sorted_chunks.end(), m.start);
         if (first != sorted_chunks.end() && *first < m.end) continue;
         // main_arena lives in libc's data (a root); other arenas head their own heap mapping.
