@@ -98,8 +98,9 @@ std::string format_sampler_summary(const SamplerResult& r, size_t top_n) {
     }
     if (s.stops > 0)
         out += fmt::format("pmprof: stop latency (interrupt to stop, the thread running or waiting "
-                           "for a cpu meanwhile): median {}, p99 {}\n",
-                           us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns));
+                           "for a cpu meanwhile): median {}, p99 {}; at most {} threads "
+                           "interrupted at once\n",
+                           us(s.stop_wait_median_ns), us(s.stop_wait_p99_ns), s.max_in_flight);
     if (s.backend != "perf")
         out += fmt::format(
             "pmprof: stops avoided: {} ({} threads had not run, {} unwound from "

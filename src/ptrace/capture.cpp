@@ -440,7 +440,8 @@ void SessionCore::complete_capture(pid_t tid) {
     ThreadCapture& cap = completed.emplace_back();
     cap.tid = tid;
     copy_seen_ns = monotonic_ns();
-    cap.stop_wait_ns = copy_seen_ns > it->second ? copy_seen_ns - it->second : 0;
+    // A queued capture (it->second 0) whose thread stopped before its interrupt: no wait.
+    cap.stop_wait_ns = it->second != 0 && copy_seen_ns > it->second ? copy_seen_ns - it->second : 0;
     outstanding.erase(it);
     if (scratch.size() < async_opt.max_stack_bytes + kRedZone)
         scratch.resize(async_opt.max_stack_bytes + kRedZone);
@@ -471,11 +472,71 @@ void SessionCore::fail_capture(pid_t tid, const char* why) {
     outstanding.erase(it);
 }
 
+void SessionCore::send_capture(pid_t tid) {
+    auto it = threads.find(tid);
+    if (it == threads.end() || it->second.state == TraceState::Gone) {
+        fail_capture(tid, "exited");  // its exit was reaped while it waited in the queue
+        return;
+    }
+    TracedThread& t = it->second;
+    outstanding[tid] = static_cast<uint64_t>(monotonic_ns());
+    if (t.state == TraceState::Trapped) {  // held by a stop round: copy, not resume
+        complete_capture(tid);
+        finish_capture();
+        return;
+    }
+    // A Listening thread (a group-stopped process) is stopped already: the interrupt re-traps
+    // it, and the dispatcher copies it and re-LISTENs.
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+        fail_capture(tid, "exited");  // ESRCH: exiting; its exit event follows
+        return;
+    }
+    t.interrupt_sent = true;
+    // Still listed from an earlier capture that refill_captures has not pruned yet.
+    if (std::find(capture_window.begin(), capture_window.end(), tid) == capture_window.end())
+        capture_window.push_back(tid);
+    counters.captures_peak_in_flight =
+        std::max<uint64_t>(counters.captures_peak_in_flight, capture_window.size());
+}
+
+void SessionCore::refill_captures() {
+    if (capture_window.empty() && capture_queue.empty()) return;
+    const uint64_t now = static_cast<uint64_t>(monotonic_ns());
+    const auto timeout_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(async_opt.stop_timeout).count());
+    std::erase_if(capture_window, [&](pid_t tid) {
+        auto it = outstanding.find(tid);
+        return it == outstanding.end() || now - it->second >= timeout_ns;
+    });
+    const size_t window = async_opt.max_in_flight > 0 ? async_opt.max_in_flight : SIZE_MAX;
+    while (!capture_queue.empty() && capture_window.size() < window) {
+        const pid_t tid = capture_queue.front();
+        capture_queue.pop_front();
+        // Stopped meanwhile for another reason (a signal, a clone event): copied then already.
+        auto it = outstanding.find(tid);
+        if (it != outstanding.end() && it->second == 0) send_capture(tid);
+    }
+}
+
+void SessionCore::pump_captures() {
+    std::vector<pid_t> polled;
+    for (bool progress = true; progress && !capture_window.empty();) {
+        progress = false;
+        polled = capture_window;
+        for (pid_t tid : polled)
+            while (outstanding.count(tid) != 0 && poll_one(tid)) progress = true;
+        refill_captures();
+    }
+}
+
 void TraceSession::request_captures(const std::vector<pid_t>& tids, const CaptureOptions& opt) {
     Impl& d = *impl_;
     if (!d.on_tracer_thread("request_captures")) return;
     if (d.maps.empty()) d.refresh_maps();
     d.async_opt = opt;
+    // Interrupted a window at a time, the next as earlier ones are copied: interrupted all at
+    // once, thousands of threads stop together and the last waits stopped for the tracer to
+    // copy every one before it (docs/design.md, the stop window).
     for (pid_t tid : tids) {
         if (d.outstanding.count(tid) != 0) continue;  // its stop is still on the way
         auto it = d.threads.find(tid);
@@ -485,27 +546,12 @@ void TraceSession::request_captures(const std::vector<pid_t>& tids, const Captur
             cap.error = fmt::format("tid {} is not traced", tid);
             continue;
         }
-        d.outstanding.emplace(tid, monotonic_ns());
-        TracedThread& t = it->second;
-        if (t.state == TraceState::Trapped || t.state == TraceState::Listening) {
-            // Already in a ptrace-stop (a group-stopped process): copy it as it is.
-            if (t.state == TraceState::Listening &&
-                ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) {
-                t.interrupt_sent = true;  // re-traps it; the dispatcher copies and re-LISTENs
-                continue;
-            }
-            if (t.state == TraceState::Trapped) {  // held by a stop round: copy, not resume
-                d.complete_capture(tid);
-                d.finish_capture();
-                continue;
-            }
-        }
-        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
-            t.interrupt_sent = true;
-        else
-            d.fail_capture(tid, "exited");  // ESRCH: exiting; its exit event follows
+        d.outstanding.emplace(tid, 0);
+        d.capture_queue.push_back(tid);
     }
-    d.poll_all();  // the threads already on a cpu stop within microseconds
+    d.refill_captures();
+    d.pump_captures();  // the threads already on a cpu stop within microseconds
+    d.poll_all();
 }
 
 void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
@@ -521,10 +567,13 @@ void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
         // call at 1000 threads, a third of the tracer's cpu there). Other events (signals to
         // re-inject) are handled by the caller's next poll_events.
         waiting.clear();
-        for (const auto& [tid, sent_ns] : d.outstanding) waiting.push_back(tid);
+        for (const auto& [tid, sent_ns] : d.outstanding)
+            if (sent_ns != 0) waiting.push_back(tid);
         for (pid_t tid : waiting)
             while (d.outstanding.count(tid) != 0 && d.poll_one(tid)) {
             }
+        d.refill_captures();
+        d.pump_captures();
         if (d.outstanding.empty() || d.exit.exited || stop_requested()) return;
         if (SteadyClock::now() >= deadline) return;
         d.wait_for_event(deadline, cap);
@@ -539,6 +588,11 @@ std::vector<ThreadCapture> TraceSession::take_captures() {
 }
 
 size_t TraceSession::captures_outstanding() const { return impl_->outstanding.size(); }
+
+int64_t TraceSession::capture_sent_ns(pid_t tid) const {
+    auto it = impl_->outstanding.find(tid);
+    return it == impl_->outstanding.end() ? 0 : static_cast<int64_t>(it->second);
+}
 
 Result<uint64_t>
 TraceSession::with_all_stopped(const std::function<void(const std::vector<ThreadCapture>&)>& fn,

@@ -273,7 +273,19 @@ std::vector<pid_t> TraceSession::threads() const {
 
 const std::vector<MemoryMap>& TraceSession::maps() const { return impl_->maps; }
 
-void TraceSession::poll_events() { impl_->poll_all(); }
+void TraceSession::poll_events() {
+    impl_->pump_captures();  // first: a stopped thread of the window is waiting for us
+    impl_->poll_all();
+    impl_->refill_captures();  // the window has room for the stops just handled
+    impl_->pump_captures();
+}
+
+void TraceSession::service_captures() {
+    if (impl_->capture_window.empty() && impl_->capture_queue.empty()) return;
+    if (!impl_->on_tracer_thread("service_captures")) return;
+    impl_->refill_captures();
+    impl_->pump_captures();
+}
 
 void TraceSession::detach_all() {
     Impl& d = *impl_;

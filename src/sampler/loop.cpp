@@ -215,7 +215,11 @@ void Sampler::tick(int64_t now) {
     // as of its last look, and wall mode keeps counting its unchanged stack.
     collect_captures(now);  // late stops, copied while we waited for this tick
     note_unstoppable(now);
+    size_t looked_at = 0;
     for (auto& [tid, t] : threads_) {
+        // Reading thousands of threads takes milliseconds: the captures still in flight from
+        // the previous tick are served meanwhile, not held stopped until the loop ends.
+        if (++looked_at % 64 == 0) session_.service_captures();
         t.observed = false;
         // wall mode samples every thread every tick, so it needs a stack for each first.
         const bool due =
@@ -224,6 +228,7 @@ void Sampler::tick(int64_t now) {
     }
     std::vector<ThreadSlot*> to_stop;
     for (auto& [tid, t] : threads_) {
+        if (++looked_at % 64 == 0) session_.service_captures();
         if (!thread_selected(opt_.thread_filter, t.tid, t.name) || t.capture_outstanding) continue;
         if (!t.observed) {
             if (t.alive && t.have_seen && t.have_stack && opt_.mode == SampleMode::Wall) {
@@ -447,6 +452,7 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
     stats_.pause_max_ns = pauses_.max();
     stats_.stop_wait_median_ns = stop_waits_.quantile(0.5);
     stats_.stop_wait_p99_ns = stop_waits_.quantile(0.99);
+    stats_.max_in_flight = session_.counters().captures_peak_in_flight;
     rusage usage_end{};
     getrusage(RUSAGE_SELF, &usage_end);
     stats_.cpu_user_ns = timeval_ns(usage_end.ru_utime) - timeval_ns(usage_start_.ru_utime);

@@ -62,7 +62,6 @@ struct ThreadSlot {
     // A capture requested and not yet reported (the thread first needs a cpu to stop on): the
     // thread is neither looked at nor sampled until it arrives, so its time is counted once.
     bool capture_outstanding = false;
-    int64_t capture_requested_ns = 0;
     bool reported_unstoppable = false;  // named in stats_.unstoppable once
     // Wall-mode samples of an unchanged stack, added to the profile in one go (flush_reuse):
     // 1000 idle threads at 99 Hz would otherwise intern 99,000 identical samples a second.

@@ -34,17 +34,18 @@ bool is_root_function(const std::string& name) {
 
 }  // namespace
 
-/// The group is interrupted together; each thread is copied and resumed the moment its stop is
-/// reported (TraceSession::request_captures), and unwound after. The tick waits a short while
-/// for them: a thread on a cpu stops within microseconds, one waiting for a cpu stops when it
-/// gets one, possibly ticks later, and is collected then, never held meanwhile.
+/// The group is interrupted a window at a time (CaptureOptions::max_in_flight); each thread is
+/// copied and resumed the moment its stop is reported (TraceSession::request_captures), and
+/// unwound after. The tick waits a short while for them: a thread on a cpu stops within
+/// microseconds, one waiting for a cpu stops when it gets one, and the rest of a large group
+/// are interrupted as the window drains, possibly ticks later; each is collected then, never
+/// held meanwhile.
 void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) {
     std::vector<pid_t> tids;
     tids.reserve(group.size());
     for (ThreadSlot* t : group) {
         tids.push_back(t->tid);
         t->capture_outstanding = true;
-        t->capture_requested_ns = now;
     }
     session_.request_captures(tids, opt_.capture);
     const int64_t wait_ns = std::min<int64_t>(
@@ -55,7 +56,11 @@ void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) 
 }
 
 void Sampler::collect_captures(int64_t now) {
+    size_t unwound = 0;
     for (const ThreadCapture& cap : session_.take_captures()) {
+        // Each unwind takes tens of microseconds: the window's stopped threads are served
+        // between them, not after hundreds of them.
+        if (++unwound % 8 == 0) session_.service_captures();
         auto it = threads_.find(cap.tid);
         if (it == threads_.end() || !it->second.capture_outstanding) continue;
         it->second.capture_outstanding = false;
@@ -67,9 +72,10 @@ void Sampler::note_unstoppable(int64_t now) {
     const int64_t limit =
         std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.capture.stop_timeout).count();
     for (auto& [tid, t] : threads_) {
-        if (!t.capture_outstanding || t.reported_unstoppable ||
-            now - t.capture_requested_ns <= limit)
-            continue;
+        if (!t.capture_outstanding || t.reported_unstoppable) continue;
+        // From its own interrupt: a capture waiting for room in the window has not been asked.
+        const int64_t sent = session_.capture_sent_ns(tid);
+        if (sent == 0 || now - sent <= limit) continue;
         t.reported_unstoppable = true;
         std::string why = describe_unstoppable(
             pid_, tid, fmt::format("not stopped within {} ms", opt_.capture.stop_timeout.count()));

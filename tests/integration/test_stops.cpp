@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,12 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+/// The first group of `pattern` in `text`, or "" when it does not match.
+std::string capture_group(const std::string& text, const char* pattern) {
+    std::smatch m;
+    return std::regex_search(text, m, std::regex(pattern)) ? m[1].str() : std::string();
+}
 
 /// A ptrace_target whose vforker thread sits `dstate_ms` in D state per vfork, and its tid.
 struct DstateTarget {
@@ -225,6 +232,29 @@ TEST_CASE("stacks of 2000 threads: every thread captured, none stopped long",
     // this was 100-500 ms at 2000 threads.
     CHECK(s.longest_us >= 0);
     CHECK(s.longest_us < 25000);
+    REQUIRE(left_running(pid) == "");
+}
+
+TEST_CASE("attach of 2000 threads: every thread sampled, at most a window interrupted at once",
+          "[integration][stops][scale]") {
+    // The sampler's first tick has to stop every thread (none has a stack yet). Interrupted all
+    // at once, the last of them stayed stopped until the tracer had copied every one before it
+    // (a stop latency median of 270 ms at 4000 threads); a window of 64 bounds that queue.
+    auto target = Target::start({target_bin("stacks_target", true), "--threads", "2000"},
+                                std::chrono::seconds(60));
+    const pid_t pid = target->pid();
+    RunResult r = run({pmprof_bin(), "-v", "attach", "-m", "wall", "-d", "1s", "--no-progress",
+                       "-o", "/dev/null", std::to_string(pid)});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const std::string threads = capture_group(r.err, R"(samples from (\d+) threads)");
+    REQUIRE(!threads.empty());
+    CHECK(std::stoi(threads) >= 2000);
+    const std::string window = capture_group(r.err, R"(at most (\d+) threads interrupted at once)");
+    REQUIRE(!window.empty());
+    CHECK(std::stoi(window) >= 1);
+    CHECK(std::stoi(window) <= 64);
+    CHECK(r.err.find(" 0 threads not captured") != std::string::npos);
     REQUIRE(left_running(pid) == "");
 }
 

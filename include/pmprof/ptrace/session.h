@@ -63,7 +63,9 @@ struct SessionCounters {
     uint64_t threads_exited = 0;
     uint64_t stop_timeouts = 0;
     uint64_t eintr_stops = 0;  // stops that made a blocked system call fail with EINTR
-    bool exec_seen = false;    // the target called execve: its old symbols are void
+    // Asynchronous captures: the most threads interrupted and not yet copied at one time.
+    uint64_t captures_peak_in_flight = 0;
+    bool exec_seen = false;  // the target called execve: its old symbols are void
 };
 
 /// How the traced process ended, once it did.
@@ -106,7 +108,9 @@ class TraceSession {
                                         SnapshotStats* stats);
 
     /// Asynchronous captures, for the sampler: sends PTRACE_INTERRUPT to each listed thread
-    /// that has no capture outstanding. Whenever its stop is reported (in this call, in
+    /// that has no capture outstanding, at most opt.max_in_flight at a time (the next ones from
+    /// this call, wait_captures and poll_events as earlier ones are copied, or when one has not
+    /// stopped within opt.stop_timeout). Whenever its stop is reported (in this call, in
     /// wait_captures, poll_events, or any later call) the thread's registers and stack top are
     /// copied and it is resumed at once: no thread is ever held waiting for another, and a
     /// thread that first needs a cpu to stop on (a busy machine) is captured when it gets one.
@@ -117,6 +121,9 @@ class TraceSession {
     /// pause_ns is 0 (the copy is the whole pause); stop_wait_ns is interrupt to stop.
     std::vector<ThreadCapture> take_captures();
     size_t captures_outstanding() const;
+    /// When the outstanding capture of `tid` was interrupted (monotonic ns); 0 while it still
+    /// waits for room in the window (CaptureOptions::max_in_flight), or when none is outstanding.
+    int64_t capture_sent_ns(pid_t tid) const;
 
     /// Stops every thread, runs `fn` while they are stopped (a heap walk), resumes them whatever
     /// `fn` does (exceptions are caught and returned as the Error). `fn` gets the registers of
@@ -129,6 +136,11 @@ class TraceSession {
     /// Handles pending tracee events without blocking: clone (track), exit (drop),
     /// signal-delivery (re-inject), group-stop (LISTEN), exec (flag).
     void poll_events();
+    /// Copies and resumes the threads of the capture window that have stopped, and interrupts
+    /// the next queued ones: one waitpid per window member, nothing when no capture is in
+    /// flight. For long loops of the tracer (a tick over thousands of threads), so a stopped
+    /// thread does not wait for the loop to end.
+    void service_captures();
 
     /// Resumes and detaches every thread. Idempotent. On a run_on_tracer_thread() thread no
     /// thread is stopped for it: those in a ptrace-stop are detached at once, the others when

@@ -94,6 +94,9 @@ struct SamplerStats {
     // PTRACE_INTERRUPT to the stop being reported: the thread was running, or runnable and
     // waiting for a cpu (not a pause: the stop itself starts only then).
     uint64_t stop_wait_median_ns = 0, stop_wait_p99_ns = 0;
+    // The most threads interrupted and not yet copied at one time (CaptureOptions::
+    // max_in_flight): what bounds how long a stopped thread waits for the tracer to reach it.
+    uint64_t max_in_flight = 0;
     double max_thread_pause_fraction = 0;  // the most-stopped thread: stopped time / wall time
     uint64_t cpu_user_ns = 0, cpu_system_ns = 0;               // pmprof's own cpu during sampling
     std::vector<std::pair<pid_t, uint64_t>> stops_per_thread;  // tid, stops (threads with any)
