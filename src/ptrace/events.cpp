@@ -120,29 +120,31 @@ void SessionCore::note_exit(int status) {
     threads.clear();
 }
 
-void SessionCore::dispatch(pid_t tid, int status) {
+SessionCore::ThreadMap::iterator SessionCore::find_or_adopt(pid_t tid) {
     auto it = threads.find(tid);
-    if (it == threads.end()) {
-        // A thread auto-attached by PTRACE_O_TRACECLONE whose first stop arrived before its
-        // parent's PTRACE_EVENT_CLONE (ptrace(2) allows either order).
-        it = threads.emplace(tid, TracedThread{}).first;
-        it->second.foreign = !task_dir_exists(pid, tid);
+    if (it != threads.end()) return it;
+    // A thread auto-attached by PTRACE_O_TRACECLONE whose first stop arrived before its
+    // parent's PTRACE_EVENT_CLONE (ptrace(2) allows either order).
+    it = threads.emplace(tid, TracedThread{}).first;
+    it->second.foreign = !task_dir_exists(pid, tid);
+    return it;
+}
+
+void SessionCore::drop_exited(ThreadMap::iterator it, int status) {
+    const pid_t tid = it->first;
+    fail_capture(tid, "exited");
+    threads.erase(it);
+    ++counters.threads_exited;
+    // The leader's exit is reported only once the whole group is gone (ptrace(2)).
+    if (tid == pid) {
+        note_exit(status);
+    } else if (threads.empty() && !task_dir_exists(pid, pid)) {
+        exit.exited = true;  // the leader was a zombie we could not seize: status unknown
     }
-    TracedThread& t = it->second;
+}
+
+void SessionCore::enter_stop(pid_t tid, TracedThread& t, int status) {
     const TraceState previous = t.state;
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-        fail_capture(tid, "exited");
-        threads.erase(it);
-        ++counters.threads_exited;
-        // The leader's exit is reported only once the whole group is gone (ptrace(2)).
-        if (tid == pid) {
-            note_exit(status);
-        } else if (threads.empty() && !task_dir_exists(pid, pid)) {
-            exit.exited = true;  // the leader was a zombie we could not seize: status unknown
-        }
-        return;
-    }
-    if (!WIFSTOPPED(status)) return;
     // Any ptrace-stop consumes a pending PTRACE_INTERRUPT (kernel ptrace_stop: "any trap clears
     // pending STOP trap"), so this stop is the one a stop round waits for, whatever its kind.
     t.state = TraceState::Trapped;
@@ -183,6 +185,9 @@ void SessionCore::dispatch(pid_t tid, int status) {
     default:
         break;  // an event we did not ask for: just resume
     }
+}
+
+void SessionCore::answer_stop(pid_t tid, TracedThread& t) {
     // An asynchronous capture: copy now, and let the resume below follow at once.
     if (!outstanding.empty() && !t.foreign && !detaching) complete_capture(tid);
     if (t.foreign || detaching) {
@@ -193,6 +198,14 @@ void SessionCore::dispatch(pid_t tid, int status) {
     }
     if (!t.want_stop) resume(tid, t);
     finish_capture();
+}
+
+void SessionCore::dispatch(pid_t tid, int status) {
+    auto it = find_or_adopt(tid);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return drop_exited(it, status);
+    if (!WIFSTOPPED(status)) return;
+    enter_stop(tid, it->second, status);
+    answer_stop(tid, it->second);
 }
 
 void SessionCore::resume(pid_t tid, TracedThread& t) {

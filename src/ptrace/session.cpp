@@ -184,6 +184,80 @@ std::string resolve_executable(const std::string& name) {
     ::_exit(127);
 }
 
+// The pipes between launch() and its forked child, both close-on-exec: the child execs once
+// it reads the go byte (sent when it is seized), and writes execv's errno to `err` if that fails;
+// a successful exec closes the write end with nothing written.
+struct LaunchPipes {
+    UniqueFd go_read, go_write, err_read, err_write;
+};
+
+Result<LaunchPipes> open_launch_pipes() {
+    int go[2], err[2];
+    if (::pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("pipe2", errno);
+    LaunchPipes p;
+    p.go_read.reset(go[0]);
+    p.go_write.reset(go[1]);
+    if (::pipe2(err, O_CLOEXEC | O_NONBLOCK) != 0) return Error::from_errno("pipe2", errno);
+    p.err_read.reset(err[0]);
+    p.err_write.reset(err[1]);
+    return p;
+}
+
+// PTRACE_SEIZE of the child just forked (still waiting for its go byte). EXITKILL only here: a
+// process we started dies with pmprof if asked (docs/design.md §1.1). On failure the child is
+// killed and reaped, and the error says why the seize was refused.
+Result<void> seize_child(pid_t child, bool exit_kill) {
+    const long options = kSeizeOptions | (exit_kill ? PTRACE_O_EXITKILL : 0);
+    if (::ptrace(PTRACE_SEIZE, child, nullptr, options) == 0) return {};
+    const int seize_err = errno;
+    Error e = seize_err == EPERM || seize_err == ENOSYS
+                  ? permission_error(child, seize_err)
+                  : Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", child), seize_err);
+    ::kill(child, SIGKILL);
+    while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return e;
+}
+
+// Handles the child's events (the dispatcher resumes each stop) until `done()` or `deadline`.
+// SIGCHLD is blocked across the poll and the wait, so a stop reported in between is not missed.
+template <typename Done>
+void poll_child_until(SessionCore& d, pid_t child, SteadyClock::time_point deadline, Done done) {
+    SignalBlock block({SIGCHLD});
+    while (!done() && SteadyClock::now() < deadline)
+        if (!d.poll_one(child)) d.wait_for_event(deadline, std::chrono::milliseconds(10));
+}
+
+// Lets the seized child exec and waits for its exec event (the dispatcher resumes the new
+// program at once). An error when execv failed (the child has exited and is reaped) or the
+// exec did not come in time (the child is killed, it is ours).
+Result<void> run_to_exec(TraceSession& session, SessionCore& d, LaunchPipes& pipes,
+                         const std::string& name) {
+    const pid_t child = d.pid;
+    ssize_t w = ::write(pipes.go_write.get(), "g", 1);
+    (void)w;  // a failed write makes the child exit 127, seen below
+    pipes.go_write.reset();
+    poll_child_until(d, child, SteadyClock::now() + kExecTimeout,
+                     [&] { return d.counters.exec_seen || d.exit.exited; });
+    int exec_errno = 0;
+    if (::read(pipes.err_read.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno) {
+        // The child _exits right after writing; reap it so no zombie is left behind.
+        poll_child_until(d, child, SteadyClock::now() + std::chrono::seconds(2),
+                         [&] { return d.exit.exited; });
+        return Error::from_errno(fmt::format("cannot run {}", name), exec_errno);
+    }
+    if (!d.counters.exec_seen) {
+        if (!d.exit.exited) {
+            ::kill(child, SIGKILL);  // we started it: do not leave it behind
+            session.detach_all();
+            while (::waitpid(child, nullptr, __WALL) < 0 && errno == EINTR) {
+            }
+        }
+        return Error{fmt::format("cannot run {}: it did not reach execve", name), 0};
+    }
+    return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std::string>& argv,
@@ -195,67 +269,26 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     cargv.reserve(argv.size() + 1);
     for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
-    int go[2], err[2];
-    if (::pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("pipe2", errno);
-    UniqueFd go_read(go[0]), go_write(go[1]);
-    if (::pipe2(err, O_CLOEXEC | O_NONBLOCK) != 0) return Error::from_errno("pipe2", errno);
-    UniqueFd err_read(err[0]), err_write(err[1]);
+    auto pipes = open_launch_pipes();
+    if (!pipes) return pipes.error();
 
     pid_t child = ::fork();
     if (child < 0) return Error::from_errno("fork", errno);
-    if (child == 0) child_exec(path.c_str(), cargv.data(), go[0], err[1]);
-    go_read.reset();
-    err_write.reset();
+    if (child == 0)
+        child_exec(path.c_str(), cargv.data(), pipes->go_read.get(), pipes->err_write.get());
+    pipes->go_read.reset();
+    pipes->err_write.reset();
+    if (auto seized = seize_child(child, exit_kill); !seized) return seized.error();
 
-    // EXITKILL only here: a process we started dies with pmprof if asked (docs/design.md §1.1).
-    const long options = kSeizeOptions | (exit_kill ? PTRACE_O_EXITKILL : 0);
-    if (::ptrace(PTRACE_SEIZE, child, nullptr, options) != 0) {
-        const int seize_err = errno;
-        Error e = seize_err == EPERM || seize_err == ENOSYS
-                      ? permission_error(child, seize_err)
-                      : Error::from_errno(fmt::format("PTRACE_SEIZE pid {}", child), seize_err);
-        ::kill(child, SIGKILL);
-        while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
-        }
-        return e;
-    }
     auto impl = std::make_unique<Impl>();
     impl->pid = child;
     impl->tracer_tid = static_cast<pid_t>(::gettid());
     impl->launched = true;
     impl->threads.emplace(child, TracedThread{});
     Impl& d = *impl;
+    // From here on the destructor detaches the child on every early return.
     std::unique_ptr<TraceSession> session(new TraceSession(std::move(impl)));
-
-    ssize_t w = ::write(go_write.get(), "g", 1);
-    (void)w;  // a failed write makes the child exit 127, seen below
-    go_write.reset();
-    // The exec event (the dispatcher resumes the new program at once) or the child's exit.
-    const auto deadline = SteadyClock::now() + kExecTimeout;
-    {
-        SignalBlock block({SIGCHLD});
-        while (!d.counters.exec_seen && !d.exit.exited && SteadyClock::now() < deadline) {
-            if (!d.poll_one(child)) d.wait_for_event(deadline, std::chrono::milliseconds(10));
-        }
-    }
-    int exec_errno = 0;
-    if (::read(err_read.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno) {
-        // The child _exits right after writing; reap it so no zombie is left behind.
-        const auto reap_deadline = SteadyClock::now() + std::chrono::seconds(2);
-        SignalBlock block({SIGCHLD});
-        while (!d.exit.exited && SteadyClock::now() < reap_deadline)
-            if (!d.poll_one(child)) d.wait_for_event(reap_deadline, std::chrono::milliseconds(10));
-        return Error::from_errno(fmt::format("cannot run {}", argv[0]), exec_errno);
-    }
-    if (!d.counters.exec_seen) {
-        if (!d.exit.exited) {
-            ::kill(child, SIGKILL);  // we started it: do not leave it behind
-            session->detach_all();
-            while (::waitpid(child, nullptr, __WALL) < 0 && errno == EINTR) {
-            }
-        }
-        return Error{fmt::format("cannot run {}: it did not reach execve", argv[0]), 0};
-    }
+    if (auto ran = run_to_exec(*session, d, *pipes, argv[0]); !ran) return ran.error();
     d.counters = SessionCounters{};  // the launch's own exec is not "the target called execve"
     d.maps.clear();
     return session;

@@ -46,7 +46,8 @@ struct SessionCore {
     bool launched = false;   // we forked it: we are its parent as well as its tracer
     bool detaching = false;  // detach_all started: every stop is answered with PTRACE_DETACH
     bool detached = false;   // nothing left traced
-    std::map<pid_t, TracedThread> threads;  // ordered: threads() is sorted
+    using ThreadMap = std::map<pid_t, TracedThread>;
+    ThreadMap threads;  // ordered: threads() is sorted
     ExitInfo exit;
     SessionCounters counters;
     std::vector<MemoryMap> maps;  // /proc/PID/maps, read before stopping (never during)
@@ -59,6 +60,19 @@ struct SessionCore {
     /// Applies one waitpid status of `tid` to the state machine and resumes the thread unless
     /// a stop round wants it held (want_stop).
     void dispatch(pid_t tid, int status);
+    // dispatch()'s phases, in its order:
+    /// The entry of `tid`, added (foreign when not in the thread group) for a thread whose first
+    /// stop came before its parent's clone event.
+    ThreadMap::iterator find_or_adopt(pid_t tid);
+    /// An exit status: ends its capture, erases `it`, and marks the process gone once the
+    /// leader's exit arrives (or the last thread of a zombie leader's group exits).
+    void drop_exited(ThreadMap::iterator it, int status);
+    /// A ptrace-stop: the thread becomes Trapped with what the stop says (group-stop, a signal to
+    /// re-inject, a new thread to track, an exec that voids the maps). Resumes nothing.
+    void enter_stop(pid_t tid, TracedThread& t, int status);
+    /// Answers a Trapped thread: completes an outstanding capture, then detaches it (a foreign
+    /// clone, or detach_all under way; the entry is erased) or resumes it unless want_stop.
+    void answer_stop(pid_t tid, TracedThread& t);
     /// Resumes a Trapped thread: PTRACE_LISTEN for a group-stop, else PTRACE_CONT re-injecting
     /// its pending signal. No-op in any other state.
     void resume(pid_t tid, TracedThread& t);
