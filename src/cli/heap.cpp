@@ -191,8 +191,10 @@ void add_heap_command(CLI::App& app, CommandRunner* runner) {
                     "target's cpu time over a second; what was recorded is written and the "
                     "summary says so (exit 1). The kernel removes the probes when pmprof exits, "
                     "also when it is killed.\n"
-                    "Leak hunt: pmprof heap PID --sites 30s -o a.pb.gz; later the same to b.pb.gz; "
-                    "go tool pprof -diff_base a.pb.gz b.pb.gz, then -list FUNC.\n") +
+                    "Leak hunt: a window holds what was allocated in it and is still live at its "
+                    "end, so what leaks grows with the window's length and what is freed soon "
+                    "does not: pmprof heap PID --sites 10s -o a.pb.gz, then --sites 30s -o "
+                    "b.pb.gz; go tool pprof -diff_base a.pb.gz -top b.pb.gz, then -list FUNC.\n") +
         kExitCodesHelp);
     add_pid_option(cmd, &args->pid);
     cmd->add_option("-f,--format", args->format,

@@ -328,8 +328,9 @@ Result<AllocSitesResult> SitesRecorder::run() {
     AllocSitesResult res;
     res.profile =
         sites::build_sites_profile(samples_, stacks_, opt_.sample_rate, *image_, opt_.symbolize);
-    res.profile.time_nanos = start_realtime;
-    res.profile.duration_nanos = static_cast<int64_t>(stats_.wall_ns);
+    // The profile covers the window, not the opening and removal of the probes around it.
+    res.profile.time_nanos = start_realtime + (t0 - t_open);
+    res.profile.duration_nanos = static_cast<int64_t>(stats_.window_ns);
     if (!opt_.command_line.empty()) res.profile.comments.push_back(opt_.command_line);
     res.stats = stats_;
     const std::string summary = format_alloc_sites_summary(stats_);

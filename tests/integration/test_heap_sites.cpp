@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "../support/harness.h"
+#include "pmprof/output/pprof.h"
 #include "pmprof/report/report.h"
 
 using namespace pmprof::test;
@@ -262,6 +263,12 @@ TEST_CASE("heap --sites: a steady target under the budget keeps its whole window
     CHECK(r.err.find("every probe removed") != std::string::npos);
     CHECK(try_counts(*t)["probed"] == 0);
     CHECK(left_running(t->pid()) == "");
+    // The profile's duration is the window's 3 s, not pmprof's run with the opening and the
+    // removal of the probes around it (seconds on this VM).
+    auto p = pmprof::decode_pprof(slurp(temp_path("steady.pb.gz")));
+    REQUIRE(p.ok());
+    CHECK(p->duration_nanos >= 2'900'000'000);
+    CHECK(p->duration_nanos <= 3'200'000'000);
 }
 
 TEST_CASE("heap --sites: refused with exit 2, one line, for static and stripped static binaries",
