@@ -162,4 +162,12 @@ Profile merge_profiles(const std::vector<std::pair<const Profile*, int>>& parts)
     return m.take();
 }
 
+std::vector<Label> process_labels(pid_t pid, const std::string& comm) {
+    return {{"pid", "", pid, ""}, {"comm", comm, 0, ""}};
+}
+
+void add_sample_labels(Profile& profile, const std::vector<Label>& labels) {
+    for (Sample& s : profile.samples) s.labels.insert(s.labels.end(), labels.begin(), labels.end());
+}
+
 }  // namespace pmprof
