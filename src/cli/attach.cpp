@@ -202,12 +202,7 @@ int run_attach(const SampleArgs& a) {
     } else {
         // Traced from a thread of its own, whose exit detaches without a stop what is still
         // traced (the target runs untraced before anything is written).
-        run_on_tracer_thread([&] {
-            auto session = TraceSession::seize(pid);
-            if (!session.ok()) throw FatalError(session.error());
-            result = noted(run_sampler(**session, opt), choice);
-            (*session)->detach_all();
-        });
+        result = noted(sample_process(pid, opt), choice);
     }
     if (!result->ok()) throw FatalError(result->error());
     const bool any = write_results(**result, out, a.format);
@@ -409,7 +404,7 @@ void add_attach_command(CLI::App& app, CommandRunner* runner) {
     cmd->footer(std::string(kSamplingFooter) +
                 "If the target exits first, what was collected is written (exit code 1).\n" +
                 kExitCodesHelp);
-    add_pid_option(cmd, &args->pid);
+    add_pid_option(cmd, &args->pid, /*required=*/true, /*several=*/true);
     add_common_options(cmd, args.get(),
                        "How long to sample: 10s, 500ms, 2m or plain seconds (default 10s; 0: until "
                        "Ctrl-C or the target exits)");

@@ -9,10 +9,15 @@
 
 namespace pmprof {
 
-void add_pid_option(CLI::App* cmd, std::string* pid, bool required) {
-    CLI::Option* positional = cmd->add_option("pid", *pid, "Process id of the target");
-    CLI::Option* named =
-        cmd->add_option("-p,--pid", *pid, "Process id of the target (the same as PID)");
+void add_pid_option(CLI::App* cmd, std::string* pid, bool required, bool several) {
+    CLI::Option* positional =
+        cmd->add_option("pid", *pid,
+                        several ? "Process id of the target; several: 1,2,3 (one profile, "
+                                  "labelled by pid)"
+                                : "Process id of the target");
+    CLI::Option* named = cmd->add_option("-p,--pid", *pid,
+                                         several ? "Process id(s) of the target (the same as PID)"
+                                                 : "Process id of the target (the same as PID)");
     positional->excludes(named);
     if (!required) return;
     cmd->parse_complete_callback([positional, named] {
@@ -46,7 +51,7 @@ void add_subprocesses_option(CLI::App* cmd, bool* subprocesses) {
 }
 
 void add_stack_target_options(CLI::App* cmd, StackTargetArgs* a) {
-    add_pid_option(cmd, &a->pid);
+    add_pid_option(cmd, &a->pid, /*required=*/true, /*several=*/true);
     add_thread_option(cmd, &a->threads);
     add_unwinder_option(cmd, &a->unwinder);
     add_symbol_options(cmd, &a->no_source, &a->no_inline);

@@ -15,8 +15,9 @@
 namespace pmprof {
 
 /// The target as `PID` or `-p/--pid PID` (perf's and py-spy's spelling), both into *pid; one of
-/// them is required unless `required` is false (then *pid may stay empty).
-void add_pid_option(CLI::App* cmd, std::string* pid, bool required = true);
+/// them is required unless `required` is false (then *pid may stay empty). `several`: the help
+/// says a comma-separated list is taken (the verb reads it with parse_pid_list).
+void add_pid_option(CLI::App* cmd, std::string* pid, bool required = true, bool several = false);
 
 /// `-t/--thread T`: repeatable and comma-separated tids or thread names. `--threads` is accepted
 /// as a hidden alias (attach's former spelling).

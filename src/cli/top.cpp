@@ -133,12 +133,7 @@ class Top {
             if (pids_.size() > 1 || a_.t.subprocesses) {
                 r = run_tree_sampler(pids_, options());  // each process on a tracer thread
             } else {
-                run_on_tracer_thread([&] {
-                    auto session = TraceSession::seize(pid_);
-                    if (!session.ok()) throw FatalError(session.error());
-                    r = run_sampler(**session, options());
-                    (*session)->detach_all();
-                });
+                r = sample_process(pid_, options());  // seized, sampled, detached
             }
             if (!r->ok()) throw FatalError(r->error());
             window_.push_back(std::move((*r)->profile));

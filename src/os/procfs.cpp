@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <set>
 #include <string>
 
 #include <fmt/format.h>
@@ -338,38 +337,6 @@ Result<std::vector<pid_t>> list_tasks(pid_t pid) {
     if (err != 0 && tids.empty()) return Error::from_errno("readdir " + path, err);
     std::sort(tids.begin(), tids.end());
     return tids;
-}
-
-std::vector<pid_t> list_children(pid_t pid) {
-    std::vector<pid_t> out;
-    auto tids = list_tasks(pid);
-    if (!tids.ok()) return out;
-    for (pid_t tid : *tids) {
-        auto text = read_file(task_path(pid, tid, "children"));
-        if (!text.ok()) continue;
-        std::string_view rest = *text;
-        while (!rest.empty()) {
-            const size_t sp = rest.find(' ');
-            pid_t child = 0;
-            if (parse_num(rest.substr(0, sp), &child) && child > 0) out.push_back(child);
-            if (sp == std::string_view::npos) break;
-            rest.remove_prefix(sp + 1);
-        }
-    }
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
-}
-
-std::vector<pid_t> list_process_tree(const std::vector<pid_t>& roots) {
-    std::vector<pid_t> out;
-    std::set<pid_t> seen;
-    for (pid_t r : roots)
-        if (seen.insert(r).second) out.push_back(r);
-    for (size_t i = 0; i < out.size() && out.size() < 100000; ++i)
-        for (pid_t c : list_children(out[i]))
-            if (seen.insert(c).second) out.push_back(c);
-    return out;
 }
 
 std::string map_files_path(pid_t pid, const MemoryMap& m) {

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "pmprof/profile/labels.h"
 #include "pmprof/profile/profile.h"
 
 namespace pmprof {

@@ -24,6 +24,7 @@
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
 #include "pmprof/os/tracer_priority.h"
+#include "pmprof/profile/labels.h"
 #include "pmprof/ptrace/memory.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"

@@ -20,9 +20,10 @@
 #include <thread>
 
 #include "pmprof/os/clock.h"
+#include "pmprof/os/process_tree.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
-#include "pmprof/profile/profile.h"
+#include "pmprof/profile/labels.h"
 #include "pmprof/sampler/sampler.h"
 #include "pmprof/support/log.h"
 
@@ -126,16 +127,7 @@ void TreeSampler::start_worker(pid_t pid, bool root) {
     w.opt = worker_options(root && pid == roots_.front());
     w.thread = std::thread([&w] {
         try {
-            // Its own tracer thread: its exit detaches whatever is still traced (§1.1).
-            run_on_tracer_thread([&w] {
-                auto session = TraceSession::seize(w.pid);
-                if (!session.ok()) {
-                    w.result = session.error();
-                    return;
-                }
-                w.result = run_sampler(**session, w.opt);
-                (*session)->detach_all();
-            });
+            w.result = sample_process(w.pid, w.opt);
         } catch (const std::exception& e) {
             w.result = Error{e.what()};
         }
@@ -266,6 +258,20 @@ Result<SamplerResult> TreeSampler::merge(std::optional<Result<SamplerResult>> la
 }
 
 }  // namespace
+
+Result<SamplerResult> sample_process(pid_t pid, const SamplerOptions& opt) {
+    std::optional<Result<SamplerResult>> result;
+    run_on_tracer_thread([&] {
+        auto session = TraceSession::seize(pid);
+        if (!session.ok()) {
+            result = session.error();
+            return;
+        }
+        result = run_sampler(**session, opt);
+        (*session)->detach_all();
+    });
+    return std::move(*result);
+}
 
 Result<SamplerResult> run_tree_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
                                        TraceSession* launched) {

@@ -91,13 +91,6 @@ std::string map_files_path(pid_t pid, const MemoryMap& m);
 std::string read_wchan(pid_t pid, pid_t tid);
 /// The thread ids in /proc/PID/task, sorted.
 Result<std::vector<pid_t>> list_tasks(pid_t pid);
-/// The child processes of `pid` (fork, vfork, clone without CLONE_THREAD), from every thread's
-/// /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN), sorted; empty once `pid` is gone. A child
-/// that exited is listed until its parent reaps it.
-std::vector<pid_t> list_children(pid_t pid);
-/// `roots` and every descendant of theirs alive now (list_children, recursively), each once, in
-/// the order found: roots first, then breadth first.
-std::vector<pid_t> list_process_tree(const std::vector<pid_t>& roots);
 /// Whether a thread passes a --thread filter: an empty filter passes every thread, otherwise
 /// one entry must be the thread's name (its comm) or its tid in decimal.
 bool thread_selected(const std::vector<std::string>& filter, pid_t tid, std::string_view name);

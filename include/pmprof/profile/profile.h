@@ -2,8 +2,6 @@
 // with ids starting at 1. Hand-built in tests; built from raw stacks by ProfileBuilder.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -97,12 +95,6 @@ inline int64_t saturating_add(int64_t a, int64_t b) {
 /// values multiplied by its sign (+1, or -1 to subtract a base). Samples that sum to zero are
 /// dropped. The first part gives the header (types, period, time, comments).
 Profile merge_profiles(const std::vector<std::pair<const Profile*, int>>& parts);
-
-/// The labels that name the process a sample came from when a profile holds several: `pid`
-/// (numeric) and `comm` (its program's name, /proc/PID/comm).
-std::vector<Label> process_labels(pid_t pid, const std::string& comm);
-/// Appends `labels` to every sample of `profile`.
-void add_sample_labels(Profile& profile, const std::vector<Label>& labels);
 
 /// Interns stacks and labels as samples arrive, then symbolizes once per unique pc.
 class ProfileBuilder {

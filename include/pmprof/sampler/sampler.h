@@ -131,6 +131,11 @@ struct SamplerResult {
 /// (no thread matches the filter, the image cannot be opened).
 Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt);
 
+/// Seizes `pid` from a tracer thread of its own (run_on_tracer_thread), samples it with
+/// run_sampler and detaches; that thread's exit releases, without a stop, whatever is still
+/// traced. The seize's Error (no such process, no permission) is returned as any other.
+Result<SamplerResult> sample_process(pid_t pid, const SamplerOptions& opt);
+
 /// Several processes with the ptrace backend (docs/design.md §4.7): each of `pids`, and with
 /// opt.subprocesses every descendant found while the run lasts (polled from
 /// /proc/PID/task/TID/children), is seized and sampled on a tracer thread of its own, with its
