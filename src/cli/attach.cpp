@@ -299,16 +299,25 @@ int run_record(const SampleArgs& a) {
     std::optional<Result<SamplerResult>> result;
     pid_t pid = 0;
     std::optional<ExitInfo> exited;
+    PerfRunPtr perf_run;
     // CMD is forked by the tracer thread; once that thread exits, CMD is still this process's
     // child (waitpid from any thread of the group) and is detached without a stop.
     run_on_tracer_thread([&] {
         auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
         if (!session.ok()) throw FatalError(session.error());
         pid = (*session)->pid();
-        // The perf backend samples CMD untraced, from the calling thread below: this thread's
-        // exit detaches CMD without a stop. Kept traced here, any signal to CMD (its SIGCHLD
-        // from a child, a kill) would stop it with nothing left to answer that stop.
-        if (choice.backend == CpuBackend::Perf) return;
+        // The perf backend: the events are opened now, CMD just past its exec (a child it forks
+        // later inherits them), then CMD is sampled untraced from the calling thread below, this
+        // thread's exit detaching it without a stop. Kept traced here, any signal to CMD (its
+        // SIGCHLD from a child, a kill) would stop it with nothing left to answer that stop.
+        if (choice.backend == CpuBackend::Perf) {
+            auto opened = open_perf_sampler({pid}, opt, choice);
+            if (opened.ok())
+                perf_run = std::move(*opened);
+            else
+                result = opened.error();
+            return;
+        }
         if (opt.subprocesses) {
             result = noted(run_tree_sampler({pid}, opt, session->get()), choice);
         } else {
@@ -318,7 +327,7 @@ int run_record(const SampleArgs& a) {
         if ((*session)->process_exited()) exited = (*session)->exit_info();
     });
     // Its threads and children inherit the events; its exit (a zombie, our child) ends the run.
-    if (choice.backend == CpuBackend::Perf) result = run_perf_sampler(pid, opt, choice);
+    if (perf_run) result = run_perf_sampler(std::move(perf_run));
     if (!out) out = prepare_profile_output(default_output(pid), a.format);
     // CMD's pid is known only now: the profile names it as attach's does ("pmprof VERB PID: ...",
     // which callgrind's pid: line is read from).

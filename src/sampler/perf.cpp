@@ -82,6 +82,9 @@ class PerfSampler {
         stats_.requested_rate_hz = opt.rate_hz;
     }
 
+    /// Opens the events and the images: sampling starts here.
+    Result<void> open();
+    /// Reads the rings until the run ends.
     Result<SamplerResult> run();
 
   private:
@@ -315,25 +318,35 @@ bool PerfSampler::roots_exited() {
                         [](pid_t pid) { return process_running(pid, 0); });
 }
 
-Result<SamplerResult> PerfSampler::run() {
+Result<void> PerfSampler::open() {
     start_ns_ = monotonic_ns();
     start_realtime_ns_ = realtime_ns();
     getrusage(RUSAGE_SELF, &usage_start_);
     // The children that exist already did not inherit events opened after their fork: with
-    // --subprocesses each gets its own, as the roots do; later ones inherit them.
+    // --subprocesses each gets its own, as the roots do; later ones inherit them. The events
+    // first, the images after: a process forked meanwhile would carry none.
     const std::vector<pid_t> present = opt_.subprocesses ? list_process_tree(roots_) : roots_;
-    for (pid_t pid : present) {
-        const bool root = std::find(roots_.begin(), roots_.end(), pid) != roots_.end();
-        auto p = std::make_unique<PerfProcess>(pid, nominal_ns_);
-        if (auto r = open_image(*p); !r.ok()) {
-            if (root) return r.error();
-            continue;  // exited meanwhile
-        }
-        procs_.emplace(pid, std::move(p));
-    }
+    for (pid_t pid : present) procs_.emplace(pid, std::make_unique<PerfProcess>(pid, nominal_ns_));
     cfg_.watermark = kRingBytes / 4;  // and every kPollSlice, for a ring the limit made smaller
     if (auto r = open_events(); !r.ok()) return r.error();
+    for (auto it = procs_.begin(); it != procs_.end();) {
+        const bool root = std::find(roots_.begin(), roots_.end(), it->first) != roots_.end();
+        if (it->second->unreadable) {
+            ++it;
+            continue;
+        }
+        if (auto r = open_image(*it->second); !r.ok()) {
+            if (root) return r.error();
+            it = procs_.erase(it);  // tried again at its first sample
+            continue;
+        }
+        ++it;
+    }
     getrusage(RUSAGE_SELF, &usage_loop_);
+    return {};
+}
+
+Result<SamplerResult> PerfSampler::run() {
     const int64_t deadline = opt_.duration_ns > 0 ? start_ns_ + opt_.duration_ns : INT64_MAX;
     std::vector<pollfd> fds;
     for (const perf::Ring& r : rings_) fds.push_back({r.fd(), POLLIN, 0});
@@ -411,10 +424,28 @@ SamplerResult PerfSampler::finish(SamplerEnd end, std::string message) {
 
 }  // namespace
 
+struct PerfRun {
+    PerfRun(std::vector<pid_t> pids, const SamplerOptions& opt, const BackendChoice& choice)
+        : sampler(std::move(pids), opt, choice) {}
+    PerfSampler sampler;
+};
+
+void PerfRunDeleter::operator()(PerfRun* r) const { delete r; }
+
+Result<PerfRunPtr> open_perf_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
+                                     const BackendChoice& choice) {
+    PerfRunPtr run(new PerfRun(pids, opt, choice));
+    if (auto r = run->sampler.open(); !r.ok()) return r.error();
+    return run;
+}
+
+Result<SamplerResult> run_perf_sampler(PerfRunPtr run) { return run->sampler.run(); }
+
 Result<SamplerResult> run_perf_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
                                        const BackendChoice& choice) {
-    PerfSampler sampler(pids, opt, choice);
-    return sampler.run();
+    auto run = open_perf_sampler(pids, opt, choice);
+    if (!run.ok()) return run.error();
+    return run_perf_sampler(std::move(*run));
 }
 
 Result<SamplerResult> run_perf_sampler(pid_t pid, const SamplerOptions& opt,

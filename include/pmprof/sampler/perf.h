@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,5 +56,18 @@ Result<SamplerResult> run_perf_sampler(const std::vector<pid_t>& pids, const Sam
 /// One process.
 Result<SamplerResult> run_perf_sampler(pid_t pid, const SamplerOptions& opt,
                                        const BackendChoice& choice);
+
+/// The same in two steps: the events opened (sampling starts) by open_perf_sampler, read until
+/// the end by run_perf_sampler. `record` opens them the moment its command has exec'd, from the
+/// thread that launched it, before that thread's exit detaches the command: a child the command
+/// forks after that inherits them. `opt` must outlive the run.
+struct PerfRun;
+struct PerfRunDeleter {
+    void operator()(PerfRun* r) const;
+};
+using PerfRunPtr = std::unique_ptr<PerfRun, PerfRunDeleter>;
+Result<PerfRunPtr> open_perf_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
+                                     const BackendChoice& choice);
+Result<SamplerResult> run_perf_sampler(PerfRunPtr run);
 
 }  // namespace pmprof
