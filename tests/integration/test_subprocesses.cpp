@@ -6,11 +6,13 @@
 // the children did the work. Every process is left running and untraced.
 #include <catch2/catch.hpp>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../support/harness.h"
@@ -180,5 +182,43 @@ TEST_CASE("stacks and top --subprocesses show the children", "[integration][subp
     RunResult top_plain = run({pmprof_bin(), "top", root, "-d", "1500ms"});
     CHECK_FALSE(has(top_plain.out, "worker_burn"));
     check_left_running(pids);
+    CHECK(master->alive());
+}
+
+TEST_CASE(
+    "attach --subprocesses: pmprof killed or interrupted mid-run leaves every process running",
+    "[integration][subprocesses]") {
+    auto master = Target::start({target_bin("tree_target", true), "master", "3"});
+    const std::vector<pid_t> pids = ready_pids(master->ready_line());
+    REQUIRE(pids.size() == 4);
+    for (int sig : {SIGKILL, SIGINT}) {
+        INFO("signal " << sig);
+        const std::string out = temp_path("killed-" + std::to_string(sig) + ".pb.gz");
+        const std::string err = temp_path("killed-" + std::to_string(sig) + ".err");
+        auto pm =
+            Target::start({"/bin/sh", "-c",
+                           "echo ready >&$PMPROF_READY_FD; exec " + pmprof_bin() + " attach " +
+                               std::to_string(pids[0]) + " --subprocesses -m wall -d 60s -o " +
+                               out + " 2>" + err + " </dev/null"});
+        // Every process of the tree seized, then the signal in the middle of the sampling.
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        auto all_traced = [&] {
+            for (pid_t p : pids)
+                if (tracer_pid(p) <= 0) return false;
+            return true;
+        };
+        while (!all_traced() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        REQUIRE(all_traced());
+        std::this_thread::sleep_for(300ms);
+        const int status = pm->terminate(sig, 30s);
+        INFO(slurp(err));
+        check_left_running(pids);
+        if (sig == SIGINT) {
+            REQUIRE(WIFEXITED(status));
+            CHECK(WEXITSTATUS(status) == 0);
+            CHECK(has(report_top(out, "comm=tree-worker"), "worker_burn"));
+        }
+    }
     CHECK(master->alive());
 }
