@@ -3,10 +3,12 @@
 // detach, write a gzipped pprof profile and print a summary with the top-10 table on stderr.
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +19,7 @@
 
 #include "cli/command.h"
 #include "cli/options.h"
+#include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
 #include "pmprof/output/pprof.h"
@@ -49,6 +52,7 @@ struct SampleArgs {
     bool no_inline = false;
     bool no_source = false;
     bool no_progress = false;
+    bool subprocesses = false;
 };
 
 /// "5%", "5" (percent) or "0.05%"; the budget as a fraction of wall time.
@@ -102,6 +106,8 @@ SamplerOptions sampler_options(const SampleArgs& a, int64_t default_duration_ns,
     o.symbolize.source_lines = !a.no_source;
     o.progress = !a.no_progress && isatty(STDERR_FILENO) && log_level() >= LogLevel::Warn;
     o.command_line = command_line;
+    o.subprocesses = a.subprocesses;
+    o.process_labels = a.subprocesses;
     return o;
 }
 
@@ -177,26 +183,26 @@ Result<SamplerResult> noted(Result<SamplerResult> r, const BackendChoice& choice
 }
 
 int run_attach(const SampleArgs& a) {
-    const pid_t pid = parse_pid(a.pid);
+    const std::vector<pid_t> pids = parse_pid_list(a.pid);
+    const pid_t pid = pids.front();
     const std::string cmdline = read_cmdline(pid);
     SamplerOptions opt =
         sampler_options(a, 10'000'000'000, "pmprof attach " + a.pid + ": " + cmdline);
+    opt.process_labels = opt.process_labels || pids.size() > 1;  // the profile says whose
     const OutputPath out =
         prepare_profile_output(a.output.empty() ? default_output(pid) : a.output, a.format);
     const BackendChoice choice = backend_for(pid, opt);
 
     std::optional<Result<SamplerResult>> result;
     if (choice.backend == CpuBackend::Perf) {
-        result = run_perf_sampler(pid, opt, choice);  // nothing is stopped or traced
+        result = run_perf_sampler(pids, opt, choice);  // nothing is stopped or traced
+    } else if (opt.process_labels) {
+        // Several processes: each on a tracer thread of its own (src/sampler/tree.cpp).
+        result = noted(run_tree_sampler(pids, opt), choice);
     } else {
         // Traced from a thread of its own, whose exit detaches without a stop what is still
         // traced (the target runs untraced before anything is written).
-        run_on_tracer_thread([&] {
-            auto session = TraceSession::seize(pid);
-            if (!session.ok()) throw FatalError(session.error());
-            result = noted(run_sampler(**session, opt), choice);
-            (*session)->detach_all();
-        });
+        result = noted(sample_process(pid, opt), choice);
     }
     if (!result->ok()) throw FatalError(result->error());
     const bool any = write_results(**result, out, a.format);
@@ -215,9 +221,9 @@ int exit_code_of(const ExitInfo& e) { return e.signaled ? 128 + e.status : e.sta
 
 /// After detaching, CMD is still our child: wait for it so its exit status becomes ours. A second
 /// SIGINT/SIGTERM stops waiting (CMD keeps running).
-int wait_for_child(pid_t pid) {
+int wait_for_child(pid_t pid, bool announce = true) {
     clear_stop_request();
-    log_warn("detached; waiting for pid {} to exit (Ctrl-C to stop waiting)", pid);
+    if (announce) log_warn("detached; waiting for pid {} to exit (Ctrl-C to stop waiting)", pid);
     while (true) {
         int status = 0;
         pid_t r = ::waitpid(pid, &status, 0);
@@ -233,6 +239,48 @@ int wait_for_child(pid_t pid) {
     }
 }
 
+/// Writes the profile and returns CMD's exit status, waiting for CMD when it still runs.
+int finish_record(const Result<SamplerResult>& result, const OutputPath& out, const SampleArgs& a,
+                  pid_t pid, const std::optional<ExitInfo>& exited) {
+    if (!result.ok()) {
+        log_warn("{}", result.error().message);
+        return wait_for_child(pid);
+    }
+    write_results(*result, out, a.format);
+    if (result->end == SamplerEnd::TargetExited && result->exit.exited)
+        return exit_code_of(result->exit);
+    if (exited) return exit_code_of(*exited);
+    // The perf backend saw CMD exit and left it to us to reap: its status, at once.
+    return wait_for_child(pid, /*announce=*/result->end != SamplerEnd::TargetExited);
+}
+
+/// CMD's own process did (almost) none of the work its children did: without --subprocesses
+/// the profile shows only the former. The children's cpu time is what the kernel added to ours
+/// when CMD was reaped (RUSAGE_CHILDREN, as time(1) reports it), minus CMD's own.
+void warn_if_children_worked(const Result<SamplerResult>& result, const rusage& before,
+                             const std::vector<std::string>& command) {
+    if (!result.ok()) return;
+    rusage after{};
+    getrusage(RUSAGE_CHILDREN, &after);
+    const int64_t tree_ns = timeval_ns(after.ru_utime) + timeval_ns(after.ru_stime) -
+                            timeval_ns(before.ru_utime) - timeval_ns(before.ru_stime);
+    int64_t own_ns = static_cast<int64_t>(result->stats.threads_run_ns);
+    const Profile& p = result->profile;
+    for (size_t i = 0; i < p.sample_types.size(); ++i) {
+        if (p.sample_types[i].type != "cpu") continue;
+        int64_t sum = 0;
+        for (const Sample& s : p.samples) sum += i < s.values.size() ? s.values[i] : 0;
+        own_ns = std::max(own_ns, sum);
+    }
+    const int64_t children_ns = tree_ns - own_ns;
+    constexpr int64_t kMinChildrenNs = 200'000'000;  // below this, a child's work is noise
+    if (children_ns < kMinChildrenNs || own_ns * 10 > tree_ns) return;
+    log_warn("{}'s own process ran {:.2f} s on a cpu, its child processes {:.2f} s, which this "
+             "profile does not show: add --subprocesses to profile them too",
+             command.front(), static_cast<double>(own_ns) / 1e9,
+             static_cast<double>(children_ns) / 1e9);
+}
+
 int run_record(const SampleArgs& a) {
     if (a.command.empty())
         throw FatalError("record needs a command: pmprof record -- CMD ARGS...", {}, kExitUsage);
@@ -246,25 +294,40 @@ int run_record(const SampleArgs& a) {
     else
         prepare_profile_output(default_output(0), a.format);
     const BackendChoice choice = backend_for(0, opt);  // CMD will run as we do
+    rusage children_before{};
+    getrusage(RUSAGE_CHILDREN, &children_before);
     std::optional<Result<SamplerResult>> result;
     pid_t pid = 0;
     std::optional<ExitInfo> exited;
+    PerfRunPtr perf_run;
     // CMD is forked by the tracer thread; once that thread exits, CMD is still this process's
     // child (waitpid from any thread of the group) and is detached without a stop.
     run_on_tracer_thread([&] {
         auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
         if (!session.ok()) throw FatalError(session.error());
         pid = (*session)->pid();
+        // The perf backend: the events are opened now, CMD just past its exec (a child it forks
+        // later inherits them), then CMD is sampled untraced from the calling thread below, this
+        // thread's exit detaching it without a stop. Kept traced here, any signal to CMD (its
+        // SIGCHLD from a child, a kill) would stop it with nothing left to answer that stop.
         if (choice.backend == CpuBackend::Perf) {
-            // The events are opened while CMD waits at its exec, then CMD is detached and runs
-            // untraced; its threads and children inherit the events.
-            result = run_perf_sampler(pid, opt, choice, [&] { (*session)->detach_all(); });
+            auto opened = open_perf_sampler({pid}, opt, choice);
+            if (opened.ok())
+                perf_run = std::move(*opened);
+            else
+                result = opened.error();
+            return;
+        }
+        if (opt.subprocesses) {
+            result = noted(run_tree_sampler({pid}, opt, session->get()), choice);
         } else {
             result = noted(run_sampler(**session, opt), choice);
         }
         (*session)->detach_all();
         if ((*session)->process_exited()) exited = (*session)->exit_info();
     });
+    // Its threads and children inherit the events; its exit (a zombie, our child) ends the run.
+    if (perf_run) result = run_perf_sampler(std::move(perf_run));
     if (!out) out = prepare_profile_output(default_output(pid), a.format);
     // CMD's pid is known only now: the profile names it as attach's does ("pmprof VERB PID: ...",
     // which callgrind's pid: line is read from).
@@ -275,20 +338,9 @@ int run_record(const SampleArgs& a) {
             if (c.starts_with(head))
                 c = "pmprof record " + std::to_string(pid) + ": " + c.substr(head.size());
     }
-    if (choice.backend == CpuBackend::Perf && result->ok() &&
-        (*result)->end == SamplerEnd::TargetExited) {
-        // The perf sampler saw CMD exit but did not reap it: its status is waited for here.
-        write_results(**result, *out, a.format);
-        return wait_for_child(pid);
-    }
-    if (!result->ok()) {
-        log_warn("{}", result->error().message);
-        return wait_for_child(pid);
-    }
-    write_results(**result, *out, a.format);
-    if ((*result)->end == SamplerEnd::TargetExited) return exit_code_of((*result)->exit);
-    if (exited) return exit_code_of(*exited);
-    return wait_for_child(pid);
+    const int status = finish_record(*result, *out, a, pid, exited);
+    if (!opt.subprocesses) warn_if_children_worked(*result, children_before, a.command);
+    return status;
 }
 
 void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duration_help) {
@@ -337,6 +389,7 @@ void add_common_options(CLI::App* cmd, SampleArgs* a, const std::string& duratio
         ->check(CLI::Range(1, 60000))
         ->capture_default_str();
     add_symbol_options(cmd, &a->no_source, &a->no_inline);
+    add_subprocesses_option(cmd, &a->subprocesses);
     cmd->add_flag("--no-progress", a->no_progress, "No progress line on stderr");
 }
 
@@ -360,7 +413,7 @@ void add_attach_command(CLI::App& app, CommandRunner* runner) {
     cmd->footer(std::string(kSamplingFooter) +
                 "If the target exits first, what was collected is written (exit code 1).\n" +
                 kExitCodesHelp);
-    add_pid_option(cmd, &args->pid);
+    add_pid_option(cmd, &args->pid, /*required=*/true, /*several=*/true);
     add_common_options(cmd, args.get(),
                        "How long to sample: 10s, 500ms, 2m or plain seconds (default 10s; 0: until "
                        "Ctrl-C or the target exits)");

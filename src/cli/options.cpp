@@ -4,14 +4,20 @@
 #include <algorithm>
 #include <memory>
 
+#include "cli/command.h"
 #include "pmprof/report/report.h"
 
 namespace pmprof {
 
-void add_pid_option(CLI::App* cmd, std::string* pid, bool required) {
-    CLI::Option* positional = cmd->add_option("pid", *pid, "Process id of the target");
-    CLI::Option* named =
-        cmd->add_option("-p,--pid", *pid, "Process id of the target (the same as PID)");
+void add_pid_option(CLI::App* cmd, std::string* pid, bool required, bool several) {
+    CLI::Option* positional =
+        cmd->add_option("pid", *pid,
+                        several ? "Process id of the target; several: 1,2,3 (one profile, "
+                                  "labelled by pid)"
+                                : "Process id of the target");
+    CLI::Option* named = cmd->add_option("-p,--pid", *pid,
+                                         several ? "Process id(s) of the target (the same as PID)"
+                                                 : "Process id of the target (the same as PID)");
     positional->excludes(named);
     if (!required) return;
     cmd->parse_complete_callback([positional, named] {
@@ -35,6 +41,35 @@ void add_thread_option(CLI::App* cmd, std::vector<std::string>* threads) {
         ->delimiter(',')
         ->allow_extra_args(false)
         ->group("");
+}
+
+void add_subprocesses_option(CLI::App* cmd, bool* subprocesses) {
+    cmd->add_flag("--subprocesses", *subprocesses,
+                  "Also the target's child processes (fork, vfork, clone), followed as they "
+                  "appear and leave; each is symbolized from its own binaries, its samples "
+                  "labelled pid and comm (as py-spy --subprocesses)");
+}
+
+void add_stack_target_options(CLI::App* cmd, StackTargetArgs* a) {
+    add_pid_option(cmd, &a->pid, /*required=*/true, /*several=*/true);
+    add_thread_option(cmd, &a->threads);
+    add_unwinder_option(cmd, &a->unwinder);
+    add_symbol_options(cmd, &a->no_source, &a->no_inline);
+    add_max_depth_option(cmd, &a->max_depth);
+    add_subprocesses_option(cmd, &a->subprocesses);
+}
+
+std::vector<pid_t> parse_pid_list(const std::string& text) {
+    std::vector<pid_t> out;
+    size_t begin = 0;
+    while (true) {
+        const size_t comma = text.find(',', begin);
+        const pid_t pid = parse_pid(text.substr(begin, comma - begin));
+        if (std::find(out.begin(), out.end(), pid) == out.end()) out.push_back(pid);
+        if (comma == std::string::npos) break;
+        begin = comma + 1;
+    }
+    return out;
 }
 
 void add_unwinder_option(CLI::App* cmd, std::string* unwinder) {

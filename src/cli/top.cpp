@@ -32,18 +32,13 @@ namespace pmprof {
 namespace {
 
 struct TopArgs {
-    std::string pid;
+    StackTargetArgs t;  // -t: only these threads are sampled (as attach's -t); no file:line shown
     std::string interval = "1s";
     size_t window = 5;
     std::string duration;  // "" : until q, Ctrl-C or the target exits
     std::string mode = "wall";
     double rate = 99;
     std::string sort = "self";
-    std::vector<std::string> thread;  // only these threads are sampled (as attach's -t)
-    std::string unwinder = "dwfl";
-    bool no_inline = false;
-    bool no_source = false;  // accepted for the shared vocabulary; top shows no file:line
-    size_t max_depth = 256;
 };
 
 void write_all(const std::string& s) {
@@ -109,14 +104,18 @@ class Terminal {
 
 class Top {
   public:
-    Top(const TopArgs& a, pid_t pid, Terminal& term)
-        : a_(a), pid_(pid), term_(term), interactive_(term.keys()) {
+    Top(const TopArgs& a, std::vector<pid_t> pids, Terminal& term)
+        : a_(a), pids_(std::move(pids)), pid_(pids_.front()), term_(term),
+          interactive_(term.keys()) {
         if (!parse_top_sort(a.sort, &sort_))
             throw FatalError("--sort is self, total or name", {}, kExitUsage);
         interval_ns_ = parse_duration_ns(a.interval);
         if (interval_ns_ < 100'000'000)
             throw FatalError("--interval must be at least 100ms", {}, kExitUsage);
-        title_ = "pmprof top: pid " + std::to_string(pid) + " (" + read_cmdline(pid) + ")";
+        title_ = pids_.size() == 1
+                     ? "pmprof top: pid " + std::to_string(pid_) + " (" + read_cmdline(pid_) + ")"
+                     : "pmprof top: pids " + a.t.pid;
+        if (a.t.subprocesses) title_ += " and children";
     }
 
     /// Refreshes until q, Ctrl-C/SIGTERM, the duration or the target's exit; the exit status.
@@ -131,12 +130,11 @@ class Top {
                 continue;
             }
             std::optional<Result<SamplerResult>> r;
-            run_on_tracer_thread([&] {
-                auto session = TraceSession::seize(pid_);
-                if (!session.ok()) throw FatalError(session.error());
-                r = run_sampler(**session, options());
-                (*session)->detach_all();
-            });
+            if (pids_.size() > 1 || a_.t.subprocesses) {
+                r = run_tree_sampler(pids_, options());  // each process on a tracer thread
+            } else {
+                r = sample_process(pid_, options());  // seized, sampled, detached
+            }
             if (!r->ok()) throw FatalError(r->error());
             window_.push_back(std::move((*r)->profile));
             while (window_.size() > std::max<size_t>(1, a_.window)) window_.erase(window_.begin());
@@ -162,14 +160,15 @@ class Top {
         auto mode = parse_sample_mode(a_.mode);
         if (!mode.ok()) throw FatalError(mode.error().message, {}, kExitUsage);
         o.mode = *mode;
-        auto kind = parse_unwinder_kind(a_.unwinder);
+        auto kind = parse_unwinder_kind(a_.t.unwinder);
         if (!kind.ok()) throw FatalError(kind.error().message, {}, kExitUsage);
         o.unwinder = *kind;
         o.rate_hz = a_.rate;
         o.duration_ns = interval_ns_;
-        o.max_depth = a_.max_depth;
-        o.thread_filter = a_.thread;
-        o.symbolize.inlines = !a_.no_inline;
+        o.max_depth = a_.t.max_depth;
+        o.thread_filter = a_.t.threads;
+        o.subprocesses = a_.t.subprocesses;
+        o.symbolize.inlines = !a_.t.no_inline;
         o.symbolize.source_lines = false;  // the view names functions only
         o.command_line = title_;
         // Keys between ticks: q ends the run at once; the others redraw from the last window.
@@ -265,7 +264,8 @@ class Top {
     }
 
     const TopArgs& a_;
-    pid_t pid_;
+    const std::vector<pid_t> pids_;
+    pid_t pid_;  // the first of pids_
     Terminal& term_;
     bool interactive_;
     std::string title_;
@@ -278,12 +278,14 @@ class Top {
 };
 
 int run_top(const TopArgs& a) {
-    const pid_t pid = parse_pid(a.pid);
+    const std::vector<pid_t> pids = parse_pid_list(a.t.pid);
     const int64_t duration = a.duration.empty() ? 0 : parse_duration_ns(a.duration);
-    if (auto traceable = probe_traceable(pid); !traceable.ok()) throw FatalError(traceable.error());
+    for (pid_t pid : pids)
+        if (auto traceable = probe_traceable(pid); !traceable.ok())
+            throw FatalError(traceable.error());
     const bool screen = ::isatty(STDOUT_FILENO) == 1;
     Terminal term(screen, screen && ::isatty(STDIN_FILENO) == 1);
-    Top top(a, pid, term);
+    Top top(a, pids, term);
     return top.run(duration);
 }
 
@@ -303,7 +305,7 @@ void add_top_command(CLI::App& app, CommandRunner* runner) {
                             "threads, + and - refresh slower/faster. When standard output is not "
                             "a terminal, one plain block is printed per refresh.\n") +
                 kExitCodesHelp);
-    add_pid_option(cmd, &args->pid);
+    add_stack_target_options(cmd, &args->t);
     cmd->add_option("-i,--interval", args->interval, "Time between refreshes (at least 100ms)")
         ->capture_default_str();
     cmd->add_option("-w,--window", args->window, "Refreshes the view adds up (a sliding window)")
@@ -322,10 +324,6 @@ void add_top_command(CLI::App& app, CommandRunner* runner) {
     cmd->add_option("--sort", args->sort, "self, total or name (the s key cycles)")
         ->check(CLI::IsMember({"self", "total", "name"}))
         ->capture_default_str();
-    add_thread_option(cmd, &args->thread);
-    add_unwinder_option(cmd, &args->unwinder);
-    add_symbol_options(cmd, &args->no_source, &args->no_inline);
-    add_max_depth_option(cmd, &args->max_depth);
     cmd->callback([runner, args] { *runner = [args] { return run_top(*args); }; });
 }
 

@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pmprof/os/procfs.h"
+
 namespace pmprof::perf {
 namespace {
 
@@ -81,6 +83,25 @@ Result<UniqueFd> open_task_clock(pid_t tid, int cpu, const EventConfig& cfg) {
         return Error::from_errno("perf_event_open(task-clock) on tid " + std::to_string(tid),
                                  errno);
     return UniqueFd(static_cast<int>(fd));
+}
+
+Result<void> open_for_every_thread(pid_t pid, const std::set<pid_t>& opened,
+                                   const std::function<Result<void>(pid_t tid)>& open_thread) {
+    for (int pass = 0; pass < 100; ++pass) {
+        auto tids = list_tasks(pid);
+        if (!tids.ok()) return tids.error();
+        bool any_new = false;
+        for (pid_t tid : *tids) {
+            if (opened.count(tid)) continue;
+            any_new = true;
+            if (auto r = open_thread(tid); !r.ok()) {
+                if (r.error().errno_value == ESRCH) continue;  // exited meanwhile
+                return r.error();
+            }
+        }
+        if (!any_new) break;
+    }
+    return {};
 }
 
 std::vector<int> online_cpus() {

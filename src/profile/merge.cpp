@@ -7,6 +7,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "pmprof/profile/labels.h"
 #include "pmprof/profile/profile.h"
 
 namespace pmprof {
@@ -160,6 +161,14 @@ Profile merge_profiles(const std::vector<std::pair<const Profile*, int>>& parts)
     Merger m(*parts.front().first);
     for (const auto& [p, sign] : parts) m.add(*p, sign);
     return m.take();
+}
+
+std::vector<Label> process_labels(pid_t pid, const std::string& comm) {
+    return {{"pid", "", pid, ""}, {"comm", comm, 0, ""}};
+}
+
+void add_sample_labels(Profile& profile, const std::vector<Label>& labels) {
+    for (Sample& s : profile.samples) s.labels.insert(s.labels.end(), labels.begin(), labels.end());
 }
 
 }  // namespace pmprof

@@ -24,6 +24,7 @@
 #include "pmprof/os/procfs.h"
 #include "pmprof/os/signals.h"
 #include "pmprof/os/tracer_priority.h"
+#include "pmprof/profile/labels.h"
 #include "pmprof/ptrace/memory.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
@@ -74,6 +75,8 @@ Result<void> Sampler::open_image() {
     auto image = ProcessImage::open(pid_, std::move(*maps));
     if (!image.ok()) return image.error();
     install_image(std::move(*image));
+    auto stat = read_task_stat(pid_, pid_);
+    if (stat.ok()) comm_ = stat->comm;
     return {};
 }
 
@@ -307,6 +310,7 @@ void Sampler::follow_exec() {
     threads_.clear();
     auto symbolizer = make_symbolizer(*image_, opt_.symbolize);
     before_exec_.push_back(builder_.build(*symbolizer, image_->maps()));
+    if (opt_.process_labels) add_sample_labels(before_exec_.back(), process_labels(pid_, comm_));
     builder_ =
         ProfileBuilder(sample_types(opt_.mode),
                        {opt_.mode == SampleMode::Cpu ? "cpu" : "wall", "nanoseconds"}, nominal_ns_);
@@ -343,7 +347,9 @@ void Sampler::retire(ThreadSlot& t, int64_t now) {
 void Sampler::wait_until(int64_t deadline) {
     while (true) {
         session_.poll_events();
-        if (session_.process_exited() || session_.counters().exec_seen || stop_requested()) return;
+        if (session_.process_exited() || session_.counters().exec_seen || stop_requested() ||
+            (opt_.stop && opt_.stop()))
+            return;
         if (opt_.between_ticks) opt_.between_ticks(session_);
         const int64_t now = monotonic_ns();
         show_progress(now, false);
@@ -392,7 +398,7 @@ Result<SamplerResult> Sampler::run() {
             follow_exec();
             continue;
         }
-        if (stop_requested())
+        if (stop_requested() || (opt_.stop && opt_.stop()))
             return finish(SamplerEnd::StopRequested,
                           "stopped by " + signal_text(stop_signal() ? stop_signal() : SIGINT));
         int64_t now = monotonic_ns();
@@ -471,6 +477,8 @@ SamplerResult Sampler::finish(SamplerEnd end, std::string message) {
         r.profile = builder_.build(*symbolizer, image_->maps());
     });
     if (opt_.mode == SampleMode::Cpu) share_out_pools(r.profile);
+    if (opt_.process_labels) add_sample_labels(r.profile, process_labels(pid_, comm_));
+    stats_.processes = 1;
     r.stats = stats_;
     finish_sampler_profile(r, before_exec_, opt_.mode == SampleMode::Cpu ? "cpu" : "wall",
                            start_realtime_ns_, opt_.command_line);

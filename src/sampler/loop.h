@@ -135,6 +135,7 @@ class Sampler {
     const int64_t nominal_ns_;
     ProcessMemory memory_;
     std::unique_ptr<ProcessImage> image_;
+    std::string comm_;  // the program's name (comm label), read with each image
     std::unique_ptr<Unwinder> unwinder_;
     std::unique_ptr<Symbolizer> root_symbols_;  // function names only, for the root check
     ProfileBuilder builder_;

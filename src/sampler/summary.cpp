@@ -98,6 +98,15 @@ std::vector<std::string> format_sampler_comments(const SamplerResult& r) {
         out.push_back(fmt::format("pmprof sampler: {} of {} ticks took longer than the interval "
                                   "(a tick's work: mean {}, max {})",
                                   s.ticks_late, s.ticks, us(s.tick_mean_ns), us(s.tick_max_ns)));
+    if (s.processes > 1 || s.processes_missed > 0)
+        out.push_back(fmt::format("pmprof: {} processes sampled, each sample labelled with its pid "
+                                  "and comm{}",
+                                  s.processes,
+                                  s.processes_missed ? fmt::format("; {} child processes could "
+                                                                   "not be sampled (gone first, "
+                                                                   "or not allowed)",
+                                                                   s.processes_missed)
+                                                     : std::string()));
     if (s.execs > 0)
         out.push_back(fmt::format("pmprof: {} execve followed: the samples of each program carry "
                                   "its own symbols",

@@ -126,20 +126,10 @@ Result<void> SitesRecorder::open_events() {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    for (int pass = 0; pass < 100; ++pass) {
-        auto tids = list_tasks(pid_);
-        if (!tids.ok()) return tids.error();
-        bool any_new = false;
-        for (pid_t tid : *tids) {
-            if (opened_.count(tid)) continue;
-            any_new = true;
-            if (auto r = open_thread(tid); !r.ok()) {
-                if (r.error().errno_value == ESRCH) continue;
-                return r.error();
-            }
-        }
-        if (!any_new) break;
-    }
+    if (auto r = perf::open_for_every_thread(pid_, opened_,
+                                             [this](pid_t tid) { return open_thread(tid); });
+        !r.ok())
+        return r.error();
     stats_.events = events_.size() + rings_.size();
     stats_.threads = opened_.size();
     if (rings_.empty()) return Error{fmt::format("pid {} has no threads to probe", pid_)};

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ uint64_t sample_type_of(const EventConfig& cfg);
 /// perf_event_open(task-clock sampling) on `tid` for `cpu` (-1: any cpu; not with inherit and
 /// a ring buffer). Enabled at once.
 Result<UniqueFd> open_task_clock(pid_t tid, int cpu, const EventConfig& cfg);
+
+/// Calls `open_thread(tid)` for every thread of `pid` that `opened` does not hold yet, re-listing
+/// /proc/PID/task until a pass finds no new thread: a thread created by one that had no event yet
+/// would not inherit one. `open_thread` adds what it opened to `opened`; its ESRCH (the thread
+/// exited meanwhile) is skipped, any other error returned. At most 100 passes.
+Result<void> open_for_every_thread(pid_t pid, const std::set<pid_t>& opened,
+                                   const std::function<Result<void>(pid_t tid)>& open_thread);
 
 /// The cpus that are online (/sys/devices/system/cpu/online).
 std::vector<int> online_cpus();

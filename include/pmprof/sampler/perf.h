@@ -8,8 +8,10 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pmprof/sampler/sampler.h"
 #include "pmprof/support/error.h"
@@ -40,11 +42,32 @@ struct BackendChoice {
 };
 Result<BackendChoice> choose_backend(pid_t pid, const SamplerOptions& opt);
 
-/// Opens the events, then calls `started` (record: detach the launched child so it runs), then
-/// samples until the duration ends, stop_requested(), or the process exits. Never stops,
-/// signals or writes to the target. The stats say backend "perf" and `choice.reason`.
+/// Opens the events on every thread of each of `pids`, then samples until the duration ends,
+/// stop_requested(), opt.stop(), or every one of them has exited (a zombie counts as exited: a
+/// child of pmprof, as `record`'s command is, stays one until it is reaped). With
+/// opt.subprocesses their child processes are sampled too: those present at the start get
+/// events of their own, later ones inherit them at their fork (the kernel writes their samples
+/// into the same rings), and each is unwound and symbolized from its own maps, opened at its
+/// first sample. Never stops, signals or writes to a target; a target must not be traced by
+/// the calling thread (nothing would answer its ptrace-stops). The stats say backend "perf"
+/// and `choice.reason`.
+Result<SamplerResult> run_perf_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
+                                       const BackendChoice& choice);
+/// One process.
 Result<SamplerResult> run_perf_sampler(pid_t pid, const SamplerOptions& opt,
-                                       const BackendChoice& choice,
-                                       const std::function<void()>& started = nullptr);
+                                       const BackendChoice& choice);
+
+/// The same in two steps: the events opened (sampling starts) by open_perf_sampler, read until
+/// the end by run_perf_sampler. `record` opens them the moment its command has exec'd, from the
+/// thread that launched it, before that thread's exit detaches the command: a child the command
+/// forks after that inherits them. `opt` must outlive the run.
+struct PerfRun;
+struct PerfRunDeleter {
+    void operator()(PerfRun* r) const;
+};
+using PerfRunPtr = std::unique_ptr<PerfRun, PerfRunDeleter>;
+Result<PerfRunPtr> open_perf_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
+                                     const BackendChoice& choice);
+Result<SamplerResult> run_perf_sampler(PerfRunPtr run);
 
 }  // namespace pmprof

@@ -48,6 +48,13 @@ struct SamplerOptions {
     bool kernel_frames = false;               // perf backend: kernel frames on top (--kernel)
     bool progress = false;                    // one-line progress display on stderr
     std::string command_line;                 // for the profile comment
+    /// Follow the target's child processes (fork, vfork, clone without CLONE_THREAD) as they
+    /// appear, each symbolized from its own maps (docs/design.md §4.7).
+    bool subprocesses = false;
+    /// Every sample carries `pid` and `comm` labels (several processes in one profile).
+    bool process_labels = false;
+    /// Polled with stop_requested(): ends this run alone (one process of a tree).
+    std::function<bool()> stop;
     /// Called on the tracer thread between ticks (at least every 20 ms) with the session: serve
     /// answers a thread dump from it while a profile runs.
     std::function<void(TraceSession&)> between_ticks;
@@ -80,9 +87,11 @@ struct SamplerStats {
     uint64_t unwind_failures = 0;   // stacks that did not reach their root
     uint64_t unwinds = 0, unwinds_cached = 0;  // stacks unwound; of which by cached CFI rules
     uint64_t threads_seen = 0;
-    uint64_t image_reloads = 0;  // maps changed (dlopen, early start of `record`)
-    uint64_t execs = 0;          // execve calls followed (each program symbolized with its own)
-    uint64_t wall_ns = 0;        // sampling time
+    uint64_t image_reloads = 0;     // maps changed (dlopen, early start of `record`)
+    uint64_t execs = 0;             // execve calls followed (each program symbolized with its own)
+    uint64_t processes = 0;         // processes sampled (more than 1 with several pids or a tree)
+    uint64_t processes_missed = 0;  // children seen that could not be sampled (gone, not allowed)
+    uint64_t wall_ns = 0;           // sampling time
     double requested_rate_hz = 0;
     double effective_rate_hz = 0;  // ticks / wall time
     bool rate_lowered = false;     // the pause budget lowered the rate
@@ -124,6 +133,21 @@ struct SamplerResult {
 /// (TraceSession::detach_during). Returns an Error only when nothing could be sampled
 /// (no thread matches the filter, the image cannot be opened).
 Result<SamplerResult> run_sampler(TraceSession& session, const SamplerOptions& opt);
+
+/// Seizes `pid` from a tracer thread of its own (run_on_tracer_thread), samples it with
+/// run_sampler and detaches; that thread's exit releases, without a stop, whatever is still
+/// traced. The seize's Error (no such process, no permission) is returned as any other.
+Result<SamplerResult> sample_process(pid_t pid, const SamplerOptions& opt);
+
+/// Several processes with the ptrace backend (docs/design.md §4.7): each of `pids`, and with
+/// opt.subprocesses every descendant found while the run lasts (polled from
+/// /proc/PID/task/TID/children), is seized and sampled on a tracer thread of its own, with its
+/// own maps and symbols, until it exits or the run ends (the duration, a stop request, or every
+/// one of `pids` gone). `launched`: the session of the process `record` started (pids = {its
+/// pid}), traced and sampled by the calling thread; the run ends with it. One profile, every
+/// sample labelled with `pid` and `comm`; the counters added up; the first process's end.
+Result<SamplerResult> run_tree_sampler(const std::vector<pid_t>& pids, const SamplerOptions& opt,
+                                       TraceSession* launched = nullptr);
 
 /// The end of every backend's run, once r.profile (the program sampled last) and r.stats are
 /// set: the profiles of the programs an execve replaced (`before_exec`, oldest first) merged in,

@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 
+#include "pmprof/profile/labels.h"
 #include "pmprof/profile/profile.h"
 
 using namespace pmprof;
@@ -222,4 +224,27 @@ TEST_CASE("profile lookups by id work for sparse ids too", "[unit][profile]") {
     CHECK(p.sample_index() == 0);
     p.default_sample_type = "zzz";  // unknown default: the last type, as pprof does
     CHECK(p.sample_index() == 1);
+}
+
+TEST_CASE("process labels name the process of every sample, and merging keeps them apart",
+          "[unit][profile][subprocesses]") {
+    Profile a, b;
+    for (Profile* p : {&a, &b}) {
+        p->sample_types = {{"samples", "count"}};
+        p->samples.push_back(Sample{{}, {3}, {{"tid", "", 7, ""}}});
+    }
+    add_sample_labels(a, process_labels(100, "master"));
+    add_sample_labels(b, process_labels(200, "worker"));
+    REQUIRE(a.samples[0].labels.size() == 3);
+    CHECK(a.samples[0].labels[0].key == "tid");  // appended after the sample's own
+    CHECK(a.samples[0].labels[1] == Label{"pid", "", 100, ""});
+    CHECK(a.samples[0].labels[2] == Label{"comm", "master", 0, ""});
+    // The same stack in two processes stays two samples once merged: the labels differ.
+    const Profile m = merge_profiles({{&a, 1}, {&b, 1}});
+    REQUIRE(m.samples.size() == 2);
+    std::set<int64_t> pids;
+    for (const Sample& s : m.samples)
+        for (const Label& l : s.labels)
+            if (l.key == "pid") pids.insert(l.num);
+    CHECK(pids == std::set<int64_t>{100, 200});
 }
