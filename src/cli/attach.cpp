@@ -303,15 +303,18 @@ int run_record(const SampleArgs& a) {
     // CMD is forked by the tracer thread; once that thread exits, CMD is still this process's
     // child (waitpid from any thread of the group) and is detached without a stop.
     run_on_tracer_thread([&] {
-        auto session = TraceSession::launch(a.command, /*exit_kill=*/false);
+        const bool perf = choice.backend == CpuBackend::Perf;
+        auto session = TraceSession::launch(a.command, /*exit_kill=*/false, /*hold_at_exec=*/perf);
         if (!session.ok()) throw FatalError(session.error());
         pid = (*session)->pid();
-        // The perf backend: the events are opened now, CMD just past its exec (a child it forks
-        // later inherits them), then CMD is sampled untraced from the calling thread below, this
-        // thread's exit detaching it without a stop. Kept traced here, any signal to CMD (its
-        // SIGCHLD from a child, a kill) would stop it with nothing left to answer that stop.
-        if (choice.backend == CpuBackend::Perf) {
+        // The perf backend: the events are opened while CMD waits in its exec stop, before its
+        // first instruction, so every child it forks inherits them; then CMD is sampled untraced
+        // from the calling thread below, this thread's exit detaching it without a stop. Kept
+        // traced here, any signal to CMD (its SIGCHLD from a child, a kill) would stop it with
+        // nothing left to answer that stop.
+        if (perf) {
             auto opened = open_perf_sampler({pid}, opt, choice);
+            (*session)->release_exec_hold();
             if (opened.ok())
                 perf_run = std::move(*opened);
             else

@@ -177,6 +177,11 @@ void SessionCore::enter_stop(pid_t tid, TracedThread& t, int status) {
         maps.clear();
         for (auto& [other, ot] : threads)
             if (other != tid) ot.state = TraceState::Gone;
+        if (hold_at_exec && tid == pid) {  // launch(): held until release_exec_hold()
+            hold_at_exec = false;
+            exec_held = true;
+            t.want_stop = true;
+        }
         break;
     case 0:
         // Signal-delivery-stop: never swallow the signal (docs/facts.md: CONT with 0 loses it).

@@ -261,7 +261,7 @@ Result<void> run_to_exec(TraceSession& session, SessionCore& d, LaunchPipes& pip
 }  // namespace
 
 Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std::string>& argv,
-                                                           bool exit_kill) {
+                                                           bool exit_kill, bool hold_at_exec) {
     if (argv.empty()) return Error{"launch: empty command line", EINVAL};
     const std::string path = resolve_executable(argv[0]);
     if (path.empty()) return Error::from_errno(fmt::format("cannot run {}", argv[0]), ENOENT);
@@ -284,6 +284,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::launch(const std::vector<std
     impl->pid = child;
     impl->tracer_tid = static_cast<pid_t>(::gettid());
     impl->launched = true;
+    impl->hold_at_exec = hold_at_exec;
     impl->threads.emplace(child, TracedThread{});
     Impl& d = *impl;
     // From here on the destructor detaches the child on every early return.
@@ -311,6 +312,17 @@ void TraceSession::poll_events() {
     impl_->poll_all();
     impl_->refill_captures();  // the window has room for the stops just handled
     impl_->pump_captures();
+}
+
+void TraceSession::release_exec_hold() {
+    Impl& d = *impl_;
+    d.hold_at_exec = false;
+    if (!d.exec_held || !d.on_tracer_thread("release_exec_hold")) return;
+    d.exec_held = false;
+    auto it = d.threads.find(d.pid);
+    if (it == d.threads.end()) return;
+    it->second.want_stop = false;
+    d.resume(d.pid, it->second);
 }
 
 void TraceSession::service_captures() {

@@ -42,10 +42,12 @@ struct TracedThread {
 /// The session's state. TraceSession::Impl is private, so the module's helpers work on this base.
 struct SessionCore {
     pid_t pid = 0;
-    pid_t tracer_tid = 0;    // the thread that seized: the only one ptrace answers (ptrace(2))
-    bool launched = false;   // we forked it: we are its parent as well as its tracer
-    bool detaching = false;  // detach_all started: every stop is answered with PTRACE_DETACH
-    bool detached = false;   // nothing left traced
+    pid_t tracer_tid = 0;       // the thread that seized: the only one ptrace answers (ptrace(2))
+    bool launched = false;      // we forked it: we are its parent as well as its tracer
+    bool detaching = false;     // detach_all started: every stop is answered with PTRACE_DETACH
+    bool hold_at_exec = false;  // launch(): leave the child in its exec stop
+    bool exec_held = false;     // it is there, until release_exec_hold()
+    bool detached = false;      // nothing left traced
     using ThreadMap = std::map<pid_t, TracedThread>;
     ThreadMap threads;  // ordered: threads() is sorted
     ExitInfo exit;

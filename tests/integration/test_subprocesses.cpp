@@ -47,12 +47,11 @@ std::vector<pid_t> ready_pids(const std::string& line) {
     return out;
 }
 
-/// The shell waits a little before it forks: with the perf backend, a child forked before the
-/// events are opened (the instant after the command's exec, docs/design.md §4.7) carries none,
-/// and on a loaded machine that instant can last long enough for a shell to fork.
+/// The shell forks both at once: with the perf backend the events are opened before the
+/// command's first instruction (docs/design.md §4.7), so even its first children carry them.
 std::string pipeline() {
     const std::string bin = target_bin("tree_target", true);
-    return "sleep 0.3; " + bin + " alpha 2 | " + bin + " beta 2";
+    return bin + " alpha 2 | " + bin + " beta 2";
 }
 
 void check_left_running(const std::vector<pid_t>& pids) {

@@ -88,8 +88,14 @@ class TraceSession {
 
     /// Forks and execs argv under trace (the child stops at its exec), seized from its first
     /// instruction; `exit_kill` sets PTRACE_O_EXITKILL (only ever for a process we started).
+    /// `hold_at_exec`: the child is left in its exec stop, its first instruction not yet run,
+    /// until release_exec_hold() (or the session's end, or the tracer thread's exit): what
+    /// must be in place before the program runs (perf events its children inherit) is set up
+    /// meanwhile.
     static Result<std::unique_ptr<TraceSession>> launch(const std::vector<std::string>& argv,
-                                                        bool exit_kill);
+                                                        bool exit_kill, bool hold_at_exec = false);
+    /// Resumes a child launch() held at its exec. No-op when none is held.
+    void release_exec_hold();
 
     TraceSession(const TraceSession&) = delete;
     TraceSession& operator=(const TraceSession&) = delete;
