@@ -324,6 +324,8 @@ std::string read_wchan(pid_t pid, pid_t tid) {
 Result<std::vector<pid_t>> list_tasks(pid_t pid) {
     std::string path = proc_path(pid, "task");
     DIR* dir = ::opendir(path.c_str());
+    if (dir == nullptr && errno == ENOENT)  // the process is gone (or never was)
+        return Error{"no process with pid " + std::to_string(pid), ESRCH};
     if (dir == nullptr) return Error::from_errno("opendir " + path, errno);
     std::vector<pid_t> tids;
     errno = 0;

@@ -150,6 +150,18 @@ TEST_CASE("attach -p A,B: several processes in one profile, labelled by pid",
     }
     RunResult bad = run({pmprof_bin(), "attach", "-p", std::to_string(pids[1]) + ",x", "-d", "1s"});
     CHECK(bad.exit_code == 64);
+    // A pid that is not there: the one line says so, in either backend, and nothing is left
+    // traced or stopped.
+    for (const char* mode : {"cpu", "wall"}) {
+        INFO("mode " << mode);
+        RunResult gone =
+            run({pmprof_bin(), "attach", "-m", mode, "-p", std::to_string(pids[1]) + ",999999999",
+                 "-d", "1s", "-o", temp_path("gone.pb.gz")});
+        INFO(gone.err);
+        CHECK(gone.exit_code == 2);
+        CHECK(gone.err.find("no process with pid 999999999") != std::string::npos);
+        check_left_running(pids);
+    }
 }
 
 TEST_CASE("stacks and top --subprocesses show the children", "[integration][subprocesses]") {
