@@ -217,7 +217,7 @@ bench: $(BUILD)/.test-deps-ok $(BUILD)/pmprof
 # The fault suite: every case STRESS_LOOPS times, rule zero checked after every run.
 STRESS_LOOPS ?= 20
 stress: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory -j$(shell nproc) $(BUILD)/pmprof $(BUILD)/pmprof-serve \
+	@$(MAKE) --no-print-directory $(BUILD)/pmprof $(BUILD)/pmprof-serve \
 	  $(TARGET_BINS) $(BUILD)/pprofcheck $(BUILD)/seccomp_exec
 	PMPROF_BUILD=$(abspath $(BUILD)) python3 tests/stress/stress.py --loops $(STRESS_LOOPS) \
 	  $(if $(STRESS_CASES),--cases $(STRESS_CASES))

@@ -133,7 +133,7 @@ void StopRound::poll() {
         if (rc < 0 || si.si_pid == 0) return;
         const pid_t tid = si.si_pid;
         const bool ours =
-            impl_.threads.count(tid) != 0 ||
+            impl_.threads.contains(tid) ||
             (tid != impl_.pid &&
              ::access(fmt::format("/proc/{}/task/{}", impl_.pid, tid).c_str(), F_OK) == 0);
         // An event of another child of pmprof: left to its owner; ours are reaped next pass.
@@ -477,7 +477,7 @@ void TraceSession::request_captures(const std::vector<pid_t>& tids, const Captur
     if (d.maps.empty()) d.refresh_maps();
     d.async_opt = opt;
     for (pid_t tid : tids) {
-        if (d.outstanding.count(tid) != 0) continue;  // its stop is still on the way
+        if (d.outstanding.contains(tid)) continue;  // its stop is still on the way
         auto it = d.threads.find(tid);
         if (it == d.threads.end() || it->second.state == TraceState::Gone || it->second.foreign) {
             ThreadCapture& cap = d.completed.emplace_back();
@@ -523,7 +523,7 @@ void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
         waiting.clear();
         for (const auto& [tid, sent_ns] : d.outstanding) waiting.push_back(tid);
         for (pid_t tid : waiting)
-            while (d.outstanding.count(tid) != 0 && d.poll_one(tid)) {
+            while (d.outstanding.contains(tid) && d.poll_one(tid)) {
             }
         if (d.outstanding.empty() || d.exit.exited || stop_requested()) return;
         if (SteadyClock::now() >= deadline) return;

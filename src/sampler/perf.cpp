@@ -148,7 +148,7 @@ Result<void> PerfSampler::open_events() {
         if (!tids.ok()) return tids.error();
         bool any_new = false;
         for (pid_t tid : *tids) {
-            if (opened_.count(tid)) continue;
+            if (opened_.contains(tid)) continue;
             any_new = true;
             if (auto r = open_thread(tid); !r.ok()) {
                 if (r.error().errno_value == ESRCH) continue;  // exited meanwhile
