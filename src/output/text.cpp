@@ -275,10 +275,15 @@ std::vector<TopRow> compute_top(const Profile& profile, int sample_index) {
 }
 
 int64_t profile_total(const Profile& profile, int sample_index) {
-    int64_t total = 0;  // report.computeTotal: sum of |value|
+    // report.computeTotal: the sum of |value| in Go's int64, which wraps (abs(MinInt64) is
+    // MinInt64); computed in uint64_t, where int64_t's overflow would be undefined.
     if (sample_index < 0) return 0;
-    for (const Sample& s : profile.samples) total += std::llabs(value_of(s, sample_index));
-    return total;
+    uint64_t total = 0;
+    for (const Sample& s : profile.samples) {
+        const auto v = static_cast<uint64_t>(value_of(s, sample_index));
+        total += value_of(s, sample_index) < 0 ? 0 - v : v;
+    }
+    return static_cast<int64_t>(total);
 }
 
 namespace {
