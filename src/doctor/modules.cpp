@@ -16,6 +16,7 @@
 
 #include "pmprof/doctor/doctor.h"
 #include "pmprof/elf/elf_file.h"
+#include "pmprof/support/path.h"
 
 namespace pmprof {
 namespace {
@@ -26,11 +27,6 @@ struct ElfFacts {
     std::string build_id, debuglink;
     int fp_sampled = 0, fp_with = 0;  // functions whose first bytes were read; with a frame
 };
-
-std::string basename_of(const std::string& path) {
-    const size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 /// push %rbp; mov %rsp,%rbp, after an optional endbr64: a function that keeps a frame pointer.
 bool frame_pointer_prologue(const unsigned char* p, size_t n) {
@@ -133,7 +129,7 @@ std::string debug_fix(const std::string& module) {
 }  // namespace
 
 void inspect_module(pid_t pid, const MemoryMap& m, std::vector<Finding>* out) {
-    const std::string name = basename_of(m.path);
+    const std::string name(base_name(m.path));
     std::optional<ElfFacts> f = facts_of(ElfFile::open_mapped(pid, m));
     if (!f) {
         out->push_back({"debug", name, Verdict::Degraded,

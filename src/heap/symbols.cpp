@@ -17,15 +17,11 @@
 #include "pmprof/elf/elf_file.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/support/fd.h"
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/symbolize.h"
 
 namespace pmprof::heap_detail {
 namespace {
-
-std::string basename_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 /// The lowest mapping of `path` (its load address).
 const MemoryMap* lowest_mapping(const std::vector<MemoryMap>& maps, const std::string& path) {
@@ -44,7 +40,7 @@ std::unique_ptr<ElfFile> open_debug(pid_t pid, const std::string& build_id) {
     return e;
 }
 
-bool is_libc_name(const std::string& base) {
+bool is_libc_name(std::string_view base) {
     return base == "libc.so.6" || (base.starts_with("libc-2.") && base.ends_with(".so"));
 }
 
@@ -52,7 +48,7 @@ bool is_libc_name(const std::string& base) {
 
 const MemoryMap* find_libc(const std::vector<MemoryMap>& maps) {
     for (const MemoryMap& m : maps)
-        if (m.file_backed() && m.file_offset == 0 && is_libc_name(basename_of(m.path))) return &m;
+        if (m.file_backed() && m.file_offset == 0 && is_libc_name(base_name(m.path))) return &m;
     return nullptr;
 }
 
@@ -64,7 +60,7 @@ Result<void> check_glibc_malloc(pid_t pid, const std::vector<MemoryMap>& maps) {
         {"libc.musl", "musl libc"}};
     for (const MemoryMap& m : maps)
         for (const auto& [needle, name] : kOthers)
-            if (basename_of(m.path).starts_with(needle))
+            if (base_name(m.path).starts_with(needle))
                 return Error{fmt::format("pid {} uses {} ({}), not glibc malloc; pmprof heap reads "
                                          "only glibc's ptmalloc",
                                          pid, name, m.path),
@@ -78,7 +74,7 @@ Result<void> check_glibc_malloc(pid_t pid, const std::vector<MemoryMap>& maps) {
     const MemoryMap* exe = nullptr;
     for (const MemoryMap& m : maps)
         if (m.file_backed() && (!exe || m.start < exe->start)) exe = &m;
-    if (exe && !is_libc_name(basename_of(exe->path))) {
+    if (exe && !is_libc_name(base_name(exe->path))) {
         if (auto e = ElfFile::open_mapped(pid, *exe)) {
             if (e->find_symbol(SHT_DYNSYM, "malloc", STT_FUNC))
                 return Error{fmt::format("{} defines its own malloc (a statically linked "

@@ -406,7 +406,7 @@ void Walker::find_tcaches() {
     size_t n = 0;
     for (const RawChunk& c : chunks_) {
         if ((++n & 65535) == 0 && cut()) return;
-        if (!c.inuse || c.size != l_.tcache_chunk_size || fast_.count(c.addr)) continue;
+        if (!c.inuse || c.size != l_.tcache_chunk_size || fast_.contains(c.addr)) continue;
         std::vector<uint64_t> entries;
         if (!check_tcache(c, &entries)) continue;
         internal_.insert(c.addr);
@@ -423,14 +423,14 @@ void Walker::classify() {
         if (!c.inuse) {
             ++a.walked_free_chunks;
             a.walked_free_bytes += c.size;
-            free_unlisted += binned_.count(c.addr) ? 0 : 1;
+            free_unlisted += binned_.contains(c.addr) ? 0 : 1;
             continue;
         }
-        if (fast_.count(c.addr)) {
+        if (fast_.contains(c.addr)) {
             ++fast_found;
             continue;
         }
-        if (tcache_.count(c.addr)) {
+        if (tcache_.contains(c.addr)) {
             ++tcache_found;
             ++a.tcache_chunks;
             a.tcache_bytes += c.size;
@@ -440,7 +440,7 @@ void Walker::classify() {
         h.chunk_address = c.addr;
         h.chunk_size = c.size;
         h.arena = c.arena;
-        h.internal = c.fencepost || internal_.count(c.addr);
+        h.internal = c.fencepost || internal_.contains(c.addr);
         (void)u64(c.addr + 16, &h.word0);
         (void)u64(c.addr + 24, &h.word1);
         if (h.internal) {

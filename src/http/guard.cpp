@@ -97,7 +97,7 @@ void ConnectionGuard::run() {
         lk.lock();
         const bool over = rss > baseline_kb_ + rss_growth_kb_;
         for (auto it = conns_.begin(); it != conns_.end();)
-            it = open.count(it->first) ? std::next(it) : conns_.erase(it);
+            it = open.contains(it->first) ? std::next(it) : conns_.erase(it);
         bool any_active = false;
         for (const auto& [peer, fd] : open) {
             auto [it, fresh] = conns_.try_emplace(peer);

@@ -92,7 +92,7 @@ Result<void> open_for_every_thread(pid_t pid, const std::set<pid_t>& opened,
         if (!tids.ok()) return tids.error();
         bool any_new = false;
         for (pid_t tid : *tids) {
-            if (opened.count(tid)) continue;
+            if (opened.contains(tid)) continue;
             any_new = true;
             if (auto r = open_thread(tid); !r.ok()) {
                 if (r.error().errno_value == ESRCH) continue;  // exited meanwhile

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <map>
 
+#include "pmprof/support/path.h"
+
 namespace pmprof {
 namespace {
 
@@ -18,11 +20,6 @@ std::string sanitize(const std::string& name) {
     return out;
 }
 
-std::string base_name(const std::string& path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // A location without lines (decoded from a profile nobody symbolized): "libc.so.6+0x1234" when
 // its mapping is known, else the bare address.
 std::string unsymbolized(const Profile& p, const Location& loc) {
@@ -31,7 +28,7 @@ std::string unsymbolized(const Profile& p, const Location& loc) {
     if (m != nullptr && !m->filename.empty() && loc.address >= m->memory_start) {
         const uint64_t offset = loc.address - m->memory_start + m->file_offset;
         snprintf(buf, sizeof buf, "+0x%llx", static_cast<unsigned long long>(offset));
-        return base_name(m->filename) + buf;
+        return std::string(base_name(m->filename)) + buf;
     }
     snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(loc.address));
     return buf;

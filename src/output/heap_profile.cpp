@@ -318,7 +318,7 @@ std::vector<HeapGrowth> heap_growth(const Profile& base, const Profile& now) {
         rows.push_back({name, v.first - old.first, v.second - old.second, v.first, v.second});
     }
     for (const auto& [name, v] : b)
-        if (!n.count(name)) rows.push_back({name, -v.first, -v.second, 0, 0});
+        if (!n.contains(name)) rows.push_back({name, -v.first, -v.second, 0, 0});
     std::erase_if(rows,
                   [](const HeapGrowth& r) { return r.bytes_delta == 0 && r.objects_delta == 0; });
     std::stable_sort(rows.begin(), rows.end(), [](const HeapGrowth& a, const HeapGrowth& b2) {

@@ -11,6 +11,7 @@
 
 #include "pmprof/profile/index.h"
 #include "pmprof/support/markup.h"
+#include "pmprof/support/path.h"
 
 namespace pmprof {
 
@@ -65,11 +66,6 @@ uint32_t fnv1a(std::string_view s) {
     uint32_t h = 2166136261u;
     for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
     return h;
-}
-
-std::string_view basename_of(std::string_view path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
 // One hue per module, so a library's frames read as one band: modules in mapping order (the
@@ -152,7 +148,7 @@ void lay_out(std::vector<Node>& nodes, const ValueType& type, Palette& palette, 
         int index = emitted++;
         std::string name = markup_escape(n.name);
         std::string hover = markup_escape(fmt::format(
-            "{}{}{} ({}, {:.2f}%)", n.name, n.module.empty() ? "" : " in ", basename_of(n.module),
+            "{}{}{} ({}, {:.2f}%)", n.name, n.module.empty() ? "" : " in ", base_name(n.module),
             format_value(n.value, type), 100.0 * static_cast<double>(n.value) / total));
         double y = lay.height - kBottom - (it.depth + 1) * kFrameHeight;
         lay.body += fmt::format(

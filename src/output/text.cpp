@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "pmprof/support/path.h"
+
 namespace pmprof {
 namespace {
 
@@ -21,11 +23,6 @@ namespace {
 constexpr double kNodeFraction = 0.005;
 // pprof's default -edgefraction: lighter edges are dropped before inline labels are computed.
 constexpr double kEdgeFraction = 0.001;
-
-std::string base_name(const std::string& path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 // graph.NodeInfo.PrintableName() after Aggregate(function granularity): the function name, or
 // "[objfile]" when it has none, or "<unknown>".
@@ -35,7 +32,8 @@ std::string node_name(const Profile& p, const Location& loc, const Line* line) {
         if (f != nullptr && !f->name.empty()) return f->name;
     }
     const Mapping* m = p.mapping(loc.mapping_id);
-    if (m != nullptr && !m->filename.empty()) return "[" + base_name(m->filename) + "]";
+    if (m != nullptr && !m->filename.empty())
+        return "[" + std::string(base_name(m->filename)) + "]";
     return "<unknown>";
 }
 
@@ -277,10 +275,15 @@ std::vector<TopRow> compute_top(const Profile& profile, int sample_index) {
 }
 
 int64_t profile_total(const Profile& profile, int sample_index) {
-    int64_t total = 0;  // report.computeTotal: sum of |value|
+    // report.computeTotal: the sum of |value| in Go's int64, which wraps (abs(MinInt64) is
+    // MinInt64); computed in uint64_t, where int64_t's overflow would be undefined.
     if (sample_index < 0) return 0;
-    for (const Sample& s : profile.samples) total += std::llabs(value_of(s, sample_index));
-    return total;
+    uint64_t total = 0;
+    for (const Sample& s : profile.samples) {
+        const auto v = static_cast<uint64_t>(value_of(s, sample_index));
+        total += value_of(s, sample_index) < 0 ? 0 - v : v;
+    }
+    return static_cast<int64_t>(total);
 }
 
 namespace {
@@ -319,7 +322,7 @@ std::string top_header(const Profile& profile, const ValueType& type, const TopC
     for (const Node& x : t.nodes) flat_sum += x.row.flat;
     std::string out;
     if (!profile.mappings.empty() && !profile.mappings[0].filename.empty()) {
-        out += "File: " + base_name(profile.mappings[0].filename) + "\n";
+        out += "File: " + std::string(base_name(profile.mappings[0].filename)) + "\n";
     }
     out += "Type: " + type.type + "\n";
     if (!context.active_filters.empty()) {

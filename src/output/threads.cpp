@@ -7,16 +7,12 @@
 #include <set>
 #include <string>
 
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "pmprof/threads/locks.h"
 
 namespace pmprof {
 namespace {
-
-std::string base_name(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 /// "sleeping in epoll_wait (wchan do_epoll_wait)".
 std::string describe_state(const ThreadEntry& t) {
@@ -132,7 +128,7 @@ std::string json_lock(const ThreadDump& dump, const ThreadEntry& t) {
 }  // namespace
 
 std::string format_frame(const SymbolizedPc& pc, size_t index_in_chain, bool source_lines) {
-    std::string module = pc.module.empty() ? "" : base_name(pc.module);
+    std::string module(base_name(pc.module));
     if (pc.frames.empty()) {
         if (module.empty()) return "??";
         return module_offset_label(pc);
@@ -166,8 +162,8 @@ std::string format_thread_dump_text(const ThreadDump& dump, const ThreadTextOpti
     auto rank = [&](const std::vector<size_t>& g) {
         int r = 2;
         for (size_t i : g) {
-            if (in_cycle.count(dump.threads[i].tid)) return 0;
-            if (in_chain.count(dump.threads[i].tid)) r = 1;
+            if (in_cycle.contains(dump.threads[i].tid)) return 0;
+            if (in_chain.contains(dump.threads[i].tid)) r = 1;
         }
         return r;
     };

@@ -5,16 +5,13 @@
 
 #include <charconv>
 
+#include "pmprof/support/path.h"
+
 namespace pmprof {
 namespace {
 
 constexpr std::string_view kUnknownLocation = "[unknown location]";
 constexpr std::string_view kUnknownFunction = "[unknown function]";
-
-std::string_view basename_of(std::string_view path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
 
 template <typename T>
 void index_ids(const std::vector<T>& items, std::unordered_map<uint64_t, size_t>& out) {
@@ -35,7 +32,7 @@ ProfileIndex::ProfileIndex(const Profile& profile) : profile_(profile) {
         const Mapping* m = mapping(loc.mapping_id);
         std::string name;
         if (m && !m->filename.empty() && loc.address >= m->memory_start)
-            name = fmt::format("{}+0x{:x}", basename_of(m->filename),
+            name = fmt::format("{}+0x{:x}", base_name(m->filename),
                                loc.address - m->memory_start + m->file_offset);
         else
             name = fmt::format("0x{:x}", loc.address);

@@ -133,7 +133,7 @@ void StopRound::poll() {
         if (rc < 0 || si.si_pid == 0) return;
         const pid_t tid = si.si_pid;
         const bool ours =
-            impl_.threads.count(tid) != 0 ||
+            impl_.threads.contains(tid) ||
             (tid != impl_.pid &&
              ::access(fmt::format("/proc/{}/task/{}", impl_.pid, tid).c_str(), F_OK) == 0);
         // An event of another child of pmprof: left to its owner; ours are reaped next pass.
@@ -538,7 +538,7 @@ void TraceSession::request_captures(const std::vector<pid_t>& tids, const Captur
     // once, thousands of threads stop together and the last waits stopped for the tracer to
     // copy every one before it (docs/design.md, the stop window).
     for (pid_t tid : tids) {
-        if (d.outstanding.count(tid) != 0) continue;  // its stop is still on the way
+        if (d.outstanding.contains(tid)) continue;  // its stop is still on the way
         auto it = d.threads.find(tid);
         if (it == d.threads.end() || it->second.state == TraceState::Gone || it->second.foreign) {
             ThreadCapture& cap = d.completed.emplace_back();
@@ -570,7 +570,7 @@ void TraceSession::wait_captures(std::chrono::nanoseconds timeout) {
         for (const auto& [tid, sent_ns] : d.outstanding)
             if (sent_ns != 0) waiting.push_back(tid);
         for (pid_t tid : waiting)
-            while (d.outstanding.count(tid) != 0 && d.poll_one(tid)) {
+            while (d.outstanding.contains(tid) && d.poll_one(tid)) {
             }
         d.refill_captures();
         d.pump_captures();

@@ -75,7 +75,7 @@ void SessionCore::poll_all() {
         if (rc < 0 && errno == EINTR) continue;
         if (rc < 0 || si.si_pid == 0) return;  // ECHILD: no children; 0: nothing pending
         pid_t tid = si.si_pid;
-        bool ours = threads.count(tid) != 0 || (tid != pid && task_dir_exists(pid, tid));
+        bool ours = threads.contains(tid) || (tid != pid && task_dir_exists(pid, tid));
         if (ours && poll_one(tid)) continue;
         break;  // an event of another child of pmprof (not ours to reap): poll ours one by one
     }
@@ -98,7 +98,7 @@ bool SessionCore::on_tracer_thread(const char* what) const {
 }
 
 void SessionCore::track_clone(pid_t child) {
-    if (threads.count(child) != 0) return;  // its first stop came first and added it
+    if (threads.contains(child)) return;  // its first stop came first and added it
     if (task_dir_exists(pid, child)) {
         threads.emplace(child, TracedThread{});
         return;

@@ -108,7 +108,7 @@ Result<std::unique_ptr<TraceSession>> TraceSession::seize(pid_t pid,
             break;
         }
         for (pid_t tid : *tids) {
-            if (d.threads.count(tid) != 0 || (want && !want(tid))) continue;
+            if (d.threads.contains(tid) || (want && !want(tid))) continue;
             if (::ptrace(PTRACE_SEIZE, tid, nullptr, kSeizeOptions) == 0) {
                 d.threads.emplace(tid, TracedThread{});
                 added = true;

@@ -18,6 +18,7 @@
 #include "pmprof/output/svg.h"
 #include "pmprof/output/text.h"
 #include "pmprof/profile/index.h"
+#include "pmprof/support/path.h"
 
 namespace pmprof {
 namespace {
@@ -29,11 +30,6 @@ bool has_negative_values(const Profile& p) {
         for (int64_t v : s.values)
             if (v < 0) return true;
     return false;
-}
-
-std::string basename_of(const std::string& path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 Result<std::string> read_whole_file(const std::string& path) {
@@ -100,7 +96,7 @@ Result<std::string> render_profile(const Profile& profile, const std::string& fo
 bool format_is_binary(const std::string& format) { return format == "pprof"; }
 
 std::string format_from_filename(const std::string& path) {
-    std::string base = basename_of(path);
+    std::string base(base_name(path));
     if (base.starts_with("callgrind.out") || base.ends_with(".callgrind")) return "callgrind";
     if (base.ends_with(".svg")) return "svg";
     if (base.ends_with(".folded") || base.ends_with(".txt")) return "folded";

@@ -123,7 +123,7 @@ void Sampler::sync_threads(int64_t now) {
     }
     // A tid not in threads_ is a new thread (or a reused tid: also a new thread).
     for (pid_t tid : tids) {
-        if (threads_.count(tid)) continue;
+        if (threads_.contains(tid)) continue;
         ThreadSlot t;
         t.tid = tid;
         t.first_seen_ns = now;

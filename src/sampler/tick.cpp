@@ -29,7 +29,7 @@ bool is_root_function(const std::string& name) {
                                                  "__libc_start_main",
                                                  "__libc_start_call_main",
                                                  "_dl_start_user"};
-    return kRoots.count(name) != 0;
+    return kRoots.contains(name);
 }
 
 }  // namespace

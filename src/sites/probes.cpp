@@ -14,6 +14,7 @@
 
 #include "pmprof/elf/elf_file.h"
 #include "pmprof/support/fd.h"
+#include "pmprof/support/path.h"
 
 namespace pmprof {
 namespace {
@@ -42,7 +43,7 @@ ElfSymbols read_symbols(const std::string& path, const std::set<std::string>& wa
     out.has_symtab = elf->has_section(SHT_SYMTAB);
     auto wanted_func = [&](const ElfSymbol& s) {
         return s.defined() && s.type == STT_FUNC && s.value != 0 &&
-               wanted.count(std::string(s.name)) != 0;
+               wanted.contains(std::string(s.name));
     };
     elf->for_each_symbol(SHT_SYMTAB, [&](const ElfSymbol& s) {
         if (wanted_func(s)) out.local_defined.insert(std::string(s.name));
@@ -61,17 +62,12 @@ std::string read_link(const std::string& path) {
     return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
 }
 
-std::string base_name(const std::string& path) {
-    const size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 std::string allocator_name(const std::string& path) {
-    const std::string b = base_name(path);
+    const std::string_view b = base_name(path);
     for (const char* known : {"jemalloc", "tcmalloc", "mimalloc"})
-        if (b.find(known) != std::string::npos) return known;
-    if (b.rfind("libc.so", 0) == 0 || b.rfind("libc-", 0) == 0) return "glibc";
-    return b;
+        if (b.find(known) != std::string_view::npos) return known;
+    if (b.starts_with("libc.so") || b.starts_with("libc-")) return "glibc";
+    return std::string(b);
 }
 
 }  // namespace
@@ -133,7 +129,7 @@ Result<AllocatorPlan> plan_alloc_probes(pid_t pid, const std::vector<MemoryMap>&
     std::set<std::string> done;
     bool exe_static = false, exe_stripped = false, exe_private_malloc = false;
     for (const MemoryMap& m : maps) {
-        if (!m.file_backed() || done.count(m.path)) continue;
+        if (!m.file_backed() || done.contains(m.path)) continue;
         done.insert(m.path);
         // Read through map_files: deleted, replaced or other-namespace files work too.
         const std::string via = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
@@ -143,9 +139,9 @@ Result<AllocatorPlan> plan_alloc_probes(pid_t pid, const std::vector<MemoryMap>&
             exe_static = !syms.dynamic;
             exe_stripped = !syms.has_symtab;
             exe_private_malloc =
-                syms.local_defined.count("malloc") && !syms.exported.count("malloc");
+                syms.local_defined.contains("malloc") && !syms.exported.contains("malloc");
         }
-        if (!syms.exported.count("malloc")) continue;
+        if (!syms.exported.contains("malloc")) continue;
         const std::string probe_path =
             m.deleted ? via : fmt::format("/proc/{}/root{}", pid, m.path);
         if (plan.allocator.empty() || plan.allocator == "glibc") {

@@ -71,14 +71,14 @@ void SitesRecorder::first_step(const perf::Sample& s, const ThreadCapture& cap) 
                 h.memptr_known = true;
             }
         }
-        batch_.push_back(std::move(h));
+        batch_.push_back(h);
         return;
     }
     if (h.fn->kind == AllocKind::Free) {
         h.a1 = args[0];
         drop_finished(t.calls, h.sp, s.time, sp_of, time_of);
         h.nested = !t.calls.empty();
-        batch_.push_back(std::move(h));
+        batch_.push_back(h);
         return;
     }
     // A tail call from a probed function (jmp _Znwm) finds its return address already
@@ -88,7 +88,7 @@ void SitesRecorder::first_step(const perf::Sample& s, const ThreadCapture& cap) 
     h.tail = ret_word != 0 && is_trampoline(ret_word);
     drop_finished(t.calls, h.tail ? h.sp - 1 : h.sp, s.time, sp_of, time_of);
     h.nested = !t.calls.empty();
-    t.calls.push_back({h.sp, s.time});
+    t.calls.emplace_back(h.sp, s.time);
     switch (h.fn->kind) {
     case AllocKind::Calloc:
         h.a0 = args[0] * args[1];
@@ -122,7 +122,7 @@ void SitesRecorder::first_step(const perf::Sample& s, const ThreadCapture& cap) 
             h.stack = intern(st);
         }
     }
-    batch_.push_back(std::move(h));
+    batch_.push_back(h);
 }
 
 void SitesRecorder::add_sample(uint32_t stack, uint64_t size, uint64_t ptr) {
@@ -215,7 +215,7 @@ void SitesRecorder::drain(bool final) {
     held_.clear();
     for (Hit& h : batch_) {
         if (h.time > cutoff)
-            held_.push_back(std::move(h));
+            held_.push_back(h);
         else
             replay(h);
     }

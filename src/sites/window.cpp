@@ -114,11 +114,11 @@ Result<void> SitesRecorder::open_events() {
     // between the two would otherwise wait for a return that never comes).
     for (const AllocProbe& p : plan_.probes) {
         if (!placed.insert({p.probe_path, p.offset}).second) continue;
-        if (p.fn->kind != AllocKind::Free) events_wanted_.push_back({&p, true});
+        if (p.fn->kind != AllocKind::Free) events_wanted_.emplace_back(&p, true);
     }
     placed.clear();
     for (const AllocProbe& p : plan_.probes)
-        if (placed.insert({p.probe_path, p.offset}).second) events_wanted_.push_back({&p, false});
+        if (placed.insert({p.probe_path, p.offset}).second) events_wanted_.emplace_back(&p, false);
     stats_.probes = events_wanted_.size();
     cpus_ = perf::online_cpus();
     rlimit rl{};  // threads x cpus x probes descriptors
@@ -158,6 +158,7 @@ void SitesRecorder::remove_probes() {
         groups[{p->probe_path, p->offset}].rings.push_back(i);
     }
     std::vector<Group*> order;
+    order.reserve(groups.size());
     for (auto& [key, g] : groups) order.push_back(&g);
     std::stable_sort(order.begin(), order.end(),
                      [](const Group* a, const Group* b) { return a->hits > b->hits; });

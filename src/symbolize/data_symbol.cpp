@@ -2,6 +2,7 @@
 #include "pmprof/symbolize/data_symbol.h"
 
 #include "pmprof/elf/image_impl.h"
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "symbolize/symbol_table.h"
 
@@ -27,9 +28,7 @@ std::optional<DataSymbol> find_data_symbol(ProcessImage& image, uint64_t address
     const char* mod_name =
         dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
     if (mod_name != nullptr) {
-        d.module = mod_name;
-        if (auto slash = d.module.rfind('/'); slash != std::string::npos)
-            d.module = d.module.substr(slash + 1);
+        d.module = base_name(mod_name);
     }
     return d;
 }

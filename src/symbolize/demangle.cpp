@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pmprof/support/log.h"
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/symbolize.h"
 
 // libiberty.h (included by demangle.h) declares basename() itself unless told that the C
@@ -103,9 +104,7 @@ std::string demangle_type(const std::string& mangled) {
 
 std::string module_offset_label(const SymbolizedPc& s) {
     if (s.module.empty()) return fmt::format("{:#x}", s.pc);
-    auto slash = s.module.rfind('/');
-    std::string base = slash == std::string::npos ? s.module : s.module.substr(slash + 1);
-    return fmt::format("{}+{:#x}", base, s.module_offset);
+    return fmt::format("{}+{:#x}", base_name(s.module), s.module_offset);
 }
 
 }  // namespace pmprof

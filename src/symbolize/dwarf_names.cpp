@@ -15,6 +15,7 @@
 #include <string_view>
 #include <utility>
 
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/symbolize.h"
 #include "symbolize/dwarf_scopes.h"
 
@@ -177,13 +178,6 @@ template <typename F> bool each_closure(Dwarf_Die* scope, F&& each, int depth = 
     return true;
 }
 
-std::string basename_of(const char* path) {
-    std::string_view base(path);
-    if (auto slash = base.rfind('/'); slash != std::string_view::npos)
-        base.remove_prefix(slash + 1);
-    return std::string(base);
-}
-
 /// An unnamed class: "{lambda(int)#2}" when it is a closure type numbered within `parent`,
 /// else "{unnamed type at file.cpp:42}" (or "{lambda at file.cpp:42}" when its signature
 /// cannot be spelled): never a name two different classes share.
@@ -204,7 +198,7 @@ std::string unnamed_class_name(Dwarf_Die* cls, Dwarf_Die* parent) {
     Dwarf_Die op;
     std::string label = call_operator(cls, &op) ? "{lambda" : "{unnamed type";
     if (const char* file = dwarf_decl_file(cls))
-        label += fmt::format(" at {}:{}", basename_of(file), die_decl_line(cls));
+        label += fmt::format(" at {}:{}", base_name(file), die_decl_line(cls));
     return label + "}";
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "pmprof/os/procfs.h"
+#include "pmprof/support/path.h"
 #include "pmprof/symbolize/data_symbol.h"
 #include "pmprof/threads/dump.h"
 #include "pmprof/threads/locks.h"
@@ -86,8 +87,7 @@ void name_lock(LockWait& w, const ThreadDump& dump, ProcessImage& image) {
         w.name = "heap";
         return;
     }
-    std::string base = map->path.substr(map->path.rfind('/') + 1);
-    w.name = fmt::format("{}+0x{:x}", base, at - map->start + map->file_offset);
+    w.name = fmt::format("{}+0x{:x}", base_name(map->path), at - map->start + map->file_offset);
     if (!map->file_backed()) w.name = map->path;
 }
 
@@ -111,7 +111,7 @@ std::string thread_label(const ThreadDump& dump, pid_t tid) {
 }
 
 bool in_runtime_library(const SymbolizedPc& pc) {
-    std::string base = pc.module.substr(pc.module.rfind('/') + 1);
+    const std::string_view base = base_name(pc.module);
     return base.starts_with("libc.so") || base.starts_with("ld-linux") ||
            base.starts_with("libpthread") || base.starts_with("libstdc++") || base == "[vdso]";
 }
@@ -219,8 +219,7 @@ std::string describe_activity(const ThreadEntry& t) {
     if (top != nullptr) {
         const SourceFrame& f = *top;
         s += " at " + f.function;
-        if (!f.file.empty())
-            s += fmt::format(" ({}:{})", f.file.substr(f.file.rfind('/') + 1), f.line);
+        if (!f.file.empty()) s += fmt::format(" ({}:{})", base_name(f.file), f.line);
     }
     return s;
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "../support/harness.h"
+#include "../support/report_fixtures.h"
 #include "pmprof/output/pprof.h"
 #include "pmprof/output/text.h"
 
@@ -70,27 +71,6 @@ Profile built_profile() {
     p.comments = {"pmprof integration test"};
     p.time_nanos = 1700000000000000000;
     p.duration_nanos = 1000000000;
-    return p;
-}
-
-// The profile of tests/unit/output/test_text.cpp: milliseconds, an inline node, a dropped node.
-Profile top_profile() {
-    Profile p;
-    p.sample_types = {{"samples", "count"}, {"cpu", "nanoseconds"}};
-    p.mappings = {{1, 0x400000, 0x500000, 0, "/nonexistent/app", "", true, true, true, true}};
-    p.functions = {{1, "main", "main", "app.cpp", 1},
-                   {2, "compute(int)", "_Z7computei", "app.cpp", 10},
-                   {3, "helper", "_Z6helperv", "app.cpp", 20},
-                   {4, "libc.so.6+0x1234", "libc.so.6+0x1234", "", 0},
-                   {5, "tiny", "tiny", "app.cpp", 30}};
-    p.locations = {{1, 1, 0x401000, {{3, 21}, {2, 11}}},
-                   {2, 1, 0x402000, {{1, 2}}},
-                   {3, 0, 0x7f0000001234, {{4, 0}}},
-                   {4, 1, 0x403000, {{5, 31}}}};
-    p.samples = {{{1, 2}, {120, 1200000000}, {}},
-                 {{2}, {3, 30000000}, {}},
-                 {{3, 1, 2}, {70, 700000000}, {}},
-                 {{4, 2}, {1, 1000000}, {}}};
     return p;
 }
 

@@ -166,37 +166,33 @@ TEST_CASE("locks: recursive, error-checking, robust, PI, stack and heap mutexes"
     pmprof::ThreadDump d = dump_of(t.target->pid());
     CHECK_FALSE(d.locks.deadlock());
 
-    const pmprof::LockWait& rec = thread(d, t.tid("rec-waiter")).lock;
-    CHECK(rec.owner == t.tid("rec-holder"));
-    CHECK(rec.type == "recursive");
-    CHECK(rec.count == 3);
-    CHECK(rec.name == "locks_target::g_recursive");
-
-    const pmprof::LockWait& ec = thread(d, t.tid("ec-waiter")).lock;
-    CHECK(ec.owner == t.tid("ec-holder"));
-    CHECK(ec.type == "error-checking");
-    CHECK(ec.name == "locks_target::g_errorcheck");
-
-    const pmprof::LockWait& rb = thread(d, t.tid("rb-waiter")).lock;
-    CHECK(rb.owner == t.tid("rb-heir"));
-    CHECK(rb.type == "normal, robust");
-    CHECK(rb.owner_died);
-    CHECK(rb.name == "locks_target::g_robust");
-
-    const pmprof::LockWait& pi = thread(d, t.tid("pi-waiter")).lock;
-    CHECK(pi.owner == t.tid("pi-holder"));
-    CHECK(pi.type == "normal, priority-inheritance");
-    CHECK(pi.name == "locks_target::g_pi");
-
-    const pmprof::LockWait& st = thread(d, t.tid("st-waiter")).lock;
-    CHECK(st.owner == t.tid("st-holder"));
-    CHECK(st.address == t.addr("stack_mutex"));
-    CHECK(st.name == "stack of thread " + std::to_string(t.tid("st-holder")));
-
-    const pmprof::LockWait& hp = thread(d, t.tid("hp-waiter")).lock;
-    CHECK(hp.owner == t.tid("hp-holder"));
-    CHECK(hp.address == t.addr("heap_mutex"));
-    CHECK(hp.name == "heap");
+    // Each waiter waits for its holder's lock, of this type (nullptr: not checked) and name.
+    struct Wait {
+        const char* waiter;
+        const char* holder;
+        const char* type;
+        std::string name;
+    };
+    const Wait waits[] = {
+        {"rec-waiter", "rec-holder", "recursive", "locks_target::g_recursive"},
+        {"ec-waiter", "ec-holder", "error-checking", "locks_target::g_errorcheck"},
+        {"rb-waiter", "rb-heir", "normal, robust", "locks_target::g_robust"},
+        {"pi-waiter", "pi-holder", "normal, priority-inheritance", "locks_target::g_pi"},
+        {"st-waiter", "st-holder", nullptr,
+         "stack of thread " + std::to_string(t.tid("st-holder"))},
+        {"hp-waiter", "hp-holder", nullptr, "heap"},
+    };
+    for (const Wait& e : waits) {
+        INFO(e.waiter);
+        const pmprof::LockWait& w = thread(d, t.tid(e.waiter)).lock;
+        CHECK(w.owner == t.tid(e.holder));
+        if (e.type != nullptr) CHECK(w.type == e.type);
+        CHECK(w.name == e.name);
+    }
+    CHECK(thread(d, t.tid("rec-waiter")).lock.count == 3);
+    CHECK(thread(d, t.tid("rb-waiter")).lock.owner_died);
+    CHECK(thread(d, t.tid("st-waiter")).lock.address == t.addr("stack_mutex"));
+    CHECK(thread(d, t.tid("hp-waiter")).lock.address == t.addr("heap_mutex"));
 
     RunResult r = stacks(t.target->pid());
     INFO(r.out << r.err);

@@ -97,16 +97,7 @@ class Target:
 
 def run(argv, timeout=60, env=None):
     """Runs pmprof (or a wrapper) in its own process group; returns (code, stdout, stderr)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise Failure(f"hung: {' '.join(argv)} did not end within {timeout} s\n{err.decode()[-2000:]}")
-    check_group_gone(p.pid, argv)
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return finish(start(argv, env), argv, timeout)
 
 
 def start(argv, env=None):
@@ -115,12 +106,14 @@ def start(argv, env=None):
 
 
 def finish(p, argv, timeout=30):
+    """Waits for `p` (from start) at most `timeout` s; returns (code, stdout, stderr). A run that
+    does not end is killed with its group and fails the case, with the end of its stderr."""
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
-        raise Failure(f"hung: {' '.join(argv)} did not end within {timeout} s")
+        raise Failure(f"hung: {' '.join(argv)} did not end within {timeout} s\n{err.decode()[-2000:]}")
     check_group_gone(p.pid, argv)
     return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 

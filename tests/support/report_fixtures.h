@@ -50,6 +50,31 @@ inline Profile fixture_profile() {
     return p;
 }
 
+/// The `-top` profile, checked by tests/unit/output/test_text.cpp against hand-computed numbers
+/// and by tests/integration/test_pprof_go.cpp against `go tool pprof` itself: main -> compute ->
+/// helper (inlined into compute) -> a libc pseudo frame, and a tiny function under pprof's
+/// default node fraction. Values in nanoseconds: 1.2 s, 30 ms, 700 ms, 1 ms. The mapping's file
+/// does not exist, so pprof has nothing to symbolize from.
+inline Profile top_profile() {
+    Profile p;
+    p.sample_types = {{"samples", "count"}, {"cpu", "nanoseconds"}};
+    p.mappings = {{1, 0x400000, 0x500000, 0, "/nonexistent/app", "", true, true, true, true}};
+    p.functions = {{1, "main", "main", "app.cpp", 1},
+                   {2, "compute(int)", "_Z7computei", "app.cpp", 10},
+                   {3, "helper", "_Z6helperv", "app.cpp", 20},
+                   {4, "libc.so.6+0x1234", "libc.so.6+0x1234", "", 0},
+                   {5, "tiny", "tiny", "app.cpp", 30}};
+    p.locations = {{1, 1, 0x401000, {{3, 21}, {2, 11}}},
+                   {2, 1, 0x402000, {{1, 2}}},
+                   {3, 0, 0x7f0000001234, {{4, 0}}},
+                   {4, 1, 0x403000, {{5, 31}}}};
+    p.samples = {{{1, 2}, {120, 1200000000}, {}},
+                 {{2}, {3, 30000000}, {}},
+                 {{3, 1, 2}, {70, 700000000}, {}},
+                 {{4, 2}, {1, 1000000}, {}}};
+    return p;
+}
+
 /// Compares `actual` with tests/golden/NAME; with PMPROF_UPDATE_GOLDEN=1 rewrites the file.
 inline std::string golden(const std::string& name, const std::string& actual) {
     std::string path = source_dir() + "/tests/golden/" + name;

@@ -2,39 +2,25 @@
 // tests/integration/test_pprof_go.cpp).
 #include <catch2/catch.hpp>
 
+#include "../../support/report_fixtures.h"
 #include "pmprof/output/text.h"
 
 using namespace pmprof;
+using namespace pmprof::test;
 
 namespace {
 
-// main -> compute -> helper (inlined into compute) -> libc pseudo frame; plus a tiny function
-// under pprof's default node fraction. Values in nanoseconds: 1.2s, 30ms, 700ms, 1ms.
-Profile top_profile() {
-    Profile p;
-    p.sample_types = {{"samples", "count"}, {"cpu", "nanoseconds"}};
-    p.mappings = {{1, 0x400000, 0x500000, 0, "/usr/bin/app", "", true, true, true, true}};
-    p.functions = {{1, "main", "main", "app.cpp", 1},
-                   {2, "compute(int)", "_Z7computei", "app.cpp", 10},
-                   {3, "helper", "_Z6helperv", "app.cpp", 20},
-                   {4, "libc.so.6+0x1234", "libc.so.6+0x1234", "", 0},
-                   {5, "tiny", "tiny", "app.cpp", 30}};
-    p.locations = {{1, 1, 0x401000, {{3, 21}, {2, 11}}},
-                   {2, 1, 0x402000, {{1, 2}}},
-                   {3, 0, 0x7f0000001234, {{4, 0}}},
-                   {4, 1, 0x403000, {{5, 31}}}};
-    p.samples = {{{1, 2}, {120, 1200000000}, {}},
-                 {{2}, {3, 30000000}, {}},
-                 {{3, 1, 2}, {70, 700000000}, {}},
-                 {{4, 2}, {1, 1000000}, {}},
-                 {{}, {0, 0}, {}}};
+/// top_profile() and a sample without locations, which counts in no row and no total.
+Profile top_profile_with_empty_sample() {
+    Profile p = top_profile();
+    p.samples.push_back({{}, {0, 0}, {}});
     return p;
 }
 
 }  // namespace
 
 TEST_CASE("compute_top: flat on the leaf line, cum once per sample", "[unit][text]") {
-    const Profile p = top_profile();
+    const Profile p = top_profile_with_empty_sample();
     auto rows = compute_top(p, 1);
     REQUIRE(rows.size() == 5);
     CHECK(rows[0].function == "helper");
@@ -68,7 +54,7 @@ TEST_CASE("compute_top counts a recursive function once per sample", "[unit][tex
 }
 
 TEST_CASE("format_top prints pprof's table, units and drops", "[unit][text]") {
-    const Profile p = top_profile();
+    const Profile p = top_profile_with_empty_sample();
     const std::string out = format_top(p, 1, 0);
     INFO(out);
     CHECK(out.find("Type: cpu\n") != std::string::npos);

@@ -16,6 +16,7 @@
 #include "pmprof/support/error.h"
 #include "pmprof/support/fd.h"
 #include "pmprof/support/log.h"
+#include "pmprof/support/path.h"
 #include "pmprof/support/types.h"
 
 using namespace pmprof;
@@ -214,6 +215,15 @@ TEST_CASE("find_mapping: the mapping that holds an address, or none", "[unit][su
     CHECK(find_mapping(maps, 0x8fff) == &maps[2]);
     CHECK(find_mapping(maps, 0x9000) == nullptr);
     CHECK(find_mapping({}, 0x1000) == nullptr);
+}
+
+TEST_CASE("base_name: the last component of a path", "[unit][support]") {
+    CHECK(base_name("/lib/x86_64-linux-gnu/libc.so.6") == "libc.so.6");
+    CHECK(base_name("app.cpp") == "app.cpp");
+    CHECK(base_name("/usr/bin/") == "");
+    CHECK(base_name("") == "");
+    CHECK(base_name("[vdso]") == "[vdso]");
+    static_assert(base_name("/a/b") == "b");
 }
 
 TEST_CASE("catch_main selftest: passes", "[.][catch_main_selftest]") { CHECK(1 + 1 == 2); }

@@ -35,6 +35,20 @@ template <typename T> std::vector<uint8_t> bytes(const T& v) {
     return b;
 }
 
+/// read_lock_state on a wait of `kind` on `futex`, with `words` mapped at `at`. A mutex's
+/// address is its futex word; an rwlock's is left for read_lock_state to find from the futex.
+LockWait read_lock_at(LockKind kind, uint64_t at, uint64_t futex,
+                      const std::vector<uint8_t>& words) {
+    FakeMemory mem;
+    mem.add(at, words);
+    LockWait w;
+    w.kind = kind;
+    w.futex = futex;
+    if (kind == LockKind::Mutex) w.address = futex;
+    read_lock_state(w, mem);
+    return w;
+}
+
 ThreadEntry in_futex(const char* function, uint64_t futex, int op = 0) {
     ThreadEntry t;
     t.tid = 10;
@@ -110,12 +124,7 @@ TEST_CASE("read_lock_state: glibc 2.36 mutex and rwlock words", "[unit][locks]")
         int16_t spins, elision;
         uint64_t prev, next;
     } m{2, 3, 4242, 1, 1, 0, 0, 0, 0};
-    FakeMemory mem;
-    mem.add(0x1000, bytes(m));
-    LockWait w;
-    w.kind = LockKind::Mutex;
-    w.address = w.futex = 0x1000;
-    read_lock_state(w, mem);
+    LockWait w = read_lock_at(LockKind::Mutex, 0x1000, 0x1000, bytes(m));
     CHECK(w.owner == 4242);
     CHECK(w.type == "recursive");
     CHECK(w.count == 3);
@@ -123,31 +132,17 @@ TEST_CASE("read_lock_state: glibc 2.36 mutex and rwlock words", "[unit][locks]")
 
     // Robust: the tid is the lock word; __owner INT_MAX after EOWNERDEAD.
     m = {static_cast<int32_t>(0x80000000u | 77), 0, 0x7fffffff, 1, 144, 0, 0, 0, 0};
-    FakeMemory mem2;
-    mem2.add(0x2000, bytes(m));
-    LockWait r;
-    r.kind = LockKind::Mutex;
-    r.address = r.futex = 0x2000;
-    read_lock_state(r, mem2);
+    LockWait r = read_lock_at(LockKind::Mutex, 0x2000, 0x2000, bytes(m));
     CHECK(r.owner == 77);
     CHECK(r.owner_died);
     CHECK(r.type == "normal, robust");
 
     // rwlock held for writing by 99; a second writer sleeps on __writers_futex (+12).
-    uint32_t rw[14] = {3, 0, 1, 3, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0};
-    FakeMemory mem3;
-    mem3.add(0x3000, std::vector<uint8_t>(reinterpret_cast<uint8_t*>(rw),
-                                          reinterpret_cast<uint8_t*>(rw) + sizeof rw));
-    LockWait wr;
-    wr.kind = LockKind::RwLockWrite;
-    wr.futex = 0x300c;
-    read_lock_state(wr, mem3);
+    const uint32_t rw[14] = {3, 0, 1, 3, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0};
+    LockWait wr = read_lock_at(LockKind::RwLockWrite, 0x3000, 0x300c, bytes(rw));
     CHECK(wr.address == 0x3000);
     CHECK(wr.owner == 99);
-    LockWait rd;
-    rd.kind = LockKind::RwLockRead;
-    rd.futex = 0x3008;
-    read_lock_state(rd, mem3);
+    LockWait rd = read_lock_at(LockKind::RwLockRead, 0x3000, 0x3008, bytes(rw));
     CHECK(rd.address == 0x3000);
     CHECK(rd.owner == 99);
 }
