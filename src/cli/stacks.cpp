@@ -140,6 +140,7 @@ std::string format_dumps(const std::vector<ThreadDump>& dumps, const StacksArgs&
         }
     }
     std::vector<std::pair<const Profile*, int>> parts;
+    parts.reserve(profiles.size());
     for (const Profile& p : profiles) parts.emplace_back(&p, 1);
     const Profile merged =
         profiles.size() == 1 ? std::move(profiles.front()) : merge_profiles(parts);

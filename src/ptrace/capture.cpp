@@ -524,7 +524,7 @@ void SessionCore::pump_captures() {
         progress = false;
         polled = capture_window;
         for (pid_t tid : polled)
-            while (outstanding.count(tid) != 0 && poll_one(tid)) progress = true;
+            while (outstanding.contains(tid) && poll_one(tid)) progress = true;
         refill_captures();
     }
 }
