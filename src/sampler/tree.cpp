@@ -67,6 +67,7 @@ void add_stats(SamplerStats& into, const SamplerStats& from) {
     into.pause_p99_ns = std::max(into.pause_p99_ns, from.pause_p99_ns);
     into.pause_max_ns = std::max(into.pause_max_ns, from.pause_max_ns);
     into.stop_wait_p99_ns = std::max(into.stop_wait_p99_ns, from.stop_wait_p99_ns);
+    into.max_in_flight = std::max(into.max_in_flight, from.max_in_flight);
     into.max_thread_pause_fraction =
         std::max(into.max_thread_pause_fraction, from.max_thread_pause_fraction);
     into.rate_lowered = into.rate_lowered || from.rate_lowered;

@@ -41,7 +41,6 @@ constexpr long kSysFutex = SYS_futex;
 constexpr long kSysRestart = SYS_restart_syscall;
 constexpr size_t kMaxLockFrames = 12;  // the blocking lock function is near the top
 
-constexpr uint32_t kFutexWaiters = 0x80000000u;
 constexpr uint32_t kFutexOwnerDied = 0x40000000u;
 constexpr uint32_t kFutexTidMask = 0x3fffffffu;
 constexpr int kMutexInconsistent = INT_MAX;
