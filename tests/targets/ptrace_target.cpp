@@ -34,8 +34,11 @@ namespace ptrace_target {
 
 std::atomic<int> g_started{0};
 int g_report_fd = 1;
-volatile sig_atomic_t g_usr1 = 0;
-volatile sig_atomic_t g_rt = 0;
+// Counted with lock-free atomics (async-signal-safe): a process-directed signal can be handled
+// by two threads at the same moment, and `x = x + 1` on a sig_atomic_t then loses one.
+std::atomic<int> g_usr1{0};
+std::atomic<int> g_rt{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 // Async-signal-safe "<name> <n>\n" (signal-safety(7): write only).
 void write_counter(char* buf, size_t* len, const char* name, long n) {
@@ -53,23 +56,23 @@ void write_counter(char* buf, size_t* len, const char* name, long n) {
 }
 
 extern "C" void on_usr1(int) {
-    g_usr1 = g_usr1 + 1;
+    const int usr1 = g_usr1.fetch_add(1) + 1;
     char buf[64];
     size_t len = 0;
-    write_counter(buf, &len, "usr1", g_usr1);
+    write_counter(buf, &len, "usr1", usr1);
     buf[len++] = '\n';
     ssize_t n = write(g_report_fd, buf, len);
     (void)n;
 }
 
-extern "C" void on_rt(int) { g_rt = g_rt + 1; }
+extern "C" void on_rt(int) { g_rt.fetch_add(1); }
 
 extern "C" void on_usr2(int) {
     char buf[96];
     size_t len = 0;
-    write_counter(buf, &len, "rt", g_rt);
+    write_counter(buf, &len, "rt", g_rt.load());
     buf[len++] = ' ';
-    write_counter(buf, &len, "usr1", g_usr1);
+    write_counter(buf, &len, "usr1", g_usr1.load());
     buf[len++] = '\n';
     ssize_t n = write(g_report_fd, buf, len);
     (void)n;
