@@ -212,7 +212,7 @@ void add_stacks_command(CLI::App& app, CommandRunner* runner) {
     auto args = std::make_shared<StacksArgs>();
     CLI::App* cmd = app.add_subcommand(
         "stacks", "Print every thread's stack once, grouped, with source lines (a thread dump)");
-    cmd->footer(std::string("\nAll threads are interrupted together; each is detached as soon as "
+    cmd->footer(std::string("\nThreads are interrupted 64 at a time; each is detached as soon as "
                             "its registers and stack top are copied (--consistent holds them all "
                             "until the last has stopped); unwinding and symbolization happen "
                             "afterwards.\n\nA thread blocked on a glibc lock gets a lock line: "
