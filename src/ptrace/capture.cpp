@@ -317,6 +317,7 @@ size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& op
         return 0;
     }
     cap.stack.base = lo;
+    if (opt.at_stop) opt.at_stop(cap.tid);
     return *n;
 }
 

@@ -67,6 +67,18 @@ Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
       budget_(nominal_ns_, opt.max_pause_fraction) {
     stats_.requested_rate_hz = opt.rate_hz;
     stats_.mode = opt.mode;
+    capture_opt_ = opt.capture;
+    if (opt.mode == SampleMode::Cpu) {
+        // The thread is still stopped: its schedstat shows what happened between the tick's
+        // reading and the stop, not what it did after its resume (waited_at_syscall_return).
+        capture_opt_.at_stop = [this](pid_t tid) {
+            auto it = threads_.find(tid);
+            if (it == threads_.end()) return;
+            auto s = read_schedstat(it->second.schedstat_fd);
+            it->second.have_at_stop = s.ok();
+            if (s.ok()) it->second.at_stop = *s;
+        };
+    }
 }
 
 Result<void> Sampler::open_image() {

@@ -31,7 +31,6 @@ constexpr int64_t kMs = 1000000;
 constexpr int64_t kSlice = 20 * kMs;            // longest wait without polling tracee events
 constexpr int64_t kReloadMin = 100 * kMs;       // maps re-read at most this often...
 constexpr int64_t kReloadBackoff = 1000 * kMs;  // ...and this often after a useless re-read
-constexpr uint64_t kWaitEvidenceNs = 30'000;    // a stop this slow may have waited for a cpu
 constexpr size_t kMaxStopsListed = 4096;        // threads listed in the stops-per-thread comment
 // A running thread's state comes from /proc/.../syscall ("running"), not stat; stat, which alone
 // has the thread's name, is still read at least this often for it (a rename shows that late).
@@ -46,6 +45,9 @@ struct ThreadSlot {
     // This tick's observation.
     ThreadState state = ThreadState::Unknown;
     SchedStat sched;
+    // cpu mode: schedstat read inside its last stop (CaptureOptions::at_stop), before the resume.
+    SchedStat at_stop;
+    bool have_at_stop = false;
     bool observed = false;
     // This tick's /proc/.../syscall text of a thread that ran and is blocked now: the fast path
     // unwinds from it instead of reading the file again.
@@ -84,6 +86,9 @@ struct ThreadSlot {
 class Sampler {
   public:
     Sampler(TraceSession& session, const SamplerOptions& opt);
+    // capture_opt_.at_stop holds `this`.
+    Sampler(const Sampler&) = delete;
+    Sampler& operator=(const Sampler&) = delete;
     Result<SamplerResult> run();
 
   private:
@@ -131,6 +136,7 @@ class Sampler {
 
     TraceSession& session_;
     const SamplerOptions& opt_;
+    CaptureOptions capture_opt_;  // opt_.capture, with the at_stop reading in cpu mode
     const pid_t pid_;
     const int64_t nominal_ns_;
     ProcessMemory memory_;

@@ -23,6 +23,7 @@
 #include "../support/harness.h"
 #include "pmprof/os/procfs.h"
 #include "pmprof/output/pprof.h"
+#include "pmprof/sampler/perf.h"
 
 using namespace pmprof::test;
 using namespace std::chrono_literals;
@@ -179,6 +180,45 @@ TEST_CASE("EINTR-prone blocked threads see at most one EINTR per stop pmprof rep
             INFO(k << ": " << c[k] << " EINTR, " << n << " stops");
             CHECK(c[k] <= n);
         }
+    }
+    SECTION("cpu mode at 999 Hz: the perf backend makes no call fail; ptrace's count beside it") {
+        // The perf backend stops nothing, so not one EINTR; the ptrace backend stops only threads
+        // found on a cpu, which these never are. Wall mode stops each of them for its first
+        // stack: the reference that shows the target counts an EINTR when there is one.
+        auto attach = [&](const std::string& mode, const std::string& backend) {
+            const std::string out = temp_path("eintr-" + mode + backend + ".pb.gz");
+            std::vector<std::string> argv = {pmprof_bin(), "attach", std::to_string(pid), "-m",
+                                             mode};
+            argv.insert(argv.end(), {"-d", "1s", "-r", "999", "-o", out});
+            if (!backend.empty()) argv.insert(argv.end(), {"--backend", backend});
+            RunResult r = run(argv);
+            INFO(mode << " " << backend << ": " << r.err);
+            // These threads use no cpu: a cpu-mode profile of them is empty (exit 1, said so).
+            const bool empty =
+                r.exit_code == 1 && r.err.find("no samples were taken") != std::string::npos;
+            REQUIRE((r.exit_code == 0 || empty));
+            return counts();
+        };
+        auto before = counts();
+        if (pmprof::probe_perf_access(pid).allowed) {
+            auto c = attach("cpu", "perf");
+            for (const std::string& k : kinds) {
+                INFO(k);
+                CHECK(c[k] == before[k]);
+            }
+            before = c;
+        } else {
+            WARN("perf_event_open not allowed here: " << pmprof::probe_perf_access(pid).why);
+        }
+        auto ptrace_cpu = attach("cpu", "ptrace");
+        for (const std::string& k : kinds) {
+            INFO(k << ": ptrace cpu mode " << ptrace_cpu[k] - before[k] << " EINTR");
+            CHECK(ptrace_cpu[k] == before[k]);
+        }
+        auto wall = attach("wall", "");
+        long wall_eintr = 0;
+        for (const std::string& k : kinds) wall_eintr += wall[k] - ptrace_cpu[k];
+        CHECK(wall_eintr > 0);
     }
     SECTION("heap stops each thread once, detaching included") {
         RunResult r = run({pmprof_bin(), "heap", std::to_string(pid), "--no-reach"});

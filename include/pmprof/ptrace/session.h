@@ -41,6 +41,10 @@ struct CaptureOptions {
     /// the thread count: interrupted all at once, 4000 threads waited up to half a second for
     /// the tracer to reach them. 0: all at once.
     size_t max_in_flight = 64;
+    /// Called with the thread's tid inside each stop, after the copy and before the resume,
+    /// on the tracer thread: for a reading that must see the thread as it stopped (the cpu-mode
+    /// sampler's schedstat). Empty: nothing.
+    std::function<void(pid_t)> at_stop;
 };
 
 struct SnapshotStats {
