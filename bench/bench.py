@@ -40,7 +40,8 @@ def sampler_cmd(kind, rate, mode=None):
             # Ended by SIGINT like perf; the duration is only a safety net. cpu: the ptrace
             # backend; cpu-perf: the kernel-sampled one.
             backend = ["--backend", "perf" if mode == "cpu-perf" else "ptrace"]
-            return [c.pmprof, "attach", str(pid), "-r", str(rate), "-m", mode.split("-")[0],
+            # -v: the summary's every figure (rate, pauses, stops), not only its one line.
+            return [c.pmprof, "-v", "attach", str(pid), "-r", str(rate), "-m", mode.split("-")[0],
                     "-d", str(int(c.window_s + 60)), "--no-progress", "-o", out] + \
                 (backend if mode.startswith("cpu") else [])
         graph = ["-g"] if kind == "perf-fp" else ["--call-graph", "dwarf"]
@@ -299,7 +300,7 @@ class Bench:
             if is_perf:
                 if os.path.exists(out) and os.path.getsize(out) > 0:
                     break
-            elif self.tracer_of(target.pid) == tool.proc.pid or self.has_perf_events(tool):
+            elif self.traced_by(target.pid, tool.proc.pid) or self.has_perf_events(tool):
                 break
             time.sleep(0.01)
         else:
@@ -320,6 +321,16 @@ class Bench:
             except OSError:
                 pass
         return False
+
+    @classmethod
+    def traced_by(cls, pid, tool_pid):
+        """The target's tracer is a thread of the tool (pmprof seizes on a tracer thread of its
+        own, and TracerPid names that thread)."""
+        tracer = cls.tracer_of(pid)
+        try:
+            return tracer != 0 and str(tracer) in os.listdir(f"/proc/{tool_pid}/task")
+        except OSError:
+            return False
 
     @staticmethod
     def tracer_of(pid):
@@ -375,7 +386,7 @@ class Bench:
         figures, which start when the tracer notices the stop."""
         _, mode, rate = name.split()  # "pmprof cpu 999"
         data, err = self.path("sched.data"), self.path("tool.err")
-        cmd = [self.pmprof, "attach", str(target.pid), "-r", rate, "-m", mode, "-d",
+        cmd = [self.pmprof, "-v", "attach", str(target.pid), "-r", rate, "-m", mode, "-d",
                str(TRACED_S), "--no-progress", "-o", self.path("profile.pb.gz")]
         if mode == "cpu":
             cmd += ["--backend", "ptrace"]  # the stops are what this cell measures
@@ -427,8 +438,8 @@ class Bench:
                     self.rec.error("skipped: section time budget spent")
                     continue
                 err = self.path("tool.err")
-                cmd = [self.pmprof, "attach", str(target.pid), "-r", "999", "-m", "wall", "-d",
-                       f"{seconds}s", "--no-progress", "-o", self.path("profile.pb.gz")]
+                cmd = [self.pmprof, "-v", "attach", str(target.pid), "-r", "999", "-m", "wall",
+                       "-d", f"{seconds}s", "--no-progress", "-o", self.path("profile.pb.gz")]
 
                 def one():
                     r = bl.run(cmd, seconds + 120, stderr=err, env=self.env)

@@ -135,8 +135,22 @@ def analyze(args, case, backend, workdir, busy):
     ours = to_shares(pmprof_shares(args.pmprof, os.path.join(workdir, "pmprof.pb.gz"), workdir))
     theirs = to_shares(perf_shares(os.path.join(workdir, "perf.data"), workdir))
     worst, rows = compare(ours, theirs)
-    return {"case": case, "backend": backend, "worst_fn": worst[0],
-            "worst_diff": abs(worst[1] - worst[2]), "busy_cpus_before": busy, "rows": rows[:10]}
+    result = {"case": case, "backend": backend, "worst_fn": worst[0],
+              "worst_diff": abs(worst[1] - worst[2]), "busy_cpus_before": busy,
+              "rows": rows[:10]}
+    # perf alone, the window before: the target undisturbed by pmprof. The ptrace backend's own
+    # stops cost the target kernel time that perf sees in the same run (charged to the call the
+    # thread stopped in) and pmprof cannot: against the target as it runs without pmprof, that
+    # cost is not counted as pmprof's error.
+    alone_data = os.path.join(workdir, "perf-alone.data")
+    if os.path.exists(alone_data):
+        alone_dir = os.path.join(workdir, "alone")
+        os.makedirs(alone_dir, exist_ok=True)
+        alone = to_shares(perf_shares(alone_data, alone_dir))
+        worst_a, rows_a = compare(ours, alone)
+        result.update({"alone_worst_fn": worst_a[0], "alone_worst_diff":
+                       abs(worst_a[1] - worst_a[2]), "alone_rows": rows_a[:10]})
+    return result
 
 
 def one(args, case, backend, workdir):
@@ -146,6 +160,13 @@ def one(args, case, backend, workdir):
     target = start_target(args, case, workdir)
     pid = target.pid if case == "reference" else target.proc.pid
     try:
+        alone = benchlib.run(["perf", "record", "-q", "-e", "task-clock", "-F", str(args.rate),
+                              "--call-graph", "dwarf", "-p", str(pid), "-o",
+                              os.path.join(workdir, "perf-alone.data"), "--", "sleep",
+                              str(args.seconds)], args.seconds + 120,
+                             stderr=os.path.join(workdir, "perf-alone.err"))
+        if alone.rc != 0:
+            raise benchlib.BenchError(f"perf record alone: rc {alone.rc}")
         data = os.path.join(workdir, "perf.data")
         perf = benchlib.Background(["perf", "record", "-q", "-e", "task-clock", "-F",
                                     str(args.rate), "--call-graph", "dwarf", "-p", str(pid),
@@ -182,23 +203,31 @@ def markdown(results, args):
            "the same process; each function's share of cpu time by its innermost user frame "
            "(perf's kernel frames charged to the syscall that entered them). *worst*: the largest "
            "difference among the top-10 functions of either (goal: under 3 points). "
-           "*busy cpus*: other load on the machine just before the cell.", "",
+           "*against perf alone*: the same against `perf record` of the 5 s before, with pmprof "
+           "not running: the target undisturbed (the ptrace backend's stops cost the target "
+           "kernel time, which perf charges to the call a thread stopped in and pmprof cannot "
+           "see). *busy cpus*: other load on the machine just before the cell.", "",
            "| case | backend | worst function | pmprof % | perf % | diff (points) | "
-           "busy cpus |", "|---|---|---|---|---|---|---|"]
+           "against perf alone: worst, diff | busy cpus |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             out.append(f"| {r['case']} | {r['backend']} | failed: {r['error']} | | | | |")
             continue
         w = next((x for x in r["rows"] if x[0] == r["worst_fn"]), (r["worst_fn"], 0, 0))
         busy = "?" if r["busy_cpus_before"] is None else f"{r['busy_cpus_before']:.2f}"
+        alone = (f"`{r['alone_worst_fn']}` {r['alone_worst_diff']:.1f}"
+                 if "alone_worst_fn" in r else "—")
         out.append(f"| {r['case']} | {r['backend']} | `{w[0]}` | {w[1]:.1f} | {w[2]:.1f} | "
-                   f"{r['worst_diff']:.1f} | {busy} |")
-    out += ["", "Top functions per cell (pmprof % / perf %):", ""]
+                   f"{r['worst_diff']:.1f} | {alone} | {busy} |")
+    out += ["", "Top functions per cell (pmprof % / perf %, and against perf alone):", ""]
     for r in results:
         if "error" in r:
             continue
         tops = ", ".join(f"`{n}` {a:.1f}/{b:.1f}" for n, a, b in r["rows"][:6])
         out.append(f"- {r['case']}, {r['backend']}: {tops}")
+        if "alone_rows" in r:
+            tops = ", ".join(f"`{n}` {a:.1f}/{b:.1f}" for n, a, b in r["alone_rows"][:6])
+            out.append(f"  - against perf alone: {tops}")
     return "\n".join(out) + "\n"
 
 
