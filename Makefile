@@ -298,6 +298,11 @@ $(BUILD)/tidy/%.ok: %.cpp .clang-tidy $(TIDY_HEADERS) compile_commands.json \
 # report, in pmprof-tests or in a pmprof it starts, goes to a log file and fails the run.
 SAN_BUILD  := build-sanitize
 SAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# GCC 12 at -O1 with the sanitizers warns "may be used uninitialized" inside libstdc++'s
+# <regex> (std::function moves in _NFA::_M_insert_subexpr_*): a known false positive of the
+# instrumented build (GCC's manual: -fsanitize can cause spurious warnings), fatal under CI's
+# -Werror. Every other warning stays an error there.
+SAN_WARN   := -Wno-maybe-uninitialized
 # The cpu-share tests ([shares]) compare shares under timing a sanitized build distorts: they
 # run in make test, where the shares mean something; memory errors on their path are covered by
 # the other sampler tests.
@@ -306,7 +311,7 @@ SAN_BINS   := $(addprefix $(SAN_BUILD)/,pmprof pmprof-serve pmprof-tests pprofch
                 $(TARGET_BINS:$(BUILD)/%=%) $(EXAMPLE_BINS:$(BUILD)/%=%))
 SAN_LOGS   := $(abspath $(SAN_BUILD))/sanitizer-logs
 sanitize: $(BUILD)/.test-deps-ok
-	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) OPT="-O1 -g $(SAN_FLAGS)" \
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) OPT="-O1 -g $(SAN_FLAGS) $(SAN_WARN)" \
 	  LDFLAGS="$(SAN_FLAGS)" $(SAN_BINS)
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
 	@status=0; \
