@@ -37,16 +37,25 @@ constexpr uint64_t kRunnableGraceFactor = 10;
 
 }  // namespace
 
-bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall) {
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall, long* broken_syscall) {
     user_regs_struct u{};
     if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
     // Stopped on the way out of a system call the stop interrupted: rax already holds what the
     // call returns. -ERESTART* is restarted invisibly after the resume; -EINTR is what the
     // thread sees (epoll_wait, sigtimedwait, semop, recv with SO_RCVTIMEO: docs/facts.md).
-    if (eintr_syscall != nullptr)
-        *eintr_syscall = static_cast<long>(u.orig_rax) >= 0 && static_cast<long>(u.rax) == -EINTR
-                             ? static_cast<long>(u.orig_rax)
-                             : -1;
+    // include/linux/errno.h: the restart codes are kernel-internal, not in the uapi headers.
+    constexpr long kErestartsys = 512, kErestartnointr = 513, kErestartnohand = 514,
+                   kErestartRestartblock = 516;
+    const auto nr = static_cast<long>(u.orig_rax);
+    const auto rax = static_cast<long>(u.rax);
+    const bool in_syscall = nr >= 0;
+    if (eintr_syscall != nullptr) *eintr_syscall = in_syscall && rax == -EINTR ? nr : -1;
+    if (broken_syscall != nullptr)
+        *broken_syscall =
+            in_syscall && (rax == -EINTR || rax == -kErestartsys || rax == -kErestartnointr ||
+                           rax == -kErestartnohand || rax == -kErestartRestartblock)
+                ? nr
+                : -1;
     // DWARF register numbers, x86_64 psABI figure 3.36.
     regs->dwarf = {u.rax, u.rdx, u.rcx, u.rbx, u.rsi, u.rdi, u.rbp, u.rsp, u.r8,
                    u.r9,  u.r10, u.r11, u.r12, u.r13, u.r14, u.r15, u.rip};
@@ -287,7 +296,7 @@ namespace {
 // Returns the bytes copied; cap.stack.base is set, cap.stack.bytes is left to the caller.
 size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt, uint8_t* buf,
                  size_t buf_len) {
-    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall)) {
+    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall, &cap.broken_syscall)) {
         cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
         return 0;
     }
@@ -317,7 +326,7 @@ size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& op
         return 0;
     }
     cap.stack.base = lo;
-    if (opt.at_stop) opt.at_stop(cap.tid);
+    if (opt.at_stop) opt.at_stop(cap);
     return *n;
 }
 
@@ -488,6 +497,7 @@ void SessionCore::send_capture(pid_t tid) {
     }
     // A Listening thread (a group-stopped process) is stopped already: the interrupt re-traps
     // it, and the dispatcher copies it and re-LISTENs.
+    if (async_opt.before_interrupt) async_opt.before_interrupt(tid);
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
         fail_capture(tid, "exited");  // ESRCH: exiting; its exit event follows
         return;

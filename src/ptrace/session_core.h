@@ -209,8 +209,10 @@ Error permission_error(pid_t pid, int err);
 
 /// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure. With
 /// `eintr_syscall`: the system call the stop made fail with EINTR (orig_rax when rax is -EINTR),
-/// else -1.
-bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall = nullptr);
+/// else -1. With `broken_syscall`: the system call the stop broke, failed with EINTR or to be
+/// restarted after the resume (rax -ERESTART*), else -1.
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall = nullptr,
+                    long* broken_syscall = nullptr);
 
 /// True on a run_on_tracer_thread() thread: its exit detaches what is still traced, so
 /// detach_all() need not stop anything (src/ptrace/tracer_thread.cpp).

@@ -69,11 +69,20 @@ Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
     stats_.mode = opt.mode;
     capture_opt_ = opt.capture;
     if (opt.mode == SampleMode::Cpu) {
-        // The thread is still stopped: its schedstat shows what happened between the tick's
-        // reading and the stop, not what it did after its resume (waited_at_syscall_return).
-        capture_opt_.at_stop = [this](pid_t tid) {
+        // A stop at a system call's return is where the thread ran only if it was on a cpu in
+        // that call when the interrupt came: schedstat just before the interrupt and inside the
+        // stop tell whether it arrived on a cpu in between (waited_at_syscall_return). Inside the
+        // stop only at a system call's return, the one place the reading is used.
+        capture_opt_.before_interrupt = [this](pid_t tid) {
             auto it = threads_.find(tid);
             if (it == threads_.end()) return;
+            auto s = read_schedstat(it->second.schedstat_fd);
+            it->second.have_at_interrupt = s.ok();
+            if (s.ok()) it->second.at_interrupt = *s;
+        };
+        capture_opt_.at_stop = [this](const ThreadCapture& cap) {
+            auto it = threads_.find(cap.tid);
+            if (it == threads_.end() || !is_syscall_return(cap.regs.pc())) return;
             auto s = read_schedstat(it->second.schedstat_fd);
             it->second.have_at_stop = s.ok();
             if (s.ok()) it->second.at_stop = *s;

@@ -45,9 +45,10 @@ struct ThreadSlot {
     // This tick's observation.
     ThreadState state = ThreadState::Unknown;
     SchedStat sched;
-    // cpu mode: schedstat read inside its last stop (CaptureOptions::at_stop), before the resume.
-    SchedStat at_stop;
-    bool have_at_stop = false;
+    // cpu mode: schedstat read just before its last interrupt and, when it stopped at a system
+    // call's return, inside that stop (CaptureOptions::before_interrupt, at_stop).
+    SchedStat at_interrupt, at_stop;
+    bool have_at_interrupt = false, have_at_stop = false;
     bool observed = false;
     // This tick's /proc/.../syscall text of a thread that ran and is blocked now: the fast path
     // unwinds from it instead of reading the file again.
@@ -86,7 +87,7 @@ struct ThreadSlot {
 class Sampler {
   public:
     Sampler(TraceSession& session, const SamplerOptions& opt);
-    // capture_opt_.at_stop holds `this`.
+    // capture_opt_'s hooks hold `this`.
     Sampler(const Sampler&) = delete;
     Sampler& operator=(const Sampler&) = delete;
     Result<SamplerResult> run();
@@ -119,7 +120,9 @@ class Sampler {
     /// time since its last sample goes to its pool instead of a sample.
     void charge_off_cpu(ThreadSlot& t, int64_t weight);
     /// cpu mode: the stop of `t` (seen R) landed at a syscall return it waited at, not ran at.
-    bool waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap);
+    bool waited_at_syscall_return(const ThreadSlot& t, const ThreadCapture& cap);
+    /// True when the instruction before `pc` is `syscall` (cached per pc).
+    bool is_syscall_return(uint64_t pc);
     /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
     /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
     void share_out_pools(Profile& profile) const;
@@ -136,7 +139,7 @@ class Sampler {
 
     TraceSession& session_;
     const SamplerOptions& opt_;
-    CaptureOptions capture_opt_;  // opt_.capture, with the at_stop reading in cpu mode
+    CaptureOptions capture_opt_;  // opt_.capture, with the schedstat readings in cpu mode
     const pid_t pid_;
     const int64_t nominal_ns_;
     ProcessMemory memory_;

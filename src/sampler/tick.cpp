@@ -2,7 +2,6 @@
 // recording each capture as it arrives, the /proc/.../syscall fast path for blocked threads,
 // unwinding, and the merged samples of stacks that did not change.
 #include <algorithm>
-#include <cerrno>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,8 +46,8 @@ void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) 
     for (ThreadSlot* t : group) {
         tids.push_back(t->tid);
         t->capture_outstanding = true;
+        t->have_at_interrupt = t->have_at_stop = false;
     }
-    for (ThreadSlot* t : group) t->have_at_stop = false;
     session_.request_captures(tids, capture_opt_);
     const int64_t wait_ns = std::min<int64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.capture.stop_timeout).count(),
@@ -207,42 +206,30 @@ void Sampler::add_sample(ThreadSlot& t, const RawStack& stack, const std::string
     t.have_stack = true;
 }
 
-namespace {
-
-/// The interrupt itself broke a system call that was waiting: the stop is at its return with
-/// rax = -ERESTART* (the call is restarted after the resume) or -EINTR. The thread had blocked
-/// between the tick's reading and the interrupt's arrival.
-bool interrupted_wait(const Registers& regs) {
-    // include/linux/errno.h: kernel-internal, not in the uapi headers.
-    constexpr int64_t kErestartsys = 512, kErestartnointr = 513, kErestartnohand = 514,
-                      kErestartRestartblock = 516;
-    const auto rax = static_cast<int64_t>(regs.dwarf[0]);
-    return rax == -EINTR || rax == -kErestartsys || rax == -kErestartnointr ||
-           rax == -kErestartnohand || rax == -kErestartRestartblock;
-}
-
-}  // namespace
-
-/// cpu mode: a thread seen runnable (R) may not have been running when the interrupt took
-/// effect: woken from a syscall and waiting for a cpu, or blocked since. Its stop then lands at
-/// that syscall's return, which is not where its cpu time went. A stop in user code is where the
-/// thread ran or was preempted (preemption comes at timer ticks, uniform in cpu time): unbiased.
-/// A stop at a syscall return is no sample when the interrupt broke a wait (rax -ERESTART* or
-/// -EINTR), or when schedstat counts an arrival on a cpu since the tick's reading: the thread was
-/// off its cpu in between and stopped on its way back. Real kernel time of a call whose thread
-/// was also switched out (a send preempted at its exit by the peer it woke) is lost to the pool
-/// that way; docs/cpu-mode.md measures that error.
-bool Sampler::waited_at_syscall_return(ThreadSlot& t, const ThreadCapture& cap) {
-    const uint64_t pc = cap.regs.pc();
+bool Sampler::is_syscall_return(uint64_t pc) {
     auto site = syscall_sites_.find(pc);
     if (site == syscall_sites_.end()) {
         uint8_t insn[2] = {0, 0};
         const bool ok = pc >= 2 && memory_.read_value(pc - 2, &insn);
         site = syscall_sites_.emplace(pc, ok && insn[0] == 0x0f && insn[1] == 0x05).first;
     }
-    if (!site->second) return false;
-    if (interrupted_wait(cap.regs)) return true;
-    return t.have_at_stop && t.at_stop.timeslices > t.sched.timeslices;
+    return site->second;
+}
+
+/// cpu mode: a thread seen runnable (R) may not have been running when the interrupt took
+/// effect: woken from a syscall and waiting for a cpu, or blocked since. Its stop then lands at
+/// that syscall's return, which is not where its cpu time went. A stop in user code is where the
+/// thread ran or was preempted (preemption comes at timer ticks, uniform in cpu time): unbiased.
+/// A stop at a syscall return is no sample when the interrupt broke a wait (rax -ERESTART* or
+/// -EINTR), or when schedstat counts an arrival on a cpu between the interrupt and the stop:
+/// the thread was off its cpu when the interrupt came, and stopped on its way back. Real kernel
+/// time of a call whose thread was also switched out (a send preempted at its exit by the peer
+/// it woke) is lost to the pool that way; docs/cpu-mode.md measures that error.
+bool Sampler::waited_at_syscall_return(const ThreadSlot& t, const ThreadCapture& cap) {
+    if (!is_syscall_return(cap.regs.pc())) return false;
+    if (cap.broken_syscall >= 0) return true;
+    return t.have_at_interrupt && t.have_at_stop &&
+           t.at_stop.timeslices > t.at_interrupt.timeslices;
 }
 
 void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight) {

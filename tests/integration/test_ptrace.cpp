@@ -1,6 +1,7 @@
 // The ptrace layer against real targets (tests/targets/ptrace_target.cpp): snapshots, signals
 // re-injected, job control kept, thread churn, D state, the refusals, launch.
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -179,6 +181,61 @@ TEST_CASE("snapshot of 21 sleeping threads", "[integration][ptrace]") {
                      static_cast<double>(percentile(windows, 0.5)) / 1e3,
                      static_cast<double>(percentile(windows, 0.9)) / 1e3);
         CHECK(percentile(windows, 0.5) < 1'000'000'000ull);
+    }
+    REQUIRE(t::left_running(pid) == "");
+}
+
+TEST_CASE("asynchronous captures: the interrupt and stop hooks; the call a stop broke",
+          "[integration][ptrace]") {
+    // doze-1 sleeps in nanosleep (restarted after the resume: -ERESTART_RESTARTBLOCK, no EINTR);
+    // spin-0 is in user code (no call to break).
+    auto target = start_target({"--threads", "2"});
+    const pid_t pid = target->pid();
+    {
+        auto session = seize_or_fail(pid);
+        std::map<std::string, pid_t> by_name;
+        for (pid_t tid : session->threads()) {
+            auto st = pmprof::read_task_stat(pid, tid);
+            if (st.ok()) by_name[st->comm] = tid;
+        }
+        REQUIRE(by_name.contains("spin-0"));
+        REQUIRE(by_name.contains("doze-1"));
+        const pid_t spin = by_name["spin-0"], doze = by_name["doze-1"];
+        REQUIRE(wait_until(
+            [&] {
+                auto st = pmprof::read_task_stat(pid, doze);
+                return st.ok() && st->state == pmprof::ThreadState::Sleeping;
+            },
+            5s, session.get()));
+        std::vector<pid_t> interrupted, stopped;
+        CaptureOptions opt;
+        opt.before_interrupt = [&](pid_t tid) { interrupted.push_back(tid); };
+        opt.at_stop = [&](const ThreadCapture& c) {
+            // Inside the stop: the registers are there already.
+            CHECK(c.ok);
+            CHECK(c.regs.pc() != 0);
+            stopped.push_back(c.tid);
+        };
+        session->request_captures({spin, doze}, opt);
+        session->wait_captures(2s);
+        REQUIRE(session->captures_outstanding() == 0);
+        std::map<pid_t, ThreadCapture> caps;
+        for (ThreadCapture& c : session->take_captures()) caps[c.tid] = std::move(c);
+        REQUIRE(caps.size() == 2);
+        std::sort(interrupted.begin(), interrupted.end());
+        std::sort(stopped.begin(), stopped.end());
+        const std::vector<pid_t> both =
+            spin < doze ? std::vector<pid_t>{spin, doze} : std::vector<pid_t>{doze, spin};
+        CHECK(interrupted == both);
+        CHECK(stopped == both);
+        REQUIRE(caps[spin].ok);
+        REQUIRE(caps[doze].ok);
+        CHECK(caps[spin].broken_syscall == -1);
+        CHECK(caps[spin].eintr_syscall == -1);
+        INFO("doze-1 rax " << static_cast<int64_t>(caps[doze].regs.dwarf[0]));
+        CHECK((caps[doze].broken_syscall == SYS_clock_nanosleep ||
+               caps[doze].broken_syscall == SYS_nanosleep));
+        CHECK(caps[doze].eintr_syscall == -1);  // restarted: the thread never sees it
     }
     REQUIRE(t::left_running(pid) == "");
 }

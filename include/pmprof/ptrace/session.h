@@ -41,10 +41,13 @@ struct CaptureOptions {
     /// the thread count: interrupted all at once, 4000 threads waited up to half a second for
     /// the tracer to reach them. 0: all at once.
     size_t max_in_flight = 64;
-    /// Called with the thread's tid inside each stop, after the copy and before the resume,
-    /// on the tracer thread: for a reading that must see the thread as it stopped (the cpu-mode
-    /// sampler's schedstat). Empty: nothing.
-    std::function<void(pid_t)> at_stop;
+    /// request_captures: called with the thread's tid on the tracer thread just before its
+    /// PTRACE_INTERRUPT (not for a thread found stopped already), and with its capture inside
+    /// the stop, after the copy and before the resume: for readings of the thread as the
+    /// interrupt found it and as it stopped (the cpu-mode sampler's schedstat). Each must be
+    /// quick: the second one is part of the thread's pause. Empty: nothing.
+    std::function<void(pid_t)> before_interrupt;
+    std::function<void(const ThreadCapture&)> at_stop;
 };
 
 struct SnapshotStats {

@@ -96,6 +96,9 @@ struct ThreadCapture {
     // The system call this stop made fail with EINTR (the thread was blocked in epoll_wait,
     // sigtimedwait, semop, a recv with SO_RCVTIMEO...: rax was -EINTR at the stop), -1 if none.
     long eintr_syscall = -1;
+    // The system call this stop broke: failed with EINTR, or to be restarted after the resume
+    // (rax -ERESTART*, which the thread never sees); -1 if none.
+    long broken_syscall = -1;
 };
 
 /// One frame of an unwound stack.
