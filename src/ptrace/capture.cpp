@@ -37,7 +37,8 @@ constexpr uint64_t kRunnableGraceFactor = 10;
 
 }  // namespace
 
-bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall, long* broken_syscall) {
+bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall, long* broken_syscall,
+                    long* in_syscall) {
     user_regs_struct u{};
     if (::ptrace(PTRACE_GETREGS, tid, nullptr, &u) != 0) return false;
     // Stopped on the way out of a system call the stop interrupted: rax already holds what the
@@ -48,12 +49,14 @@ bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall, long* broke
                    kErestartRestartblock = 516;
     const auto nr = static_cast<long>(u.orig_rax);
     const auto rax = static_cast<long>(u.rax);
-    const bool in_syscall = nr >= 0;
-    if (eintr_syscall != nullptr) *eintr_syscall = in_syscall && rax == -EINTR ? nr : -1;
+    const bool stopped_in_syscall = nr >= 0;
+    if (in_syscall != nullptr) *in_syscall = stopped_in_syscall ? nr : -1;
+    if (eintr_syscall != nullptr) *eintr_syscall = stopped_in_syscall && rax == -EINTR ? nr : -1;
     if (broken_syscall != nullptr)
         *broken_syscall =
-            in_syscall && (rax == -EINTR || rax == -kErestartsys || rax == -kErestartnointr ||
-                           rax == -kErestartnohand || rax == -kErestartRestartblock)
+            stopped_in_syscall &&
+                    (rax == -EINTR || rax == -kErestartsys || rax == -kErestartnointr ||
+                     rax == -kErestartnohand || rax == -kErestartRestartblock)
                 ? nr
                 : -1;
     // DWARF register numbers, x86_64 psABI figure 3.36.
@@ -296,7 +299,8 @@ namespace {
 // Returns the bytes copied; cap.stack.base is set, cap.stack.bytes is left to the caller.
 size_t copy_into(SessionCore& impl, ThreadCapture& cap, const CaptureOptions& opt, uint8_t* buf,
                  size_t buf_len) {
-    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall, &cap.broken_syscall)) {
+    if (!read_registers(cap.tid, &cap.regs, &cap.eintr_syscall, &cap.broken_syscall,
+                        &cap.in_syscall)) {
         cap.error = Error::from_errno(fmt::format("PTRACE_GETREGS tid {}", cap.tid), errno).message;
         return 0;
     }

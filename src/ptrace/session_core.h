@@ -210,9 +210,10 @@ Error permission_error(pid_t pid, int err);
 /// Converts PTRACE_GETREGS output of `tid` to DWARF order; false (errno set) on failure. With
 /// `eintr_syscall`: the system call the stop made fail with EINTR (orig_rax when rax is -EINTR),
 /// else -1. With `broken_syscall`: the system call the stop broke, failed with EINTR or to be
-/// restarted after the resume (rax -ERESTART*), else -1.
+/// restarted after the resume (rax -ERESTART*), else -1. With `in_syscall`: orig_rax, the call
+/// the thread stopped in (at its return), -1 for a stop in user code.
 bool read_registers(pid_t tid, Registers* regs, long* eintr_syscall = nullptr,
-                    long* broken_syscall = nullptr);
+                    long* broken_syscall = nullptr, long* in_syscall = nullptr);
 
 /// True on a run_on_tracer_thread() thread: its exit detaches what is still traced, so
 /// detach_all() need not stop anything (src/ptrace/tracer_thread.cpp).

@@ -82,7 +82,8 @@ Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
         };
         capture_opt_.at_stop = [this](const ThreadCapture& cap) {
             auto it = threads_.find(cap.tid);
-            if (it == threads_.end() || !is_syscall_return(cap.regs.pc())) return;
+            // orig_rax, from the registers in hand: no read of the target inside the stop.
+            if (it == threads_.end() || cap.in_syscall < 0) return;
             auto s = read_schedstat(it->second.schedstat_fd);
             it->second.have_at_stop = s.ok();
             if (s.ok()) it->second.at_stop = *s;

@@ -226,7 +226,7 @@ bool Sampler::is_syscall_return(uint64_t pc) {
 /// time of a call whose thread was also switched out (a send preempted at its exit by the peer
 /// it woke) is lost to the pool that way; docs/cpu-mode.md measures that error.
 bool Sampler::waited_at_syscall_return(const ThreadSlot& t, const ThreadCapture& cap) {
-    if (!is_syscall_return(cap.regs.pc())) return false;
+    if (cap.in_syscall < 0 || !is_syscall_return(cap.regs.pc())) return false;
     if (cap.broken_syscall >= 0) return true;
     return t.have_at_interrupt && t.have_at_stop &&
            t.at_stop.timeslices > t.at_interrupt.timeslices;

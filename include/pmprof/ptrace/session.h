@@ -42,10 +42,11 @@ struct CaptureOptions {
     /// the tracer to reach them. 0: all at once.
     size_t max_in_flight = 64;
     /// request_captures: called with the thread's tid on the tracer thread just before its
-    /// PTRACE_INTERRUPT (not for a thread found stopped already), and with its capture inside
-    /// the stop, after the copy and before the resume: for readings of the thread as the
-    /// interrupt found it and as it stopped (the cpu-mode sampler's schedstat). Each must be
-    /// quick: the second one is part of the thread's pause. Empty: nothing.
+    /// PTRACE_INTERRUPT (also for a group-stopped thread, which the interrupt re-traps; not for
+    /// one a stop round holds, copied without an interrupt), and with its capture inside the
+    /// stop, after the copy and before the resume: for readings of the thread as the interrupt
+    /// found it and as it stopped (the cpu-mode sampler's schedstat). Each must be quick: the
+    /// second one is part of the thread's pause. Empty: nothing.
     std::function<void(pid_t)> before_interrupt;
     std::function<void(const ThreadCapture&)> at_stop;
 };

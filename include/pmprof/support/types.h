@@ -99,6 +99,8 @@ struct ThreadCapture {
     // The system call this stop broke: failed with EINTR, or to be restarted after the resume
     // (rax -ERESTART*, which the thread never sees); -1 if none.
     long broken_syscall = -1;
+    // The system call the thread stopped at the return of (orig_rax), -1 for a stop in user code.
+    long in_syscall = -1;
 };
 
 /// One frame of an unwound stack.
