@@ -107,8 +107,12 @@ TEST_CASE("cpu mode: a loopback server's cpu is in its work, not in recv",
         CHECK(work.first > 0);
         // More than half: perf here ~70-75 % of the server thread (the rest: recv and send in
         // the kernel); ptrace's estimate sits a few points either side on a loaded machine.
+        // The client thread's own work is 25-45 % of it: the case runs in two modes, one where
+        // the loopback kernel time is about twice the other's (perf alone: 25 % against 48 % of
+        // all cpu), and the perf backend read 27.5 % in the heavy one. What this guards against
+        // is the client's wait in recv charged as cpu, which would swamp its work.
         CHECK(share(work) >= 0.50);
-        CHECK(share(client) >= 0.30);
+        CHECK(share(client) >= 0.20);
     }
 }
 
