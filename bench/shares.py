@@ -15,6 +15,7 @@ reference target (4 busy threads, 16 idle).
 Writes OUT/shares.json and OUT/shares.md (a section of RESULTS.md)."""
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -63,15 +64,57 @@ def pmprof_shares(pmprof, profile, workdir):
     return weights
 
 
-def perf_shares(data, workdir):
+def varint(buf, i):
+    v, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, i
+
+
+def profile_window(profile):
+    """The sampling window of a pprof profile, [time_nanos, time_nanos + duration_nanos) in
+    CLOCK_REALTIME nanoseconds (fields 9 and 10 of Profile, profile.proto)."""
+    with open(profile, "rb") as f:
+        buf = f.read()
+    if buf[:2] == b"\x1f\x8b":
+        buf = gzip.decompress(buf)
+    fields, i = {}, 0
+    while i < len(buf):
+        key, i = varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(buf, i)
+            fields[number] = v
+        elif wire == 2:
+            n, i = varint(buf, i)
+            i += n
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise benchlib.BenchError(f"{profile}: wire type {wire}")
+    start = fields.get(9, 0)
+    return start, start + fields.get(10, 0)
+
+
+def perf_shares(data, workdir, window=None):
+    """Self time by function from `perf record` data; with `window` (realtime ns, the data
+    recorded with -k realtime) only the samples inside it, and the fraction of all samples
+    that was."""
     text = os.path.join(workdir, "perf.script")
     # --no-inline: the real function of each address (with inline frames, perf prints some
     # addresses as inline entries only).
-    r = benchlib.run(["perf", "script", "--no-inline", "-i", data, "-F", "period,ip,sym,dso"],
-                     600, stdout=text)
+    r = benchlib.run(["perf", "script", "--no-inline", "--ns", "-i", data, "-F",
+                      "time,period,ip,sym,dso"], 600, stdout=text)
     if r.rc != 0:
         raise benchlib.BenchError(f"perf script: rc {r.rc}")
     weights, period, leaf = {}, 0, None
+    kept = [0, 0]  # samples inside the window, all samples
 
     def flush():
         if period and leaf is not None:
@@ -94,11 +137,19 @@ def perf_shares(data, workdir):
                 leaf = norm(sym) if sym and sym != "[unknown]" else f"[{os.path.basename(dso)}]"
             else:
                 flush()
-                m = re.match(r"\s*(\d+)", line)
-                period, leaf = (int(m.group(1)) if m else 1), None
+                m = re.match(r"\s*(\d+)\.(\d{9}):\s+(\d+)", line)
+                if not m:
+                    raise benchlib.BenchError(f"perf script: unexpected line {line!r}")
+                t = int(m.group(1)) * 1000000000 + int(m.group(2))
+                kept[1] += 1
+                inside = window is None or window[0] <= t < window[1]
+                kept[0] += inside
+                period, leaf = (int(m.group(3)) if inside else 0), None
     flush()
     os.unlink(text)
-    return weights
+    if window is not None and not kept[0]:
+        raise benchlib.BenchError(f"{data}: no perf sample inside pmprof's window")
+    return weights, kept[0] / kept[1] if kept[1] else 0.0
 
 
 def to_shares(weights):
@@ -132,12 +183,18 @@ def start_target(args, case, workdir):
 
 
 def analyze(args, case, backend, workdir, busy):
-    ours = to_shares(pmprof_shares(args.pmprof, os.path.join(workdir, "pmprof.pb.gz"), workdir))
-    theirs = to_shares(perf_shares(os.path.join(workdir, "perf.data"), workdir))
+    profile = os.path.join(workdir, "pmprof.pb.gz")
+    ours = to_shares(pmprof_shares(args.pmprof, profile, workdir))
+    # Only perf's samples of pmprof's own window: perf records from before pmprof starts until
+    # after it has written its profile, and a target whose behaviour drifts (the server case
+    # does) would otherwise be compared with times pmprof never saw.
+    window = profile_window(profile)
+    weights, inside = perf_shares(os.path.join(workdir, "perf.data"), workdir, window)
+    theirs = to_shares(weights)
     worst, rows = compare(ours, theirs)
     result = {"case": case, "backend": backend, "worst_fn": worst[0],
               "worst_diff": abs(worst[1] - worst[2]), "busy_cpus_before": busy,
-              "rows": rows[:10]}
+              "rows": rows[:10], "perf_inside_window": inside}
     # perf alone, the window before: the target undisturbed by pmprof. The ptrace backend's own
     # stops cost the target kernel time that perf sees in the same run (charged to the call the
     # thread stopped in) and pmprof cannot: against the target as it runs without pmprof, that
@@ -146,7 +203,7 @@ def analyze(args, case, backend, workdir, busy):
     if os.path.exists(alone_data):
         alone_dir = os.path.join(workdir, "alone")
         os.makedirs(alone_dir, exist_ok=True)
-        alone = to_shares(perf_shares(alone_data, alone_dir))
+        alone = to_shares(perf_shares(alone_data, alone_dir)[0])
         worst_a, rows_a = compare(ours, alone)
         result.update({"alone_worst_fn": worst_a[0], "alone_worst_diff":
                        abs(worst_a[1] - worst_a[2]), "alone_rows": rows_a[:10]})
@@ -160,17 +217,18 @@ def one(args, case, backend, workdir):
     target = start_target(args, case, workdir)
     pid = target.pid if case == "reference" else target.proc.pid
     try:
-        alone = benchlib.run(["perf", "record", "-q", "-e", "task-clock", "-F", str(args.rate),
-                              "--call-graph", "dwarf", "-p", str(pid), "-o",
+        alone = benchlib.run(["perf", "record", "-q", "-k", "realtime", "-e", "task-clock",
+                              "-F", str(args.rate), "--call-graph", "dwarf", "-p", str(pid), "-o",
                               os.path.join(workdir, "perf-alone.data"), "--", "sleep",
                               str(args.seconds)], args.seconds + 120,
                              stderr=os.path.join(workdir, "perf-alone.err"))
         if alone.rc != 0:
             raise benchlib.BenchError(f"perf record alone: rc {alone.rc}")
         data = os.path.join(workdir, "perf.data")
-        perf = benchlib.Background(["perf", "record", "-q", "-e", "task-clock", "-F",
-                                    str(args.rate), "--call-graph", "dwarf", "-p", str(pid),
-                                    "-o", data], stderr=os.path.join(workdir, "perf.err"))
+        perf = benchlib.Background(["perf", "record", "-q", "-k", "realtime", "-e",
+                                    "task-clock", "-F", str(args.rate), "--call-graph", "dwarf",
+                                    "-p", str(pid), "-o", data],
+                                   stderr=os.path.join(workdir, "perf.err"))
         deadline = time.monotonic() + 30
         while not (os.path.exists(data) and os.path.getsize(data) > 0):
             if time.monotonic() > deadline or not perf.running():
