@@ -1,9 +1,10 @@
 """`make bench` section "shares": does `pmprof attach --mode cpu` say where the cpu
 time went? For each case and each backend, `perf record -e task-clock --call-graph dwarf` and
-pmprof record the same target over the same window; the result is the largest difference of a
-function's share of cpu time (its self time, by the innermost user-space frame: perf's kernel
-frames are charged to the syscall that entered them, as pmprof without --kernel does) among
-the top-10 functions of either tool.
+pmprof record the same target, and only perf's samples inside pmprof's window count (perf
+records with -k realtime; the window is the profile's time_nanos and duration_nanos). The
+result is the largest difference of a function's share of cpu time (its self time, by the
+innermost user-space frame: perf's kernel frames are charged to the syscall that entered them,
+as pmprof without --kernel does) among the top-10 functions of either tool.
 
 Cases: tests/targets/cpu_target.cpp (bursty: 8 ms compute / 2 ms sleep; server: loopback
 request/response with work between the syscalls; oversub: 2 x ncpus busy threads) and the
@@ -257,10 +258,12 @@ def one(args, case, backend, workdir):
 def markdown(results, args):
     out = ["## cpu-mode shares against perf", "",
            f"`pmprof attach -m cpu -r {args.rate} --backend B --no-inline -d {args.seconds}s` "
-           f"while `perf record -e task-clock -F {args.rate} --call-graph dwarf -p PID` records "
-           "the same process; each function's share of cpu time by its innermost user frame "
-           "(perf's kernel frames charged to the syscall that entered them). *worst*: the largest "
-           "difference among the top-10 functions of either (goal: under 3 points). "
+           f"while `perf record -k realtime -e task-clock -F {args.rate} --call-graph dwarf "
+           "-p PID` records the same process (only its samples inside pmprof's window, the "
+           "profile's time_nanos to time_nanos + duration_nanos, count); each function's share "
+           "of cpu time by its innermost user frame (perf's kernel frames charged to the "
+           "syscall that entered them). *worst*: the largest difference among the top-10 "
+           "functions of either (goal: under 3 points). "
            "*against perf alone*: the same against `perf record` of the 5 s before, with pmprof "
            "not running: the target undisturbed (the ptrace backend's stops cost the target "
            "kernel time, which perf charges to the call a thread stopped in and pmprof cannot "

@@ -180,6 +180,29 @@ Result<SchedStat> parse_schedstat(std::string_view text) {
     return s;
 }
 
+Result<int64_t> parse_sched_exec_start(std::string_view text) {
+    // "se.exec_start   :   25977583.373823": milliseconds and the six digits of nanoseconds
+    // below them (kernel/sched/debug.c, SPLIT_NS), so the value is exact.
+    // The first line is "COMM (PID, #threads: N)", and a thread may call itself anything.
+    constexpr std::string_view kKey = "\nse.exec_start";
+    const size_t at = text.find(kKey, text.find('\n'));
+    if (at == std::string_view::npos) return parse_error("sched", text.substr(0, 64));
+    const std::string_view rest = text.substr(at + kKey.size());
+    const size_t colon = rest.find(':');
+    const size_t eol = rest.find('\n');
+    if (colon == std::string_view::npos || (eol != std::string_view::npos && colon > eol))
+        return parse_error("sched", text.substr(0, 64));
+    const std::string_view value = trim(rest.substr(
+        colon + 1, eol == std::string_view::npos ? std::string_view::npos : eol - colon - 1));
+    const size_t dot = value.find('.');
+    int64_t ms = 0, ns = 0;
+    if (dot == std::string_view::npos || value.size() - dot - 1 != 6 ||
+        !parse_num(value.substr(0, dot), &ms) || !parse_num(value.substr(dot + 1), &ns) || ms < 0 ||
+        ns < 0)
+        return parse_error("sched", value);
+    return ms * 1000000 + ns;
+}
+
 Result<SyscallState> parse_syscall(std::string_view text) {
     auto f = split_ws(text);
     SyscallState s;
@@ -284,6 +307,20 @@ Result<SchedStat> read_schedstat(const UniqueFd& fd) {
     } while (n < 0 && errno == EINTR);
     if (n < 0) return Error::from_errno("pread schedstat fd " + std::to_string(fd.get()), errno);
     return parse_schedstat(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+Result<int64_t> read_sched_exec_start(const UniqueFd& fd) {
+    // The whole file is about 2 KiB on 6.x kernels; se.exec_start is its first field.
+    char buf[512];
+    ssize_t n;
+    do {
+        n = ::pread(fd.get(), buf, sizeof buf, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return Error::from_errno("pread sched fd " + std::to_string(fd.get()), errno);
+    std::string_view text(buf, static_cast<size_t>(n));
+    // Only whole lines: the read may have cut the last one.
+    const size_t last = text.rfind('\n');
+    return parse_sched_exec_start(last == std::string_view::npos ? text : text.substr(0, last + 1));
 }
 
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid) {

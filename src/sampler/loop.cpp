@@ -71,14 +71,22 @@ Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
     if (opt.mode == SampleMode::Cpu) {
         // A stop at a system call's return is where the thread ran only if it was on a cpu in
         // that call when the interrupt came: schedstat just before the interrupt and inside the
-        // stop tell whether it arrived on a cpu in between (waited_at_syscall_return). Inside the
-        // stop only at a system call's return, the one place the reading is used.
+        // stop tell whether it arrived on a cpu in between (waited_at_syscall_return), and
+        // sched's se.exec_start just before the interrupt whether it left its cpu for the tracer
+        // (displaced_by_tracer). Inside the stop only at a system call's return, the one place
+        // the reading is used.
         capture_opt_.before_interrupt = [this](pid_t tid) {
             auto it = threads_.find(tid);
             if (it == threads_.end()) return;
-            auto s = read_schedstat(it->second.schedstat_fd);
-            it->second.have_at_interrupt = s.ok();
-            if (s.ok()) it->second.at_interrupt = *s;
+            ThreadSlot& t = it->second;
+            auto s = read_schedstat(t.schedstat_fd);
+            t.have_at_interrupt = s.ok();
+            if (s.ok()) t.at_interrupt = *s;
+            t.left_cpu_at_interrupt = -1;
+            if (tracer_on_cpu_since_ >= 0 && t.sched_fd.valid()) {
+                auto e = read_sched_exec_start(t.sched_fd);
+                if (e.ok()) t.left_cpu_at_interrupt = *e;
+            }
         };
         capture_opt_.at_stop = [this](const ThreadCapture& cap) {
             auto it = threads_.find(cap.tid);
@@ -158,6 +166,11 @@ void Sampler::sync_threads(int64_t now) {
         t.stat_fd = std::move(*stat);
         t.schedstat_fd = std::move(*sched);
         if (sys.ok()) t.syscall_fd = std::move(*sys);
+        if (opt_.mode == SampleMode::Cpu) {
+            // Absent without CONFIG_SCHED_DEBUG: the displacement test is then never met.
+            auto s = open_readonly(dir + "sched");
+            if (s.ok()) t.sched_fd = std::move(*s);
+        }
         // A thread born while we trace ran only under our watch: its whole cpu time counts.
         t.have_baseline = !first_sync_;
         threads_.emplace(tid, std::move(t));
@@ -223,6 +236,22 @@ void Sampler::observe(ThreadSlot& t, bool for_tick) {
 }
 
 void Sampler::tick(int64_t now) {
+    if (opt_.mode == SampleMode::Cpu) {
+        // First, before anything this tick does on this cpu: when the tracer got it. The file is
+        // opened here, on the thread that runs the ticks, which /proc/thread-self names.
+        if (!tracer_sched_fd_.valid() && !tracer_sched_unavailable_) {
+            auto f = open_readonly("/proc/thread-self/sched");
+            if (f.ok())
+                tracer_sched_fd_ = std::move(*f);
+            else
+                tracer_sched_unavailable_ = true;
+        }
+        tracer_on_cpu_since_ = -1;
+        if (tracer_sched_fd_.valid()) {
+            auto e = read_sched_exec_start(tracer_sched_fd_);
+            if (e.ok()) tracer_on_cpu_since_ = *e;
+        }
+    }
     ++stats_.ticks;
     ++tick_no_;
     // The thread list changes only with clone and exit events: with 1000 threads, rebuilding it

@@ -39,6 +39,7 @@ constexpr int64_t kStatRefresh = 100 * kMs;
 struct ThreadSlot {
     pid_t tid = 0;
     UniqueFd stat_fd, schedstat_fd, syscall_fd;
+    UniqueFd sched_fd;  // /proc/.../sched, cpu mode only: se.exec_start (docs/cpu-mode.md)
     std::string name;
     bool alive = true;
     int64_t first_seen_ns = 0;
@@ -49,6 +50,9 @@ struct ThreadSlot {
     // call's return, inside that stop (CaptureOptions::before_interrupt, at_stop).
     SchedStat at_interrupt, at_stop;
     bool have_at_interrupt = false, have_at_stop = false;
+    // se.exec_start just before the interrupt, -1 unread: equal to the tracer's own at the
+    // tick's start when the thread left its cpu for the tracer (displaced_by_tracer).
+    int64_t left_cpu_at_interrupt = -1;
     bool observed = false;
     // This tick's /proc/.../syscall text of a thread that ran and is blocked now: the fast path
     // unwinds from it instead of reading the file again.
@@ -123,6 +127,9 @@ class Sampler {
     bool waited_at_syscall_return(const ThreadSlot& t, const ThreadCapture& cap);
     /// True when the instruction before `pc` is `syscall` (cached per pc).
     bool is_syscall_return(uint64_t pc);
+    /// cpu mode: `t` left its cpu for the tracer itself, at this tick's start (its se.exec_start
+    /// just before the interrupt is the tracer's own).
+    bool displaced_by_tracer(const ThreadSlot& t) const;
     /// cpu mode, at the end: each thread's samples scaled so that they add up to its measured
     /// cpu time (the pool shared out in proportion; docs/cpu-mode.md).
     void share_out_pools(Profile& profile) const;
@@ -160,7 +167,13 @@ class Sampler {
     PauseHistogram stop_waits_;  // PTRACE_INTERRUPT to the stop: time the thread ran or waited
     SamplerStats stats_;
     std::vector<std::pair<pid_t, uint64_t>> retired_stops_, retired_eintr_;
-    std::map<pid_t, int64_t> off_cpu_ns_;     // cpu mode: per thread, cpu time with no sample
+    std::map<pid_t, int64_t> off_cpu_ns_;  // cpu mode: per thread, cpu time with no sample
+    // cpu mode: /proc/thread-self/sched of the thread that runs the ticks (opened at the first
+    // tick, on that thread) and its se.exec_start at this tick's start, -1 unread: when the
+    // tracer last got a cpu.
+    UniqueFd tracer_sched_fd_;
+    int64_t tracer_on_cpu_since_ = -1;
+    bool tracer_sched_unavailable_ = false;
     std::map<uint64_t, bool> syscall_sites_;  // pc -> the instruction before it is `syscall`
     int64_t start_ns_ = 0, start_realtime_ns_ = 0, next_reload_ns_ = 0, next_progress_ns_ = 0;
     rusage usage_start_{};

@@ -30,9 +30,10 @@ std::string backend_line(const SamplerStats& s) {
     } else if (s.mode == SampleMode::Cpu) {
         const uint64_t runnable = s.threads_run_ns + s.threads_wait_ns;
         line += fmt::format("; {} looks found a thread off cpu (blocked, or waiting for a cpu at "
-                            "a syscall return): no cpu weight; run-queue wait {:.1f}% "
+                            "a syscall return): no cpu weight; {} found it where pmprof had "
+                            "taken its cpu: sampled; run-queue wait {:.1f}% "
                             "of runnable time (bounds the share of samples at a wake-up point)",
-                            s.not_on_cpu,
+                            s.not_on_cpu, s.displaced_by_tracer,
                             runnable ? 100.0 * static_cast<double>(s.threads_wait_ns) /
                                            static_cast<double>(runnable)
                                      : 0.0);

@@ -47,6 +47,7 @@ void Sampler::capture_group(const std::vector<ThreadSlot*>& group, int64_t now) 
         tids.push_back(t->tid);
         t->capture_outstanding = true;
         t->have_at_interrupt = t->have_at_stop = false;
+        t->left_cpu_at_interrupt = -1;
     }
     session_.request_captures(tids, capture_opt_);
     const int64_t wait_ns = std::min<int64_t>(
@@ -228,8 +229,26 @@ bool Sampler::is_syscall_return(uint64_t pc) {
 bool Sampler::waited_at_syscall_return(const ThreadSlot& t, const ThreadCapture& cap) {
     if (cap.in_syscall < 0 || !is_syscall_return(cap.regs.pc())) return false;
     if (cap.broken_syscall >= 0) return true;
-    return t.have_at_interrupt && t.have_at_stop &&
-           t.at_stop.timeslices > t.at_interrupt.timeslices;
+    if (!t.have_at_interrupt || !t.have_at_stop ||
+        t.at_stop.timeslices <= t.at_interrupt.timeslices)
+        return false;
+    if (displaced_by_tracer(t)) {
+        ++stats_.displaced_by_tracer;
+        return false;
+    }
+    return true;
+}
+
+/// The tracer woke on a cpu where the thread ran, and took it: at a timer tick if the thread
+/// was in user code, at its system call's exit if it was in one (a kernel that is not
+/// preemptible lets it finish). The thread then stops where it was when the tick began, and is
+/// sampled, in user code and at a syscall return alike: pooling only the returns put the
+/// tracer's own arrivals on the user code (docs/cpu-mode.md, error (e)). __schedule() stamps
+/// the thread that leaves a cpu and the one that takes it with one clock reading, so their
+/// se.exec_start are equal until either runs again; the tracer's is read first thing in the
+/// tick, the thread's just before its interrupt.
+bool Sampler::displaced_by_tracer(const ThreadSlot& t) const {
+    return tracer_on_cpu_since_ >= 0 && t.left_cpu_at_interrupt == tracer_on_cpu_since_;
 }
 
 void Sampler::charge_off_cpu(ThreadSlot& t, int64_t weight) {

@@ -45,6 +45,7 @@ struct Worker {
 /// Adds `from`'s counters to `into`: sums, maxima, lists appended.
 void add_stats(SamplerStats& into, const SamplerStats& from) {
     into.not_on_cpu += from.not_on_cpu;
+    into.displaced_by_tracer += from.displaced_by_tracer;
     into.threads_run_ns += from.threads_run_ns;
     into.threads_wait_ns += from.threads_wait_ns;
     into.samples += from.samples;

@@ -66,6 +66,12 @@ struct SyscallState {
 Result<TaskStat> parse_stat(std::string_view text);
 Result<TaskStatus> parse_status(std::string_view text);
 Result<SchedStat> parse_schedstat(std::string_view text);
+/// /proc/PID/task/TID/sched (CONFIG_SCHED_DEBUG), field se.exec_start: the run-queue clock, in
+/// nanoseconds, when the thread last started on a cpu or was last charged for running; for a
+/// thread off its cpu, when it left it. __schedule() charges the thread that leaves a cpu and
+/// starts the one that takes it with one clock reading, so the two read equal until either runs
+/// again (docs/facts.md).
+Result<int64_t> parse_sched_exec_start(std::string_view text);
 Result<SyscallState> parse_syscall(std::string_view text);
 /// Parses one maps line; nullopt for a malformed one.
 std::optional<MemoryMap> parse_maps_line(std::string_view line);
@@ -82,6 +88,8 @@ Result<SchedStat> read_schedstat(pid_t pid, pid_t tid);
 /// Re-reads a kept-open schedstat file (pread at offset 0) without allocating: the sampler reads
 /// thousands a second. Errors as pread_all (ESRCH once the thread has exited).
 Result<SchedStat> read_schedstat(const UniqueFd& fd);
+/// parse_sched_exec_start of a kept-open sched file (one pread, no allocation).
+Result<int64_t> read_sched_exec_start(const UniqueFd& fd);
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid);
 Result<std::vector<MemoryMap>> read_maps(pid_t pid);
 /// /proc/PID/map_files/<lo>-<hi>: the very file mapping `m` maps, also when it was deleted or

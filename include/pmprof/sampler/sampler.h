@@ -70,6 +70,9 @@ struct SamplerStats {
     // cpu mode, ptrace: samples dropped because the thread was blocked, or stopped at a syscall
     // return after waiting for a cpu there (woken or preempted: not cpu time).
     uint64_t not_on_cpu = 0;
+    // cpu mode, ptrace: stops at a syscall return after the thread had left its cpu for the
+    // tracer itself, sampled (they ran there when the tick began).
+    uint64_t displaced_by_tracer = 0;
     // ptrace: the sampled threads' time on a cpu and waiting for one (schedstat, first look to
     // last): wait / (run + wait) bounds the share of cpu samples found at a wake-up point.
     uint64_t threads_run_ns = 0, threads_wait_ns = 0;
