@@ -68,6 +68,8 @@ def pmprof_shares(pmprof, profile, workdir):
 def varint(buf, i):
     v, shift = 0, 0
     while True:
+        if i >= len(buf):
+            raise benchlib.BenchError("pprof profile: truncated varint")
         b = buf[i]
         i += 1
         v |= (b & 0x7F) << shift
@@ -148,8 +150,11 @@ def perf_shares(data, workdir, window=None):
                 period, leaf = (int(m.group(3)) if inside else 0), None
     flush()
     os.unlink(text)
-    if window is not None and not kept[0]:
-        raise benchlib.BenchError(f"{data}: no perf sample inside pmprof's window")
+    # pmprof's window is most of perf's recording (75-85 % of its samples here): much less
+    # means the two clocks or the window are wrong, and the comparison would be of nothing.
+    if window is not None and kept[0] < 0.3 * kept[1]:
+        raise benchlib.BenchError(f"{data}: {kept[0]} of {kept[1]} perf samples inside "
+                                  "pmprof's window")
     return weights, kept[0] / kept[1] if kept[1] else 0.0
 
 

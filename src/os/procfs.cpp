@@ -188,6 +188,8 @@ Result<int64_t> parse_sched_exec_start(std::string_view text) {
     const size_t at = text.find(kKey, text.find('\n'));
     if (at == std::string_view::npos) return parse_error("sched", text.substr(0, 64));
     const std::string_view rest = text.substr(at + kKey.size());
+    if (rest.empty() || (rest[0] != ' ' && rest[0] != ':'))
+        return parse_error("sched", text.substr(0, 64));  // a longer name: no such field here
     const size_t colon = rest.find(':');
     const size_t eol = rest.find('\n');
     if (colon == std::string_view::npos || (eol != std::string_view::npos && colon > eol))

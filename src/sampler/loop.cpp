@@ -83,10 +83,22 @@ Sampler::Sampler(TraceSession& session, const SamplerOptions& opt)
             t.have_at_interrupt = s.ok();
             if (s.ok()) t.at_interrupt = *s;
             t.left_cpu_at_interrupt = -1;
-            if (tracer_on_cpu_since_ >= 0 && t.sched_fd.valid()) {
-                auto e = read_sched_exec_start(t.sched_fd);
-                if (e.ok()) t.left_cpu_at_interrupt = *e;
+            // Only a thread that has not run since the tick read it can have left its cpu for
+            // the tracer before the tick began: the others skip the 7.5 us read, which delays
+            // the later interrupts of the window (and the copy of those already stopped).
+            if (tracer_on_cpu_since_ < 0 || !s.ok() || !has_not_run(*s, t.sched)) return;
+            if (!t.sched_fd.valid() && !t.sched_unavailable) {
+                // Opened at the first need: idle threads, never interrupted, keep no fd for it.
+                auto f = open_readonly("/proc/" + std::to_string(pid_) + "/task/" +
+                                       std::to_string(tid) + "/sched");
+                if (f.ok())
+                    t.sched_fd = std::move(*f);
+                else
+                    t.sched_unavailable = f.error().errno_value == ENOENT;
             }
+            if (!t.sched_fd.valid()) return;
+            auto e = read_sched_exec_start(t.sched_fd);
+            if (e.ok()) t.left_cpu_at_interrupt = *e;
         };
         capture_opt_.at_stop = [this](const ThreadCapture& cap) {
             auto it = threads_.find(cap.tid);
@@ -166,11 +178,6 @@ void Sampler::sync_threads(int64_t now) {
         t.stat_fd = std::move(*stat);
         t.schedstat_fd = std::move(*sched);
         if (sys.ok()) t.syscall_fd = std::move(*sys);
-        if (opt_.mode == SampleMode::Cpu) {
-            // Absent without CONFIG_SCHED_DEBUG: the displacement test is then never met.
-            auto s = open_readonly(dir + "sched");
-            if (s.ok()) t.sched_fd = std::move(*s);
-        }
         // A thread born while we trace ran only under our watch: its whole cpu time counts.
         t.have_baseline = !first_sync_;
         threads_.emplace(tid, std::move(t));
@@ -243,8 +250,8 @@ void Sampler::tick(int64_t now) {
             auto f = open_readonly("/proc/thread-self/sched");
             if (f.ok())
                 tracer_sched_fd_ = std::move(*f);
-            else
-                tracer_sched_unavailable_ = true;
+            else  // without CONFIG_SCHED_DEBUG: the displacement test is never met
+                tracer_sched_unavailable_ = f.error().errno_value == ENOENT;
         }
         tracer_on_cpu_since_ = -1;
         if (tracer_sched_fd_.valid()) {

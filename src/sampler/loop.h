@@ -39,7 +39,10 @@ constexpr int64_t kStatRefresh = 100 * kMs;
 struct ThreadSlot {
     pid_t tid = 0;
     UniqueFd stat_fd, schedstat_fd, syscall_fd;
-    UniqueFd sched_fd;  // /proc/.../sched, cpu mode only: se.exec_start (docs/cpu-mode.md)
+    // /proc/.../sched, cpu mode, opened at the thread's first interrupt that needs it:
+    // se.exec_start (displaced_by_tracer). unavailable: ENOENT (no CONFIG_SCHED_DEBUG).
+    UniqueFd sched_fd;
+    bool sched_unavailable = false;
     std::string name;
     bool alive = true;
     int64_t first_seen_ns = 0;

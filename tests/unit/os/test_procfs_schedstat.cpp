@@ -6,6 +6,7 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,8 +121,13 @@ int same_clock_on_wakeup(pid_t child, int rounds) {
 /// A forked child that spins or blocks in pause(), killed and reaped at the end of the scope.
 struct Child {
     pid_t pid = -1;
-    explicit Child(bool spin) : pid(fork()) {
+    explicit Child(bool spin) {
+        const pid_t parent = getpid();
+        pid = fork();
         if (pid != 0) return;
+        // Killed with this process too, even when it is killed itself (a test timeout).
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126);
         if (spin)
             for (;;) __asm__ volatile("" ::: "memory");
         pause();
@@ -153,12 +159,12 @@ TEST_CASE("sched exec_start: the thread that leaves a cpu and the one that takes
         const Child spinner(true);
         REQUIRE(spinner.pid > 0);
         usleep(20000);
-        const int displaced = same_clock_on_wakeup(spinner.pid, 50);
+        const int displaced = same_clock_on_wakeup(spinner.pid, 200);
         INFO("wake-ups where the spinning child's se.exec_start was ours: " << displaced
-                                                                            << " of 50");
-        // 57-89 % measured (docs/facts.md): a thread woken onto this cpu meanwhile, or a tick,
-        // charges this thread first and moves its value. With two clocks, none would match.
-        CHECK(displaced >= 10);
+                                                                            << " of 200");
+        // 57-89 % measured (docs/facts.md); less with other threads on this cpu, which may run
+        // between the child and us, or charge us first. Two clocks would never match.
+        CHECK(displaced >= 3);
     }
     // A child blocked in pause() left its cpu long before any of these wake-ups.
     const Child sleeper(false);
