@@ -98,6 +98,7 @@ TEST_CASE("cpu mode: a thread that computes 8 ms and sleeps 2 ms is charged to i
 TEST_CASE("cpu mode: a loopback server's cpu is in its work, not in recv",
           "[integration][sampler][shares]") {
     auto target = Target::start({target_bin("cpu_target", false), "--case", "server"});
+    std::map<std::string, std::pair<double, double>> shares;  // backend -> server, client work
     for (const std::string& backend : backends()) {
         INFO("backend " << backend);
         pmprof::Profile p = profile_of(*target, backend, "server");
@@ -106,14 +107,21 @@ TEST_CASE("cpu mode: a loopback server's cpu is in its work, not in recv",
         INFO("server_work " << share(work) * 100 << "% of the server thread, client_work "
                             << share(client) * 100 << "% of the client thread");
         CHECK(work.first > 0);
-        // More than half: perf here ~70-75 % of the server thread (the rest: recv and send in
-        // the kernel); ptrace's estimate sits a few points either side on a loaded machine.
-        // The client thread's own work is 25-45 % of it: the case runs in two modes, one where
-        // the loopback kernel time is about twice the other's (perf alone: 25 % against 48 % of
-        // all cpu), and the perf backend read 27.5 % in the heavy one. What this guards against
-        // is the client's wait in recv charged as cpu, which would swamp its work.
-        CHECK(share(work) >= 0.50);
-        CHECK(share(client) >= 0.20);
+        // The case runs in two states, set before any profiler attaches (perf alone sees it):
+        // one where server_work is 70-75 % of the server thread and client_work 25-45 % of
+        // the client's, and a kernel-heavy one where send and recv take two thirds of the cpu
+        // and the perf backend read 35 % and 16.5 % (docs/cpu-mode.md). Floors below both.
+        CHECK(share(work) >= 0.25);
+        CHECK(share(client) >= 0.10);
+        shares[backend] = {share(work), share(client)};
+    }
+    // What this guards against is a thread's wait in recv charged as cpu, which swamps its
+    // work: against the kernel's own sampling of the same target, in the same state, the
+    // ptrace backend's work shares are not far below (0.92 and 0.99 of perf's in the
+    // kernel-heavy state; 0.74 the lowest in the runs of docs/cpu-mode.md).
+    if (shares.contains("perf")) {
+        CHECK(shares["ptrace"].first >= 0.5 * shares["perf"].first);
+        CHECK(shares["ptrace"].second >= 0.5 * shares["perf"].second);
     }
 }
 
