@@ -144,7 +144,12 @@ void SessionCore::drop_exited(ThreadMap::iterator it, int status) {
 }
 
 void SessionCore::enter_stop(pid_t tid, TracedThread& t, int status) {
-    const TraceState previous = t.state;
+    // A group-stopped (Listening) thread reports a stop again in two cases: our interrupt
+    // re-trapped it within the same group-stop, or SIGCONT woke it and a new stop signal came
+    // before it ran, and the kernel reports the two as one trap with the stop signal
+    // (do_jobctl_trap: SIGTRAP only when no group-stop is in progress). Only the first is not a
+    // new group-stop.
+    const bool retrap = t.state == TraceState::Listening && t.interrupt_sent;
     // Any ptrace-stop consumes a pending PTRACE_INTERRUPT (kernel ptrace_stop: "any trap clears
     // pending STOP trap"), so this stop is the one a stop round waits for, whatever its kind.
     t.state = TraceState::Trapped;
@@ -159,7 +164,7 @@ void SessionCore::enter_stop(pid_t tid, TracedThread& t, int status) {
         // process stays job-control stopped (docs/facts.md).
         if (is_stop_signal(sig)) {
             t.group_stop = true;
-            if (previous != TraceState::Listening) ++counters.group_stops;  // not a re-trap
+            if (!retrap) ++counters.group_stops;
         }
         break;
     case PTRACE_EVENT_CLONE: {

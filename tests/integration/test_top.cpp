@@ -19,10 +19,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A tmux server of this test's own (its socket named after our pid), killed at the end.
+/// A tmux server of this test's own, killed at the end. Its socket is named after our pid and a
+/// count: `kill-server` returns before the old server has gone, and a new session on the same
+/// socket can reach the dying server and fail (exit 1; seen in CI when the SIGTERM round of the
+/// signal test started right after the SIGINT round).
 class Tmux {
   public:
-    Tmux() : socket_("pmprof-top-" + std::to_string(getpid())) {}
+    Tmux() : socket_("pmprof-top-" + std::to_string(getpid()) + "-" + std::to_string(next_++)) {}
     ~Tmux() { run({"tmux", "-L", socket_, "kill-server"}); }
     RunResult cmd(std::vector<std::string> args) const {
         args.insert(args.begin(), {"tmux", "-L", socket_});
@@ -46,6 +49,7 @@ class Tmux {
     }
 
   private:
+    static inline int next_ = 0;
     std::string socket_;
 };
 
