@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "heap/cached_reader.h"
 #include "pmprof/heap/heap.h"
 #include "pmprof/heap/symbols.h"
 #include "pmprof/os/clock.h"
 #include "pmprof/os/procfs.h"
+#include "pmprof/os/signals.h"
 #include "pmprof/ptrace/session.h"
 #include "pmprof/support/log.h"
 
@@ -25,6 +27,8 @@ namespace {
 // per MB of chunks walked; the reach copy adds about a fifth.
 constexpr double kWalkMsPerMb = 1.0;
 constexpr double kReachCopyShare = 0.2;
+// How long a retry waits for the arena locks to read free before it stops the target again.
+constexpr std::chrono::milliseconds kLockWait{200};
 
 struct Preflight {
     std::vector<MemoryMap> maps;
@@ -127,6 +131,37 @@ void walk_inside_stop(pid_t pid, const HeapOptions& opt, const Preflight& pre,
         static_cast<double>(out.snap.walk_ns) / 1e6);
 }
 
+/// After a stop that found an arena lock held: lets the target run until no arena's lock reads
+/// held (read from outside while it runs; nothing is stopped) or `limit` passes, handling its
+/// events meanwhile (a signal to it waits in a signal-delivery-stop until re-injected). The
+/// thread inside malloc needs a cpu to leave it: stopping again at once, on a loaded machine,
+/// finds it where it was. A lock free now may be taken again by the next stop; what the next
+/// walk finds is what counts.
+void await_free_arenas(pid_t pid, TraceSession& session, const HeapSnapshot& snap,
+                       const GlibcMallocLayout& layout, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    ProcessMemory mem(pid);
+    for (;;) {
+        session.poll_events();
+        bool held = false, unreadable = false;
+        for (const ArenaSummary& a : snap.arenas) {
+            uint32_t mutex = 0;
+            auto r = mem.read(a.address + layout.arena_mutex, &mutex, sizeof mutex);
+            if (!r.ok() || *r != sizeof mutex) {
+                unreadable = true;  // no reads while it runs (no process_vm_readv): just wait
+                break;
+            }
+            if (mutex != 0) {
+                held = true;
+                break;
+            }
+        }
+        if (!held && !unreadable) return;
+        if (std::chrono::steady_clock::now() >= deadline || stop_requested()) return;
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+}
+
 /// The stop phase, on a tracer thread of its own (its exit detaches without a stop what the
 /// walk's stop could not reach: a thread in D state with our interrupt pending,
 /// src/ptrace/tracer_thread.cpp): seize, stop every thread and walk, again while an arena lock
@@ -155,8 +190,10 @@ Result<void> stop_and_walk(pid_t pid, const HeapOptions& opt, const Preflight& p
             out.snap.stop_window_ns = *window;
             // Another stop would be cut the same way (or the user asked to stop).
             if (out.snap.locked_arenas == 0 || !out.snap.cut_short.empty()) break;
-            log_info("attempt {}: {} arena locks held; stopping again", attempt + 1,
+            if (attempt == opt.lock_retries) break;
+            log_info("attempt {}: {} arena locks held; stopping again once none is", attempt + 1,
                      out.snap.locked_arenas);
+            await_free_arenas(pid, **session, out.snap, pre.layout, kLockWait);
         }
         (*session)->detach_all();
     });

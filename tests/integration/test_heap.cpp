@@ -156,6 +156,28 @@ TEST_CASE("heap: jemalloc is named and refused with exit 2", "[integration][heap
     CHECK(tracer_pid(t->pid()) == 0);
 }
 
+TEST_CASE("heap: a thread that holds arena locks for milliseconds does not make it partial",
+          "[integration][heap]") {
+    // Some arena lock is held about 60 % of the time, for tens of ms at once: a re-stop at once
+    // after a stop that found one held found it held again (half the snapshots were partial,
+    // exit 1). A retry now waits until no lock reads held.
+    auto t = Target::start({target_bin("heap_arenas", true), "--hold-locks"});
+    REQUIRE(t);
+    REQUIRE(!t->ready_line().empty());
+    const std::string pid = std::to_string(t->pid());
+    int retried = 0, runs = 0;
+    for (; runs < 20 && retried < 3; ++runs) {
+        RunResult r = run({pmprof_bin(), "heap", pid, "-v", "--no-reach", "--no-types"});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.err.find("lock held") == std::string::npos);
+        if (r.err.find("arena locks held; stopping again") != std::string::npos) ++retried;
+    }
+    INFO(runs << " runs");
+    CHECK(retried >= 1);  // the case was met at all
+    CHECK(left_running(t->pid()) == "");
+}
+
 TEST_CASE("heap: no PTRACE_POKE* or SETREGS reaches the target", "[integration][heap]") {
     REQUIRE(access("/usr/bin/strace", X_OK) == 0);
     auto t = Target::start({target_bin("heap_arenas", true)});

@@ -5,12 +5,19 @@
 //
 // Ready line: "ready arena=.. ordblks=.. smblks=.. hblks=.. hblkhd=.. usmblks=.. fsmblks=..
 // uordblks=.. fordblks=.. keepcost=.. live=REQ:COUNT,REQ:COUNT,..."
+//
+// --hold-locks: after the ready line a thread calls malloc_stats(3) every 20 ms with stderr on a
+// stream whose every write takes 2 ms. glibc prints each arena's lines while it holds that
+// arena's lock, so some arena lock is held for tens of ms at a time, then none for 20 ms.
 #include <malloc.h>
+#include <pthread.h>
 #include <semaphore.h>
+#include <time.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "target_support.h"
@@ -75,9 +82,31 @@ void* worker(void* arg) {
     return nullptr;
 }
 
+ssize_t slow_write(void*, const char*, size_t size) {
+    const timespec two_ms{0, 2'000'000};
+    nanosleep(&two_ms, nullptr);
+    return static_cast<ssize_t>(size);
+}
+
+void* hold_locks(void*) {
+    // Unbuffered, so each fprintf of malloc_stats is one slow write.
+    FILE* slow =
+        fopencookie(nullptr, "w", cookie_io_functions_t{nullptr, slow_write, nullptr, nullptr});
+    if (slow == nullptr) return nullptr;
+    setvbuf(slow, nullptr, _IONBF, 0);
+    stderr = slow;
+    const timespec gap{0, 20'000'000};
+    for (;;) {
+        malloc_stats();
+        nanosleep(&gap, nullptr);
+    }
+    return nullptr;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const bool hold = argc > 1 && std::string_view(argv[1]) == "--hold-locks";
     sem_init(&g_done, 0, 0);
     allocate_live(0);
     // mmapped chunks (above the 128 KiB mmap threshold), kept.
@@ -102,5 +131,7 @@ int main() {
     line[n++] = '\n';
     ssize_t w = write(fd, line, static_cast<size_t>(n));
     (void)w;
+    pthread_t holder;
+    if (hold) pthread_create(&holder, nullptr, hold_locks, nullptr);
     for (;;) pause();
 }
