@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <span>
 #include <string>
 
 #include <fmt/format.h>
@@ -300,29 +301,35 @@ Result<SchedStat> read_schedstat(pid_t pid, pid_t tid) {
     return read_parsed<SchedStat>(task_path(pid, tid, "schedstat"), parse_schedstat);
 }
 
+/// The start of an open /proc file, read again from offset 0 into `buf` (no allocation: the
+/// sampler reads these per thread per tick). `what` names the file in the error.
+static Result<std::string_view> pread_start(const UniqueFd& fd, std::span<char> buf,
+                                            const char* what) {
+    ssize_t n;
+    do {
+        n = ::pread(fd.get(), buf.data(), buf.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return Error::from_errno(fmt::format("pread {} fd {}", what, fd.get()), errno);
+    return std::string_view(buf.data(), static_cast<size_t>(n));
+}
+
 Result<SchedStat> read_schedstat(const UniqueFd& fd) {
     // "%llu %llu %lu\n" (fs/proc/base.c proc_pid_schedstat): at most 62 bytes, one pread.
     char buf[128];
-    ssize_t n;
-    do {
-        n = ::pread(fd.get(), buf, sizeof buf, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return Error::from_errno("pread schedstat fd " + std::to_string(fd.get()), errno);
-    return parse_schedstat(std::string_view(buf, static_cast<size_t>(n)));
+    auto text = pread_start(fd, buf, "schedstat");
+    if (!text.ok()) return text.error();
+    return parse_schedstat(*text);
 }
 
 Result<int64_t> read_sched_exec_start(const UniqueFd& fd) {
     // The whole file is about 2 KiB on 6.x kernels; se.exec_start is its first field.
     char buf[512];
-    ssize_t n;
-    do {
-        n = ::pread(fd.get(), buf, sizeof buf, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return Error::from_errno("pread sched fd " + std::to_string(fd.get()), errno);
-    std::string_view text(buf, static_cast<size_t>(n));
+    auto text = pread_start(fd, buf, "sched");
+    if (!text.ok()) return text.error();
     // Only whole lines: the read may have cut the last one.
-    const size_t last = text.rfind('\n');
-    return parse_sched_exec_start(last == std::string_view::npos ? text : text.substr(0, last + 1));
+    const size_t last = text->rfind('\n');
+    return parse_sched_exec_start(last == std::string_view::npos ? *text
+                                                                 : text->substr(0, last + 1));
 }
 
 Result<SyscallState> read_syscall(pid_t pid, pid_t tid) {
